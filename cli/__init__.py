@@ -1,0 +1,1 @@
+"""The ``clora`` command line (click). Parses options, calls one clora function, prints."""

@@ -1,0 +1,90 @@
+"""Run configuration: one validated dataclass shared by the library and the CLI."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clora.errors import ConfigError
+
+METHODS = ("seq", "inc", "orth")
+SUBSPACE_SOURCES = ("adapters", "activations", "both")
+RETRACTIONS = ("cayley", "qr")
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+def _check_positive(name: str, value, allow_zero: bool = False) -> None:
+    bad = value < 0 if allow_zero else value <= 0
+    if bad or (isinstance(value, float) and not math.isfinite(value)):
+        bound = "non-negative" if allow_zero else "positive"
+        raise ConfigError(f"{name} must be {bound}, got {value!r}")
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides a continual run; validated on construction.
+
+    ``max_train`` / ``max_test`` cap the examples per task (``None`` = all).
+    ``alpha`` is the LoRA scale numerator: the update is ``(alpha / rank) * B A``.
+    ``energy`` is the GPM energy threshold for the ``activations`` subspace source.
+    """
+
+    stream: str
+    out: Path | None = None
+    data_dir: Path | None = None
+    model: str = DEFAULT_MODEL
+    method: str = "orth"
+    rank: int = 8
+    alpha: float = 16.0
+    epochs: int = 3
+    lr: float = 1e-3
+    batch_size: int = 16
+    max_train: int | None = None
+    max_test: int | None = None
+    seed: int = 0
+    targets: tuple[str, ...] | None = None
+    subspace: str = "adapters"
+    energy: float = 0.95
+    retraction: str = "cayley"
+    temperature: float = 0.05
+    max_length: int = 128
+    eval_batch_size: int = 64
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r} (choose from {', '.join(METHODS)})")
+        if self.subspace not in SUBSPACE_SOURCES:
+            raise ConfigError(
+                f"unknown subspace source {self.subspace!r} (choose from {', '.join(SUBSPACE_SOURCES)})")
+        if self.retraction not in RETRACTIONS:
+            raise ConfigError(
+                f"unknown retraction {self.retraction!r} (choose from {', '.join(RETRACTIONS)})")
+        for name in ("rank", "epochs", "batch_size", "max_length", "eval_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        for name in ("max_train", "max_test"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        _check_positive("lr", self.lr)
+        _check_positive("alpha", self.alpha)
+        _check_positive("temperature", self.temperature)
+        if not 0.0 < self.energy < 1.0:
+            raise ConfigError(f"energy must be in (0, 1), got {self.energy!r}")
+        if self.targets is not None:
+            self.targets = tuple(t.strip() for t in self.targets if t.strip())
+            if not self.targets:
+                raise ConfigError("targets must name at least one module")
+        if self.data_dir is not None:
+            self.data_dir = Path(self.data_dir)
+        if self.out is not None:
+            self.out = Path(self.out)
+
+    @property
+    def scaling(self) -> float:
+        """LoRA scale alpha / r (Hu et al. 2021)."""
+        return self.alpha / self.rank

@@ -1,0 +1,90 @@
+"""The interface every model family implements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+
+import torch
+
+from clora.config import RunConfig
+from clora.task import Example, Task
+
+
+class Family:
+    """Turns a task's examples into a training loss and predictions for one kind of model.
+
+    ``adapters_off()`` is a context manager under which the bare base model runs (used
+    for fixed reference computations such as label embeddings).
+    """
+
+    kind = "?"
+
+    def __init__(self, model, tokenizer, config: RunConfig,
+                 adapters_off: Callable[[], AbstractContextManager]):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.adapters_off = adapters_off
+        self.token_mask: torch.Tensor | None = None  # (batch, seq) of the batch in flight
+        self.device = next(model.parameters()).device
+
+    def loss(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
+        """Scalar training loss on a batch of ``examples`` of ``task``."""
+        raise NotImplementedError
+
+    def option_scores(self, task: Task, texts: Sequence[str]) -> torch.Tensor:
+        """``(len(texts), len(task.labels))`` scores; the argmax is the prediction."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, task: Task, texts: Sequence[str]) -> list[str]:
+        """The predicted label of each text."""
+        best = self.option_scores(task, texts).argmax(dim=1).tolist()
+        return [task.labels[i] for i in best]
+
+    @torch.no_grad()
+    def replay(self, task: Task, examples: Sequence[Example]) -> None:
+        """Run the training inputs forward once (for activation statistics)."""
+        self.loss(task, examples)
+
+    def target_ids(self, target: str) -> list[int]:
+        """Token ids of a target answer, ending with EOS so that a label that is a prefix of
+        another ("negative" / "very negative") is scored as a complete answer."""
+        ids = self.tokenizer(target, add_special_tokens=False)["input_ids"]
+        eos = self.tokenizer.eos_token_id
+        return ids + ([eos] if eos is not None else [])
+
+
+class AnswerFamily(Family):
+    """Families that generate the answer (causal, seq2seq): both score ``answer | prompt``.
+
+    Subclasses implement ``answer_logprob(prompts, answers) -> (n,)``, the mean token
+    log-likelihood of each answer after its prompt.
+    """
+
+    def answer_logprob(self, prompts: Sequence[str], answers: Sequence[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, task, examples):
+        """Cross-entropy on the answer tokens only."""
+        prompts = [task.format_prompt(ex.text) for ex in examples]
+        return -self.answer_logprob(prompts, [ex.target for ex in examples]).mean()
+
+    def option_scores(self, task, texts):
+        """Rank classification: every (text, option) pair scored in one batch."""
+        prompts = [task.format_prompt(t) for t in texts for _ in task.labels]
+        options = [label for _ in texts for label in task.labels]
+        return self.answer_logprob(prompts, options).view(len(texts), len(task.labels))
+
+
+def masked_mean_logprob(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean log-probability of ``labels`` ``(n, L)`` under ``logits`` ``(n, L, V)`` over ``mask`` ``(n, L)``.
+
+    Returns ``(n,)``. Length-normalised so options with more tokens are not penalised.
+    """
+    logits = logits.float()
+    picked = logits.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    logprob = picked - torch.logsumexp(logits, dim=-1)
+    mask = mask.to(logprob.dtype)
+    return (logprob * mask).sum(1) / mask.sum(1).clamp_min(1.0)

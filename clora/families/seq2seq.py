@@ -1,0 +1,29 @@
+"""Encoder-decoder models (T5, BART): the encoder reads the prompt, the decoder the answer.
+
+Same objective as the causal family: cross-entropy on the answer tokens, and rank
+classification over the options by mean answer log-likelihood.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from clora.families.base import AnswerFamily, masked_mean_logprob
+
+
+class Seq2SeqFamily(AnswerFamily):
+    kind = "seq2seq"
+
+    def answer_logprob(self, prompts, targets) -> torch.Tensor:
+        enc = self.tokenizer(list(prompts), padding=True, truncation=True,
+                             max_length=self.config.max_length, return_tensors="pt").to(self.device)
+        answers = [self.target_ids(t) for t in targets]
+        width = max(len(a) for a in answers)
+        labels = torch.full((len(answers), width), -100, dtype=torch.long)
+        for i, a in enumerate(answers):
+            labels[i, :len(a)] = torch.tensor(a)
+        labels = labels.to(self.device)
+        self.token_mask = enc["attention_mask"]
+        # the model shifts `labels` right (decoder start token) to build the decoder input
+        logits = self.model(**enc, labels=labels).logits
+        return masked_mean_logprob(logits, labels, labels >= 0)

@@ -1,0 +1,167 @@
+"""LoRA layers: a frozen base linear map plus a list of per-task low-rank adapters.
+
+For an input ``x`` ``(..., d_in)`` a :class:`LoRALinear` returns
+``base(x) + scaling * x A^T B^T`` where ``A`` ``(R, d_in)`` and ``B`` ``(d_out, R)`` are the
+row/column concatenation of the *active* adapters' factors (Hu et al., ICLR 2022). A
+set of active adapters is one LoRA of rank ``R = sum r_i``: that is a *snapshot*.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from clora.errors import ModelError
+
+try:  # GPT-2 style models store linear maps transposed in Conv1D
+    from transformers.pytorch_utils import Conv1D
+except ImportError:  # pragma: no cover - very old transformers
+    Conv1D = ()
+
+
+class Factors(nn.Module):
+    """Plain LoRA factors: ``lora_A`` ``(r, d_in)`` (Kaiming-uniform) and ``lora_B`` ``(d_out, r)`` (zero)."""
+
+    def __init__(self, d_in: int, d_out: int, rank: int, generator: torch.Generator | None = None):
+        super().__init__()
+        bound = 1.0 / math.sqrt(d_in)  # nn.Linear's default (kaiming_uniform, a=sqrt(5))
+        a = (torch.rand(rank, d_in, generator=generator) * 2 - 1) * bound
+        self.lora_A = nn.Parameter(a)
+        self.lora_B = nn.Parameter(torch.zeros(d_out, rank))
+
+    @classmethod
+    def frozen(cls, a: torch.Tensor, b: torch.Tensor) -> "Factors":
+        """Frozen factors holding copies of ``a`` ``(r, d_in)`` and ``b`` ``(d_out, r)``."""
+        f = cls.__new__(cls)
+        nn.Module.__init__(f)
+        f.lora_A = nn.Parameter(a.detach().clone(), requires_grad=False)
+        f.lora_B = nn.Parameter(b.detach().clone(), requires_grad=False)
+        return f
+
+    def factor_a(self) -> torch.Tensor:
+        return self.lora_A
+
+    def factor_b(self) -> torch.Tensor:
+        return self.lora_B
+
+
+def linear_dims(module: nn.Module) -> tuple[int, int]:
+    """``(d_in, d_out)`` of an ``nn.Linear`` or a transformers ``Conv1D``."""
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    if Conv1D and isinstance(module, Conv1D):
+        return module.weight.shape[0], module.weight.shape[1]
+    raise TypeError(f"not a linear layer: {type(module).__name__}")
+
+
+class LoRALinear(nn.Module):
+    """A frozen linear layer with a growing list of adapters, of which ``active`` are used."""
+
+    def __init__(self, base: nn.Module, scaling: float):
+        super().__init__()
+        self.base = base
+        self.d_in, self.d_out = linear_dims(base)
+        self.scaling = scaling
+        self.adapters = nn.ModuleList()
+        self.active: list[int] = []
+
+    def delta_factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(A, B)`` of the active snapshot, ``(R, d_in)`` and ``(d_out, R)``; ``None`` if empty."""
+        if not self.active:
+            return None
+        chosen = [self.adapters[i] for i in self.active]
+        a = torch.cat([f.factor_a() for f in chosen], dim=0)
+        b = torch.cat([f.factor_b() for f in chosen], dim=1)
+        return a, b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        factors = self.delta_factors()
+        if factors is None:
+            return y
+        a, b = factors
+        return y + self.scaling * ((x.to(a.dtype) @ a.T) @ b.T).to(y.dtype)
+
+
+def _matches(name: str, targets: tuple[str, ...]) -> bool:
+    return any(name == t or name.endswith("." + t) for t in targets)
+
+
+def inject_lora(model: nn.Module, targets: tuple[str, ...], rank: int, scaling: float) -> dict[str, LoRALinear]:
+    """Wrap every linear layer whose name ends in one of ``targets``; returns them by name.
+
+    Freezes all of the model's own parameters. Raises ModelError for a target that
+    matches nothing, or a rank larger than a matched layer's smaller dimension.
+    """
+    for p in model.parameters():
+        p.requires_grad_(False)
+    linear_types = (nn.Linear,) + ((Conv1D,) if Conv1D else ())
+    found = {n: m for n, m in model.named_modules() if isinstance(m, linear_types) and _matches(n, targets)}
+    for target in targets:
+        if not any(_matches(n, (target,)) for n in found):
+            names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, linear_types)})
+            raise ModelError(f"target module {target!r} not found in the model (its linear layers: {', '.join(names)})")
+    layers = {}
+    for name, module in found.items():
+        d_in, d_out = linear_dims(module)
+        if rank > min(d_in, d_out):
+            raise ModelError(f"rank {rank} is larger than module {name!r} allows (at most {min(d_in, d_out)})")
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        layer = LoRALinear(module, scaling)
+        setattr(parent, child, layer)
+        layers[name] = layer
+    return layers
+
+
+class LoRASet:
+    """The LoRA layers of one model, operated on together (add, activate, freeze)."""
+
+    def __init__(self, layers: dict[str, LoRALinear]):
+        self.layers = layers
+
+    def __len__(self) -> int:
+        first = next(iter(self.layers.values()))
+        return len(first.adapters)
+
+    def add(self, make) -> int:
+        """Append one adapter per layer, ``make(name, layer) -> nn.Module``; returns its index."""
+        for name, layer in self.layers.items():
+            layer.adapters.append(make(name, layer))
+        return len(self) - 1
+
+    def replace(self, index: int, make) -> None:
+        """Swap adapter ``index`` in every layer for ``make(name, layer, old)``."""
+        for name, layer in self.layers.items():
+            layer.adapters[index] = make(name, layer, layer.adapters[index])
+
+    def freeze(self, index: int) -> None:
+        """Materialise adapter ``index`` as frozen plain factors (A and B as they are now)."""
+        self.replace(index, lambda n, l, old: Factors.frozen(old.factor_a(), old.factor_b()))
+
+    def activate(self, indices) -> None:
+        for layer in self.layers.values():
+            layer.active = list(indices)
+
+    @contextmanager
+    def disabled(self):
+        """Run the bare base model inside the block, restoring the active set after."""
+        saved = {n: layer.active for n, layer in self.layers.items()}
+        self.activate([])
+        try:
+            yield
+        finally:
+            for n, layer in self.layers.items():
+                layer.active = saved[n]
+
+    def parameters(self, index: int) -> list[nn.Parameter]:
+        """Trainable parameters of adapter ``index`` across all layers."""
+        return [p for layer in self.layers.values() for p in layer.adapters[index].parameters() if p.requires_grad]
+
+    def factors(self, index: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``{layer name: (A, B)}`` of adapter ``index``, detached."""
+        return {n: (layer.adapters[index].factor_a().detach(), layer.adapters[index].factor_b().detach())
+                for n, layer in self.layers.items()}

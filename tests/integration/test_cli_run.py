@@ -1,0 +1,114 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from clora.cli.main import cli
+
+EXPECTED_FILES = {"report.json", "report.md", "accuracy_oracle.csv", "accuracy_sum.csv",
+                  "heatmap_oracle.png", "heatmap_sum.png", "library"}
+
+
+def _run(*args):
+    return CliRunner().invoke(cli, ["run", *map(str, args)])
+
+
+def _one_line_error(result, fragment):
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert fragment in lines[0], lines[0]
+
+
+def test_run_writes_every_file(tiny_model_dirs, synthetic_stream, tmp_path):
+    out = tmp_path / "out"
+    result = _run(synthetic_stream, "--out", out, "--model", tiny_model_dirs["bert"], "--method", "inc",
+                  "--rank", "2", "--epochs", "1", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert EXPECTED_FILES <= {p.name for p in out.iterdir()}
+    assert "sum: AA" in result.output
+    manifest = json.loads((out / "library" / "manifest.json").read_text())
+    assert [t["name"] for t in manifest["tasks"]] == ["t0", "t1", "t2"]
+    assert all((out / "library" / t["adapter"]).is_file() for t in manifest["tasks"])
+    # no staging folders left behind
+    assert not any(p.name.startswith(".out.") for p in tmp_path.iterdir())
+
+
+def test_rerun_replaces_an_earlier_run_but_not_a_foreign_folder(tiny_model_dirs, synthetic_stream, tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("keep")
+    result = _run(synthetic_stream, "--out", foreign, "--model", tiny_model_dirs["bert"], "--quiet")
+    _one_line_error(result, "holds no clora run")
+    assert (foreign / "precious.txt").read_text() == "keep"
+
+
+@pytest.fixture
+def cl_dir(tmp_path):
+    root = tmp_path / "data"
+    (root / "t").mkdir(parents=True)
+    rows = [{"sentence": "red apple", "label": "yes"}, {"sentence": "blue stone", "label": "no"}]
+    (root / "t" / "train.json").write_text(json.dumps(rows))
+    (root / "t" / "test.json").write_text(json.dumps(rows))
+    stream = tmp_path / "s.yaml"
+    stream.write_text("tasks:\n  - {name: t, format: cl_benchmark, path: t, instruction: is it}\n")
+    return root, stream
+
+
+def test_error_unknown_stream(tmp_path):
+    _one_line_error(_run("no-such-stream", "--out", tmp_path / "o"), "unknown stream 'no-such-stream'")
+
+
+def test_error_missing_data_dir(cl_dir, tmp_path):
+    _, stream = cl_dir
+    _one_line_error(_run(stream, "--data-dir", tmp_path / "absent", "--out", tmp_path / "o"), "not found")
+
+
+def test_error_missing_data_file(cl_dir, tmp_path):
+    root, stream = cl_dir
+    (root / "t" / "test.json").unlink()
+    _one_line_error(_run(stream, "--data-dir", root, "--out", tmp_path / "o"), "test.json' not found")
+
+
+def test_error_malformed_yaml(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks: [\n  - {name: a\n")
+    _one_line_error(_run(bad, "--out", tmp_path / "o"), "not valid YAML")
+
+
+def test_error_malformed_json(cl_dir, tmp_path):
+    root, stream = cl_dir
+    (root / "t" / "train.json").write_text("[{")
+    _one_line_error(_run(stream, "--data-dir", root, "--out", tmp_path / "o"), "is not valid JSON")
+
+
+def test_error_task_with_no_examples(cl_dir, tmp_path):
+    root, stream = cl_dir
+    (root / "t" / "train.json").write_text("[]")
+    _one_line_error(_run(stream, "--data-dir", root, "--out", tmp_path / "o"), "has no training examples")
+
+
+def test_error_label_outside_label_set(cl_dir, tmp_path):
+    root, stream = cl_dir
+    (root / "t" / "labels.json").write_text('["yes", "maybe"]')
+    _one_line_error(_run(stream, "--data-dir", root, "--out", tmp_path / "o"), "label 'no' is not in its label set")
+
+
+def test_error_unknown_method(tmp_path):
+    _one_line_error(_run("demo", "--method", "magic", "--out", tmp_path / "o"), "unknown method 'magic'")
+
+
+def test_error_rank_too_large(tiny_model_dirs, synthetic_stream, tmp_path):
+    result = _run(synthetic_stream, "--model", tiny_model_dirs["bert"], "--rank", "64", "--out", tmp_path / "o", "--quiet")
+    _one_line_error(result, "rank 64 is larger than module")
+    assert not (tmp_path / "o").exists()
+
+
+def test_error_missing_model_folder(synthetic_stream, tmp_path):
+    _one_line_error(_run(synthetic_stream, "--model", tmp_path / "nomodel", "--out", tmp_path / "o"), "not found")
+
+
+def test_error_bad_numbers(tmp_path):
+    _one_line_error(_run("demo", "--epochs", "0", "--out", tmp_path / "o"), "epochs must be a positive integer")
+    _one_line_error(_run("demo", "--lr", "-1", "--out", tmp_path / "o"), "lr must be positive")

@@ -1,0 +1,81 @@
+import pytest
+import torch
+from tiny_models import make_model, make_tokenizer
+
+from clora.errors import ModelError
+from clora.families import DEFAULT_TARGETS
+from clora.lora import Factors, LoRASet, inject_lora
+
+
+def _inputs(kind):
+    tok = make_tokenizer(kind)
+    batch = tok(["red apple near the boat", "blue stone"], padding=True, return_tensors="pt")
+    if kind == "t5":
+        batch["decoder_input_ids"] = torch.tensor([[0, 7, 8], [0, 9, 9]])
+    return dict(batch)
+
+
+def _output(model, inputs):
+    out = model(**inputs)
+    return out.last_hidden_state if hasattr(out, "last_hidden_state") and out.last_hidden_state is not None else out.logits
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2", "llama", "t5"])
+def test_zero_init_adapter_leaves_outputs_unchanged(kind):
+    model = make_model(kind).eval()
+    inputs = _inputs(kind)
+    before = _output(model, inputs)
+    lora = LoRASet(inject_lora(model, DEFAULT_TARGETS[model.config.model_type], rank=4, scaling=2.0))
+    # q and v per attention block; GPT-2 fuses qkv; T5 has encoder, decoder and cross attention
+    assert len(lora.layers) == {"bert": 4, "gpt2": 2, "llama": 4, "t5": 12}[kind]
+    gen = torch.Generator().manual_seed(0)
+    lora.add(lambda n, layer: Factors(layer.d_in, layer.d_out, 4, gen))
+    lora.activate([0])
+    with_zero_b = _output(model, inputs)
+    with lora.disabled():
+        assert torch.equal(_output(model, inputs), with_zero_b)  # B = 0 adds exactly nothing
+    # Against the unwrapped model: equal up to float rounding (T5's kernels may reorder sums).
+    assert torch.allclose(with_zero_b, before, rtol=0, atol=1e-5)
+    # a non-zero B does change the outputs (so the adapter is really wired in)
+    for layer in lora.layers.values():
+        torch.nn.init.normal_(layer.adapters[0].lora_B, std=0.5)
+    assert not torch.allclose(_output(model, inputs), before, atol=1e-3)
+
+
+def test_lora_forward_matches_merged_weight():
+    base = torch.nn.Linear(6, 5)
+    model = torch.nn.Sequential(base)
+    lora = LoRASet(inject_lora(model, ("0",), rank=2, scaling=3.0))
+    a1, b1 = torch.randn(2, 6), torch.randn(5, 2)
+    a2, b2 = torch.randn(2, 6), torch.randn(5, 2)
+    lora.add(lambda n, layer: Factors.frozen(a1, b1))
+    lora.add(lambda n, layer: Factors.frozen(a2, b2))
+    x = torch.randn(3, 4, 6)
+    lora.activate([0, 1])
+    merged = base.weight + 3.0 * (b1 @ a1 + b2 @ a2)
+    assert torch.allclose(model(x), x @ merged.T + base.bias, atol=1e-5)
+    lora.activate([1])
+    assert torch.allclose(model(x), x @ (base.weight + 3.0 * b2 @ a2).T + base.bias, atol=1e-5)
+
+
+def test_gpt2_conv1d_dims_are_read_transposed():
+    model = make_model("gpt2")
+    layers = inject_lora(model, ("c_attn",), rank=4, scaling=1.0)
+    layer = next(iter(layers.values()))
+    assert (layer.d_in, layer.d_out) == (32, 96)
+
+
+def test_injection_freezes_the_base_model():
+    model = make_model("bert")
+    inject_lora(model, ("query",), rank=2, scaling=1.0)
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_unknown_target_is_a_clear_error():
+    with pytest.raises(ModelError, match="target module 'nope' not found"):
+        inject_lora(make_model("bert"), ("nope",), rank=2, scaling=1.0)
+
+
+def test_rank_larger_than_module_allows():
+    with pytest.raises(ModelError, match="rank 64 is larger than module"):
+        inject_lora(make_model("bert"), ("query",), rank=64, scaling=1.0)

@@ -1,0 +1,74 @@
+import geoopt
+import pytest
+import torch
+
+from clora.config import RunConfig
+from clora.errors import ConfigError
+from clora.lora import LoRASet, inject_lora
+from clora.orth import OrthMethod, StiefelFactors
+from clora.runner import run_stream
+from clora.subspace import orthonormal_basis
+
+
+def test_stiefel_factors_stay_orthogonal_to_the_basis_under_training():
+    gen = torch.Generator().manual_seed(0)
+    basis = orthonormal_basis(torch.randn(12, 5, generator=gen))
+    factors = StiefelFactors(basis, d_out=7, rank=3, retraction="cayley", generator=gen)
+    opt = geoopt.optim.RiemannianAdam(factors.parameters(), lr=0.05)
+    x, y = torch.randn(64, 12, generator=gen), torch.randn(64, 7, generator=gen)
+    for _ in range(50):
+        loss = ((x @ factors.factor_a().T @ factors.factor_b().T - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert factors.lora_B.abs().max() > 0.01  # it did train
+    a = factors.factor_a()
+    assert (a @ basis).abs().max() < 1e-6  # A U = 0
+    frame = factors.x.detach()
+    assert torch.allclose(frame.T @ frame, torch.eye(3), atol=1e-5)  # still on the manifold
+
+
+@pytest.mark.parametrize("retraction", ["cayley", "qr"])
+def test_projection_holds_even_if_the_frame_drifts_into_the_basis(retraction):
+    basis = torch.eye(6)[:, :2]
+    factors = StiefelFactors(basis, d_out=3, rank=2, retraction=retraction)
+    with torch.no_grad():
+        factors.x.copy_(torch.eye(6)[:, 1:3])  # half inside span(U)
+    assert (factors.factor_a() @ basis).abs().max() == 0.0
+
+
+def _orth_config(**kw):
+    return RunConfig(stream="x", method="orth", rank=4, progress=False, **kw)
+
+
+def test_orth_reduces_rank_when_the_complement_is_small():
+    model = torch.nn.Sequential(torch.nn.Linear(6, 6))
+    lora = LoRASet(inject_lora(model, ("0",), rank=4, scaling=1.0))
+    method = OrthMethod(_orth_config())
+    for t in range(2):  # adapters source: each task reserves its rank
+        method.begin_task(lora, t)
+        method.end_task(lora, t, run_inputs=lambda: None)
+    assert lora.factors(1)["0"][0].shape == (2, 6)  # only 6 - 4 = 2 directions were left
+    assert any("rank reduced from 4 to 2" in n for n in method.notes)
+    with pytest.raises(ConfigError, match="no free directions left"):
+        method.begin_task(lora, 2)
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2", "llama", "t5"])
+def test_orth_overlap_is_zero_for_every_family(kind, tiny_model_dirs, synthetic_stream, tmp_path):
+    config = RunConfig(stream=str(synthetic_stream), out=tmp_path / "run", model=str(tiny_model_dirs[kind]),
+                       method="orth", rank=4, epochs=1, lr=5e-3, batch_size=8, progress=False)
+    report = run_stream(config)
+    assert len(report["tasks"]) == 3
+    assert report["overlap"] is not None and report["overlap"] <= 1e-5
+
+
+@pytest.mark.parametrize("source", ["activations", "both"])
+def test_activation_subspace_reserves_directions(source, tiny_model_dirs, synthetic_stream, tmp_path):
+    config = RunConfig(stream=str(synthetic_stream), out=tmp_path / "run", model=str(tiny_model_dirs["bert"]),
+                       method="orth", rank=2, epochs=1, subspace=source, energy=0.5, progress=False)
+    report = run_stream(config)
+    used = [m["reserved"] for m in report["subspace"].values()]
+    assert all(0 < u < 32 for u in used)
+    if source == "both":  # row spaces of earlier A's are reserved too, so adapters are orthogonal
+        assert report["overlap"] <= 1e-5

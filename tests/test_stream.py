@@ -1,0 +1,51 @@
+from importlib import resources
+
+import pytest
+
+from clora.errors import DataError
+from clora.stream import load_stream, shipped_streams
+
+
+def test_every_shipped_stream_validates():
+    names = shipped_streams()
+    assert "demo" in names and "cl-benchmark-4" in names
+    for name in names:
+        stream = load_stream(name)
+        assert stream.tasks, name
+
+
+def test_shipped_streams_are_package_data():
+    assert (resources.files("clora.streams") / "demo.yaml").is_file()
+
+
+def test_user_stream_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\ntasks:\n  - {name: a, format: synthetic, instruction: hi}\n")
+    stream = load_stream(str(path))
+    assert stream.name == "mine" and stream.tasks[0].name == "a" and stream.source == path
+
+
+def test_unknown_stream_lists_shipped_ones():
+    with pytest.raises(DataError, match=r"unknown stream 'nope' \(shipped: .*demo"):
+        load_stream("nope")
+
+
+def test_missing_stream_file(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_stream(str(tmp_path / "absent.yaml"))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("tasks: [\n  - name: a\n", "not valid YAML at line"),
+    ("name: x\n", "needs a non-empty 'tasks' list"),
+    ("tasks:\n  - {name: a, format: parquet, path: p}\n", "unknown format 'parquet'"),
+    ("tasks:\n  - {name: a, format: csv}\n", "needs a 'path'"),
+    ("tasks:\n  - {name: a, format: synthetic, colour: red}\n", "unknown key"),
+    ("tasks:\n  - {format: synthetic}\n", "missing name"),
+    ("tasks:\n  - {name: a, format: synthetic}\n  - {name: a, format: synthetic}\n", "repeats task name"),
+])
+def test_malformed_streams(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        load_stream(str(path))

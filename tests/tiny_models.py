@@ -1,0 +1,76 @@
+"""Tiny random models of each family, built from configs in-process (no network).
+
+Each is saved with a word-level tokenizer to a folder, so tests load it through the
+same ``from_pretrained`` code users hit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from clora.synthetic import CUES, DOMAINS, FILLER, LABELS
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "<s>", "</s>"]
+PROMPT_WORDS = ["Which", "colour", "does", "this", "note", "signal", "Option", "Answer", ":", ",", "?",
+                "kitchen", "harbour", "market", "sky", "topic", "is", "it", "yes", "no", "pos", "neg"]
+FAMILY_OF_KIND = {"bert": "encoder", "gpt2": "causal", "llama": "causal", "t5": "seq2seq"}
+
+
+def vocabulary() -> dict[str, int]:
+    words = list(dict.fromkeys(SPECIALS + PROMPT_WORDS + list(LABELS) + list(CUES) + list(FILLER)
+                               + [w for ws in DOMAINS.values() for w in ws]))
+    return {w: i for i, w in enumerate(words)}
+
+
+def make_tokenizer(kind: str):
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = vocabulary()
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    if kind == "bert":
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+        return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                                       cls_token="[CLS]", sep_token="[SEP]")
+    if kind == "t5":
+        return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="</s>")
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                                   bos_token="<s>", eos_token="</s>")
+
+
+def make_model(kind: str, seed: int = 0):
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    v = vocabulary()
+    size = len(v)
+    if kind == "bert":
+        cfg = tf.BertConfig(vocab_size=size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=64, max_position_embeddings=128, pad_token_id=v["[PAD]"])
+        return tf.BertModel(cfg)
+    if kind == "gpt2":
+        cfg = tf.GPT2Config(vocab_size=size, n_embd=32, n_layer=2, n_head=2, n_positions=128,
+                            bos_token_id=v["<s>"], eos_token_id=v["</s>"], pad_token_id=v["[PAD]"])
+        return tf.GPT2LMHeadModel(cfg)
+    if kind == "llama":
+        cfg = tf.LlamaConfig(vocab_size=size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                             bos_token_id=v["<s>"], eos_token_id=v["</s>"], pad_token_id=v["[PAD]"])
+        return tf.LlamaForCausalLM(cfg)
+    if kind == "t5":
+        cfg = tf.T5Config(vocab_size=size, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
+                          pad_token_id=v["[PAD]"], eos_token_id=v["</s>"], decoder_start_token_id=v["[PAD]"])
+        return tf.T5ForConditionalGeneration(cfg)
+    raise ValueError(kind)
+
+
+def save_tiny(kind: str, folder: Path) -> Path:
+    """Save a tiny model of ``kind`` and its tokenizer to ``folder``; returns it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    make_model(kind).save_pretrained(folder)
+    make_tokenizer(kind).save_pretrained(folder)
+    return folder
