@@ -11,6 +11,14 @@ import click
 from clora.errors import CloraError
 
 
+class EchoHandler(logging.Handler):
+    """Shows clora's log lines on the current stderr (warnings prefixed)."""
+
+    def emit(self, record):
+        prefix = "warning: " if record.levelno >= logging.WARNING else ""
+        click.echo(prefix + record.getMessage(), err=True)
+
+
 class CloraGroup(click.Group):
     """Turns a CloraError from any command into one 'Error: ...' line and exit code 1."""
 
@@ -30,7 +38,11 @@ def cli():
     tasks use, and measure forgetting across the sequence.
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    log = logging.getLogger("clora")
+    if not any(isinstance(h, EchoHandler) for h in log.handlers):
+        log.addHandler(EchoHandler())
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 from clora.cli.run import run  # noqa: E402  (commands attach to the group defined above)

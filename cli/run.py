@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -37,7 +38,7 @@ def _targets(value: str | None):
 @click.option("--energy", default=0.95, show_default=True, type=float,
               help="orth with activations: share of input energy a task reserves (GPM threshold).")
 @click.option("--max-length", default=128, show_default=True, type=int, help="Tokens per input (longer inputs are truncated).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars or per-task lines (results are still printed).")
 def run(stream, out, data_dir, model, method, rank, alpha, epochs, lr, batch_size, max_train, max_test,
         seed, targets, subspace, energy, max_length, quiet):
     """Train STREAM task by task and report forgetting.
@@ -52,6 +53,8 @@ def run(stream, out, data_dir, model, method, rank, alpha, epochs, lr, batch_siz
                        energy=energy, max_length=max_length, progress=not quiet)
     from clora.runner import run_stream  # heavy imports only when a run starts
 
+    if quiet:
+        logging.getLogger("clora").setLevel(logging.WARNING)
     report = run_stream(config)
     click.echo(f"wrote {report['out']}/report.json")
     for mode, block in report["modes"].items():

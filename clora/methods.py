@@ -25,6 +25,7 @@ class Method:
     def __init__(self, config: RunConfig):
         self.config = config
         self.notes: list[str] = []  # user-facing remarks (e.g. reduced ranks), shown in the report
+        self.bases: dict[str, torch.Tensor] = {}  # per module: reserved subspace U (orth only)
 
     def begin_task(self, lora: LoRASet, task_index: int) -> list[torch.nn.Parameter]:
         raise NotImplementedError

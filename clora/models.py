@@ -52,7 +52,9 @@ def load_base_model(name: str, device: str = "cpu") -> BaseModel:
     """Load ``name`` (alias, folder or hub id) in eval mode with its family's model class."""
     from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM,
                               AutoTokenizer)
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # loading takes seconds; clora shows its own progress
     path = resolve_model_path(name)
     looks_local = path.startswith((".", "/", "~")) or Path(path).exists()
     if looks_local and not Path(path).expanduser().is_dir():

@@ -57,10 +57,6 @@ class OrthMethod(Method):
 
     name = "orth"
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.bases: dict[str, torch.Tensor] = {}
-
     def _rank_for(self, name: str, basis: torch.Tensor) -> int:
         free = complement_dim(basis)
         if free == 0:

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from clora.config import RunConfig
 from clora.evaluate import accuracy
-from clora.families import FAMILIES
+from clora.families import FAMILIES, Family
 from clora.formats import load_tasks
 from clora.library import write_library
 from clora.lora import LoRASet, inject_lora
-from clora.methods import make_method
-from clora.models import load_base_model, weights_fingerprint
+from clora.methods import Method, make_method
+from clora.models import BaseModel, load_base_model, weights_fingerprint
 from clora.outdir import check_out_dir, staged_out_dir
 from clora.report import build_report, oracle_matrix, write_report_files
 from clora.seeding import seed_everything
-from clora.stream import load_stream
+from clora.stream import Stream, load_stream
 from clora.subspace import max_overlap
+from clora.task import Task
 from clora.train import replay_inputs, train_task
 
 log = logging.getLogger("clora")
@@ -33,56 +35,87 @@ def _evaluate_all(family, tasks, config, label: str) -> list[float]:
     return [accuracy(family, t, config, desc=f"eval {label} on {t.name}") for t in tasks]
 
 
-def run_stream(config: RunConfig) -> dict:
-    """Run ``config.stream`` end to end; returns the report (also written under ``config.out``)."""
-    out = config.out or default_out(config)
-    check_out_dir(out)
+@dataclass
+class Session:
+    """Everything a run works with once the inputs are read and the model is adapted."""
+
+    config: RunConfig
+    stream: Stream
+    tasks: list[Task]
+    base_model: BaseModel
+    targets: tuple[str, ...]
+    lora: LoRASet
+    family: Family
+    method: Method
+
+
+def prepare(config: RunConfig) -> Session:
+    """Read the stream and its data (failing early on bad input), load and adapt the model."""
     stream = load_stream(config.stream)
     tasks = load_tasks(stream, config.data_dir, max_train=config.max_train, max_test=config.max_test, seed=config.seed)
     seed_everything(config.seed)
     base_model = load_base_model(config.model)
-    fingerprint = weights_fingerprint(base_model.model)
     targets = config.targets or base_model.default_targets
     lora = LoRASet(inject_lora(base_model.model, targets, config.rank, config.scaling))
     family = FAMILIES[base_model.kind](base_model.model, base_model.tokenizer, config, lora.disabled)
-    method = make_method(config)
+    return Session(config, stream, tasks, base_model, targets, lora, family, make_method(config))
 
-    eval_s = time.perf_counter()
-    with lora.disabled():
-        base = _evaluate_all(family, tasks, config, "base")
-    eval_s = time.perf_counter() - eval_s
-    train_s, after, training = 0.0, [], []
-    for j, task in enumerate(tasks):
-        log.info("task %d/%d: %s (%d train, %d test)", j + 1, len(tasks), task.name, len(task.train), len(task.test))
-        params = method.begin_task(lora, j)
-        stats = train_task(family, task, params, config, task_index=j)
+
+def learn_stream(s: Session) -> dict:
+    """Train task by task; after each, evaluate every task in the new snapshot.
+
+    Returns ``base`` (accuracy per task, no adapter), ``after[j][i]`` (snapshot j+1 on
+    task i), per-task ``training`` stats and ``timing``.
+    """
+    started = time.perf_counter()
+    with s.lora.disabled():
+        base = _evaluate_all(s.family, s.tasks, s.config, "base")
+    eval_s, train_s, after, training = time.perf_counter() - started, 0.0, [], []
+    for j, task in enumerate(s.tasks):
+        log.info("task %d/%d: %s (%d train, %d test)", j + 1, len(s.tasks), task.name, len(task.train), len(task.test))
         started = time.perf_counter()
-        method.end_task(lora, j, run_inputs=lambda: replay_inputs(family, task, config),
-                        masks=lambda: family.token_mask)
-        train_s += stats["seconds"] + time.perf_counter() - started
+        params = s.method.begin_task(s.lora, j)
+        stats = train_task(s.family, task, params, s.config, task_index=j)
+        s.method.end_task(s.lora, j, run_inputs=lambda: replay_inputs(s.family, task, s.config),
+                          masks=lambda: s.family.token_mask)
+        train_s += time.perf_counter() - started
         training.append({"task": task.name, "steps": stats["steps"], "final_loss": stats["final_loss"]})
-        lora.activate(method.snapshot(j + 1))
+        s.lora.activate(s.method.snapshot(j + 1))
         started = time.perf_counter()
-        after.append(_evaluate_all(family, tasks, config, f"after {task.name}"))
+        after.append(_evaluate_all(s.family, s.tasks, s.config, f"after {task.name}"))
         eval_s += time.perf_counter() - started
+    return {"base": base, "after": after, "training": training, "timing": {"train_s": train_s, "eval_s": eval_s}}
 
-    names = [t.name for t in tasks]
-    adapter_of = {t.name: j for j, t in enumerate(tasks)} if method.keeps_snapshots else {names[-1]: 0}
-    report = build_report(
-        stream=stream.name, method=config.method, model=config.model, tasks=names, base=base,
-        matrices={"oracle": oracle_matrix(after, method.keeps_snapshots), "sum": after},
-        overlap=_overlap(lora), timing={"train_s": train_s, "eval_s": eval_s},
-        extra={"settings": _settings(config, targets), "training": training,
-               "subspace": method.subspace_report(), "notes": method.notes})
+
+def write_run(s: Session, out: Path, report: dict) -> None:
+    """Write the report files and the library into ``out``, atomically."""
+    names = [t.name for t in s.tasks]
+    adapter_of = {name: j for j, name in enumerate(names)} if s.method.keeps_snapshots else {names[-1]: 0}
+    entries = [{"name": t.name, "method": s.config.method, "rank": s.config.rank, "labels": t.labels,
+                "instruction": t.instruction, "triggers": t.triggers,
+                "snapshot": [n for n in names[:j + 1] if n in adapter_of] or [names[-1]]}
+               for j, t in enumerate(s.tasks)]
     with staged_out_dir(out) as stage:
         write_report_files(stage, report)
-        entries = [{"name": t.name, "method": config.method, "rank": config.rank, "labels": t.labels,
-                    "instruction": t.instruction, "triggers": t.triggers,
-                    "snapshot": [n for n in names[:j + 1] if n in adapter_of] or [names[-1]]}
-                   for j, t in enumerate(tasks)]
-        write_library(stage / "library", model=config.model, fingerprint=fingerprint, kind=base_model.kind,
-                      targets=targets, scaling=config.scaling, tasks=entries, lora=lora, adapter_of=adapter_of,
-                      bases=getattr(method, "bases", {}))
+        write_library(stage / "library", model=s.config.model, fingerprint=weights_fingerprint(s.base_model.model),
+                      kind=s.base_model.kind, targets=s.targets, scaling=s.config.scaling, tasks=entries,
+                      lora=s.lora, adapter_of=adapter_of, bases=s.method.bases)
+
+
+def run_stream(config: RunConfig) -> dict:
+    """Run ``config.stream`` end to end; returns the report (also written under the run folder)."""
+    out = config.out or default_out(config)
+    check_out_dir(out)
+    session = prepare(config)
+    results = learn_stream(session)
+    report = build_report(
+        stream=session.stream.name, method=config.method, model=config.model,
+        tasks=[t.name for t in session.tasks], base=results["base"],
+        matrices={"oracle": oracle_matrix(results["after"], session.method.keeps_snapshots), "sum": results["after"]},
+        overlap=_overlap(session.lora), timing=results["timing"],
+        extra={"settings": _settings(config, session.targets), "training": results["training"],
+               "subspace": session.method.subspace_report(), "notes": session.method.notes})
+    write_run(session, out, report)
     report["out"] = str(out)
     return report
 

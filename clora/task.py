@@ -11,7 +11,7 @@ DEFAULT_PROMPT = "{instruction}\nOption: {options}\n{input}\nAnswer:"
 
 @dataclass(frozen=True)
 class Example:
-    """One input text and its target (a label string, or free-form text)."""
+    """One input text and its target label."""
 
     text: str
     target: str
@@ -19,16 +19,15 @@ class Example:
 
 @dataclass
 class Task:
-    """A named data set with an instruction and a label set.
+    """A named classification data set with an instruction and a label set.
 
-    ``labels`` is ``None`` for free-form tasks (targets are generated, scored by exact
-    match). ``prompt`` is a format string over ``instruction``, ``options`` and ``input``
-    (the O-LoRA prompt by default).
+    ``prompt`` is a format string over ``instruction``, ``options`` and ``input`` (the
+    O-LoRA prompt by default). Every example's target must be one of ``labels``.
     """
 
     name: str
     instruction: str
-    labels: list[str] | None
+    labels: list[str]
     train: list[Example]
     test: list[Example]
     prompt: str = DEFAULT_PROMPT
@@ -41,16 +40,14 @@ class Task:
             raise DataError(f"task {self.name!r} has no training examples")
         if not self.test:
             raise DataError(f"task {self.name!r} has no test examples")
-        if self.labels is not None:
-            if len(self.labels) < 2:
-                raise DataError(f"task {self.name!r} needs at least two labels, got {self.labels!r}")
-            known = set(self.labels)
-            for split, examples in (("train", self.train), ("test", self.test)):
-                for ex in examples:
-                    if ex.target not in known:
-                        raise DataError(
-                            f"task {self.name!r}: {split} label {ex.target!r} is not in its label "
-                            f"set ({', '.join(self.labels)})")
+        if len(self.labels) < 2:
+            raise DataError(f"task {self.name!r} needs at least two labels, got {self.labels!r}")
+        known = set(self.labels)
+        for split, examples in (("train", self.train), ("test", self.test)):
+            for ex in examples:
+                if ex.target not in known:
+                    raise DataError(f"task {self.name!r}: {split} label {ex.target!r} is not in its label "
+                                    f"set ({', '.join(self.labels)})")
         try:
             self.format_prompt("x")
         except (KeyError, IndexError, ValueError) as exc:
@@ -58,9 +55,9 @@ class Task:
 
     def format_prompt(self, text: str) -> str:
         """The model input for ``text``: instruction, options and input in the prompt."""
-        options = ", ".join(self.labels) if self.labels else ""
+        options = ", ".join(self.labels)
         return self.prompt.format(instruction=self.instruction, options=options, input=text)
 
     def label_index(self, target: str) -> int:
-        """Index of ``target`` in the label set (classification tasks only)."""
+        """Index of ``target`` in the label set."""
         return self.labels.index(target)

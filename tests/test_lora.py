@@ -79,3 +79,16 @@ def test_unknown_target_is_a_clear_error():
 def test_rank_larger_than_module_allows():
     with pytest.raises(ModelError, match="rank 64 is larger than module"):
         inject_lora(make_model("bert"), ("query",), rank=64, scaling=1.0)
+
+
+def test_weights_fingerprint_ignores_adapters_but_not_weights():
+    from clora.models import weights_fingerprint
+
+    model = make_model("bert")
+    before = weights_fingerprint(model)
+    lora = LoRASet(inject_lora(model, ("query", "value"), rank=2, scaling=1.0))
+    lora.add(lambda n, layer: Factors(layer.d_in, layer.d_out, 2))
+    assert weights_fingerprint(model) == before  # wrapping and adapters do not change it
+    with torch.no_grad():
+        model.embeddings.word_embeddings.weight[0, 0] += 1.0
+    assert weights_fingerprint(model) != before

@@ -1,0 +1,80 @@
+import csv
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from clora.config import RunConfig
+from clora.library import sha256_file
+from clora.report import build_report, oracle_matrix, report_markdown, write_matrix_csv
+from clora.runner import run_stream
+
+AFTER = [[0.9, 0.2], [0.5, 0.8]]
+
+
+def test_oracle_uses_the_snapshot_each_task_was_learnt_in():
+    assert oracle_matrix(AFTER, keeps_snapshots=True) == [[0.9, 0.2], [0.9, 0.8]]
+    assert oracle_matrix(AFTER, keeps_snapshots=False) == AFTER
+
+
+def test_markdown_is_in_percent():
+    report = build_report(stream="s", method="orth", model="m", tasks=["a", "b"], base=[0.1, 0.1],
+                          matrices={"sum": AFTER}, overlap=None, timing={"train_s": 1.0, "eval_s": 2.0})
+    text = report_markdown(report)
+    assert "| sum | 65.0 | -40.0 | 40.0 | 10.0 |" in text
+    assert "| a | 90.0 | 20.0 |" in text
+
+
+def test_csv_round_trip(tmp_path):
+    write_matrix_csv(tmp_path / "m.csv", ["a", "b"], AFTER)
+    rows = list(csv.reader(open(tmp_path / "m.csv")))
+    assert rows[0] == ["after", "a", "b"]
+    assert [[float(x) for x in r[1:]] for r in rows[1:]] == AFTER
+
+
+@pytest.fixture(scope="module")
+def orth_run(tiny_model_dirs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "orth"
+    stream = out.parent / "s.yaml"
+    stream.write_text("tasks:\n" + "".join(
+        f"  - {{name: t{i}, format: synthetic, instruction: Which colour, options: {{shift: {i}, n_train: 32, n_test: 16}}}}\n"
+        for i in range(3)))
+    config = RunConfig(stream=str(stream), out=out, model=str(tiny_model_dirs["bert"]), method="orth",
+                       rank=2, epochs=1, progress=False)
+    return run_stream(config), out
+
+
+def test_report_contract(orth_run):
+    report, out = orth_run
+    on_disk = json.loads((out / "report.json").read_text())
+    for key in ("stream", "method", "model", "tasks", "base_accuracy", "modes", "overlap", "timing"):
+        assert key in on_disk, key
+    assert on_disk["method"] == "orth" and on_disk["tasks"] == ["t0", "t1", "t2"]
+    assert len(on_disk["base_accuracy"]) == 3
+    assert set(on_disk["modes"]) == {"oracle", "sum"}
+    for block in on_disk["modes"].values():
+        assert set(block) >= {"accuracy_matrix", "average_accuracy", "bwt", "forgetting", "fwt"}
+        matrix = block["accuracy_matrix"]
+        assert len(matrix) == 3 and all(len(r) == 3 and all(0 <= x <= 1 for x in r) for r in matrix)
+    assert on_disk["modes"]["oracle"]["bwt"] == 0.0  # frozen adapters: snapshot i never changes
+    assert set(on_disk["timing"]) >= {"train_s", "eval_s"}
+    assert on_disk["overlap"] <= 1e-5
+
+
+def test_library_round_trip(orth_run):
+    report, out = orth_run
+    lib = out / "library"
+    manifest = json.loads((lib / "manifest.json").read_text())
+    assert manifest["family"] == "encoder" and manifest["target_modules"] == ["query", "value"]
+    for rel, digest in manifest["files"].items():
+        assert sha256_file(lib / rel) == digest
+    adapters = [load_file(str(lib / t["adapter"])) for t in manifest["tasks"]]
+    subspace = load_file(str(lib / "subspace.safetensors"))
+    module = "encoder.layer.0.attention.self.query"
+    a0, a2 = adapters[0][f"{module}.lora_A"], adapters[2][f"{module}.lora_A"]
+    assert a0.shape == (2, 32) and adapters[0][f"{module}.lora_B"].shape == (32, 2)
+    assert (a0 @ a2.T).abs().max() < 1e-5  # stored adapters are orthogonal too
+    u = subspace[module]
+    assert u.shape == (32, 6) and torch.allclose(u.T @ u, torch.eye(6), atol=1e-5)
+    assert manifest["tasks"][2]["snapshot"] == ["t0", "t1", "t2"]
