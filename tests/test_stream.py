@@ -49,3 +49,21 @@ def test_malformed_streams(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(DataError, match=message):
         load_stream(str(path))
+
+
+@pytest.mark.parametrize("name", ["standard-order1", "standard-order2", "standard-order3", "long"])
+def test_benchmark_streams_name_their_missing_folders(name, tmp_path):
+    from clora.formats import load_tasks
+
+    for present in ("TC/dbpedia", "SC/amazon", "TC/agnews", "SC/yelp"):
+        (tmp_path / present).mkdir(parents=True)
+    with pytest.raises(DataError, match=r"missing task data: .*yahoo \("):
+        load_tasks(load_stream(name), tmp_path)
+
+
+def test_standard_orders_follow_the_literature():
+    orders = {n: [t.name for t in load_stream(n).tasks] for n in ("standard-order1", "standard-order2", "standard-order3")}
+    assert orders == {"standard-order1": ["dbpedia", "amazon", "yahoo", "agnews"],
+                      "standard-order2": ["dbpedia", "amazon", "agnews", "yahoo"],
+                      "standard-order3": ["yahoo", "amazon", "agnews", "dbpedia"]}
+    assert len(load_stream("long").tasks) == 15
