@@ -45,9 +45,11 @@ def cli():
     log.propagate = False
 
 
-from clora.cli.run import run  # noqa: E402  (commands attach to the group defined above)
+from clora.cli.compare import compare  # noqa: E402  (commands attach to the group defined above)
+from clora.cli.run import run  # noqa: E402
 
 cli.add_command(run)
+cli.add_command(compare)
 
 
 def main() -> None:

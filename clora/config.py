@@ -8,7 +8,7 @@ from pathlib import Path
 
 from clora.errors import ConfigError
 
-METHODS = ("seq", "inc", "orth")
+METHODS = ("seq", "inc", "olora", "olie", "orth", "mtl")
 SUBSPACE_SOURCES = ("adapters", "activations", "both")
 RETRACTIONS = ("cayley", "qr")
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -28,6 +28,8 @@ class RunConfig:
     ``max_train`` / ``max_test`` cap the examples per task (``None`` = all).
     ``alpha`` is the LoRA scale numerator: the update is ``(alpha / rank) * B A``.
     ``energy`` is the GPM energy threshold for the ``activations`` subspace source.
+    ``lambda1`` / ``lambda2`` weigh O-LoRA's orthogonality and L2 terms; ``olie_lambda``
+    weighs OLieRA's penalty and ``taylor_order`` is the order of its Taylor exp.
     """
 
     stream: str
@@ -48,6 +50,10 @@ class RunConfig:
     energy: float = 0.95
     retraction: str = "cayley"
     temperature: float = 0.05
+    lambda1: float = 0.5
+    lambda2: float = 0.0
+    olie_lambda: float = 0.5
+    taylor_order: int = 2
     max_length: int = 128
     eval_batch_size: int = 64
     progress: bool = True
@@ -62,7 +68,7 @@ class RunConfig:
         if self.retraction not in RETRACTIONS:
             raise ConfigError(
                 f"unknown retraction {self.retraction!r} (choose from {', '.join(RETRACTIONS)})")
-        for name in ("rank", "epochs", "batch_size", "max_length", "eval_batch_size"):
+        for name in ("rank", "epochs", "batch_size", "max_length", "eval_batch_size", "taylor_order"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
@@ -73,6 +79,8 @@ class RunConfig:
         _check_positive("lr", self.lr)
         _check_positive("alpha", self.alpha)
         _check_positive("temperature", self.temperature)
+        for name in ("lambda1", "lambda2", "olie_lambda"):
+            _check_positive(name, getattr(self, name), allow_zero=True)
         if not 0.0 < self.energy < 1.0:
             raise ConfigError(f"energy must be in (0, 1), got {self.energy!r}")
         if self.targets is not None:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from clora.errors import ModelError
+from clora.penalties import olie_factor
 
 try:  # GPT-2 style models store linear maps transposed in Conv1D
     from transformers.pytorch_utils import Conv1D
@@ -58,7 +59,11 @@ def linear_dims(module: nn.Module) -> tuple[int, int]:
 
 
 class LoRALinear(nn.Module):
-    """A frozen linear layer with a growing list of adapters, of which ``active`` are used."""
+    """A frozen linear layer with a growing list of adapters, of which ``active`` are used.
+
+    By default the update is additive (LoRA). With ``taylor_order`` set it is
+    multiplicative (OLieRA): ``W' = W (.) prod_i exp(s B_i A_i)``, each exp a Taylor series.
+    """
 
     def __init__(self, base: nn.Module, scaling: float):
         super().__init__()
@@ -67,6 +72,20 @@ class LoRALinear(nn.Module):
         self.scaling = scaling
         self.adapters = nn.ModuleList()
         self.active: list[int] = []
+        self.taylor_order: int | None = None
+
+    def weight_out_in(self) -> torch.Tensor:
+        """The base weight as ``(d_out, d_in)`` (Conv1D stores it transposed)."""
+        return self.base.weight if isinstance(self.base, nn.Linear) else self.base.weight.T
+
+    def multiplicative_delta(self) -> torch.Tensor:
+        """``W (.) (prod_i (1 + E_i) - 1)`` ``(d_out, d_in)`` over the active adapters (OLieRA)."""
+        factor = None
+        for i in self.active:
+            f = self.adapters[i]
+            e = olie_factor(f.factor_b(), f.factor_a(), self.scaling, self.taylor_order)
+            factor = 1.0 + e if factor is None else factor * (1.0 + e)
+        return self.weight_out_in() * (factor - 1.0)
 
     def delta_factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(A, B)`` of the active snapshot, ``(R, d_in)`` and ``(d_out, R)``; ``None`` if empty."""
@@ -79,6 +98,9 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
+        if self.taylor_order is not None and self.active:
+            delta = self.multiplicative_delta()
+            return y + (x.to(delta.dtype) @ delta.T).to(y.dtype)
         factors = self.delta_factors()
         if factors is None:
             return y

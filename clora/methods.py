@@ -21,6 +21,8 @@ class Method:
     name = "?"
     #: True when earlier adapters never change, so snapshot i stays available (oracle mode).
     keeps_snapshots = True
+    #: True when one adapter is trained once on the union of all tasks (not continual).
+    joint = False
 
     def __init__(self, config: RunConfig):
         self.config = config
@@ -36,6 +38,10 @@ class Method:
         ``run_inputs()`` replays the task's training inputs through the model and
         ``masks()`` gives the token mask of the batch being replayed.
         """
+
+    def penalty(self, lora: LoRASet) -> torch.Tensor | None:
+        """A regulariser added to the task loss at every step (None: nothing to add)."""
+        return None
 
     def snapshot(self, learned: int) -> list[int]:
         """Adapter indices active after ``learned`` tasks (0 = base model)."""
@@ -83,6 +89,9 @@ class IncMethod(Method):
 
 def make_method(config: RunConfig) -> Method:
     """The method object named by ``config.method``."""
+    from clora.baselines import MTLMethod, OLieMethod, OLoRAMethod
     from clora.orth import OrthMethod
 
-    return {"seq": SeqMethod, "inc": IncMethod, "orth": OrthMethod}[config.method](config)
+    classes = {"seq": SeqMethod, "inc": IncMethod, "olora": OLoRAMethod, "olie": OLieMethod,
+               "orth": OrthMethod, "mtl": MTLMethod}
+    return classes[config.method](config)

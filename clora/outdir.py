@@ -13,11 +13,11 @@ from clora.errors import ConfigError
 RUN_MARKER = "report.json"
 
 
-def check_out_dir(out: Path) -> None:
-    """Refuse an existing folder that is neither empty nor an earlier clora run."""
+def check_out_dir(out: Path, marker: str = RUN_MARKER) -> None:
+    """Refuse an existing folder that is neither empty nor an earlier clora output (``marker``)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output path {str(out)!r} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / RUN_MARKER).is_file():
+    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
         raise ConfigError(f"output folder {str(out)!r} is not empty and holds no clora run; choose another --out")
 
 

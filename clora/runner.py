@@ -65,25 +65,30 @@ def learn_stream(s: Session) -> dict:
     """Train task by task; after each, evaluate every task in the new snapshot.
 
     Returns ``base`` (accuracy per task, no adapter), ``after[j][i]`` (snapshot j+1 on
-    task i), per-task ``training`` stats and ``timing``.
+    task i), per-task ``training`` stats and ``timing``. A joint method (``mtl``) trains
+    once on every task; its single evaluation fills each row.
     """
     started = time.perf_counter()
     with s.lora.disabled():
         base = _evaluate_all(s.family, s.tasks, s.config, "base")
     eval_s, train_s, after, training = time.perf_counter() - started, 0.0, [], []
-    for j, task in enumerate(s.tasks):
-        log.info("task %d/%d: %s (%d train, %d test)", j + 1, len(s.tasks), task.name, len(task.train), len(task.test))
+    rounds = [s.tasks] if s.method.joint else [[task] for task in s.tasks]
+    for j, tasks in enumerate(rounds):
+        log.info("task %d/%d: %s (%d train, %d test)", j + 1, len(rounds), "+".join(t.name for t in tasks),
+                 sum(len(t.train) for t in tasks), sum(len(t.test) for t in tasks))
         started = time.perf_counter()
         params = s.method.begin_task(s.lora, j)
-        stats = train_task(s.family, task, params, s.config, task_index=j)
-        s.method.end_task(s.lora, j, run_inputs=lambda: replay_inputs(s.family, task, s.config),
+        stats = train_task(s.family, tasks, params, s.config, task_index=j, penalty=lambda: s.method.penalty(s.lora))
+        s.method.end_task(s.lora, j, run_inputs=lambda: replay_inputs(s.family, tasks[0], s.config),
                           masks=lambda: s.family.token_mask)
         train_s += time.perf_counter() - started
-        training.append({"task": task.name, "steps": stats["steps"], "final_loss": stats["final_loss"]})
+        training.append({"task": "+".join(t.name for t in tasks), "steps": stats["steps"], "final_loss": stats["final_loss"]})
         s.lora.activate(s.method.snapshot(j + 1))
         started = time.perf_counter()
-        after.append(_evaluate_all(s.family, s.tasks, s.config, f"after {task.name}"))
+        after.append(_evaluate_all(s.family, s.tasks, s.config, f"after {training[-1]['task']}"))
         eval_s += time.perf_counter() - started
+    if s.method.joint:
+        after = after * len(s.tasks)
     return {"base": base, "after": after, "training": training, "timing": {"train_s": train_s, "eval_s": eval_s}}
 
 
@@ -115,9 +120,19 @@ def run_stream(config: RunConfig) -> dict:
         overlap=_overlap(session.lora), timing=results["timing"],
         extra={"settings": _settings(config, session.targets), "training": results["training"],
                "subspace": session.method.subspace_report(), "notes": session.method.notes})
+    if session.method.joint:
+        _mark_not_continual(report)
     write_run(session, out, report)
     report["out"] = str(out)
     return report
+
+
+def _mark_not_continual(report: dict) -> None:
+    """A joint run has one evaluation: transfer and forgetting are undefined, not zero."""
+    for block in report["modes"].values():
+        block.update(bwt=None, forgetting=None, fwt=None)
+    report["notes"].append("mtl trains once on the union of all tasks: every matrix row repeats its single "
+                           "evaluation; BWT, forgetting and FWT are not defined")
 
 
 def _overlap(lora: LoRASet) -> float | None:
@@ -129,8 +144,10 @@ def _overlap(lora: LoRASet) -> float | None:
 
 
 def _settings(config: RunConfig, targets) -> dict:
-    keys = ("rank", "alpha", "epochs", "lr", "batch_size", "max_train", "max_test", "seed",
-            "subspace", "energy", "retraction", "temperature", "max_length")
+    keys = ("rank", "alpha", "epochs", "lr", "batch_size", "max_train", "max_test", "seed", "temperature",
+            "max_length")
+    keys += {"orth": ("subspace", "energy", "retraction"), "olora": ("lambda1", "lambda2"),
+             "olie": ("olie_lambda", "taylor_order")}.get(config.method, ())
     settings = {k: getattr(config, k) for k in keys}
     settings["targets"] = list(targets)
     return settings

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import geoopt
 import torch
@@ -22,27 +22,43 @@ def batches(examples: Sequence[Example], size: int, order: Sequence[int] | None 
         yield [examples[i] for i in order[start:start + size]]
 
 
-def train_task(family: Family, task: Task, params: list[torch.nn.Parameter], config: RunConfig,
-               task_index: int = 0, examples: Sequence[Example] | None = None) -> dict:
-    """Train ``params`` on ``task`` for ``config.epochs`` epochs; returns loss and timing.
+def epoch_batches(tasks: Sequence[Task], size: int, generator: torch.Generator) -> list[tuple[Task, list[Example]]]:
+    """One epoch: every task's training set cut into single-task batches, all shuffled together.
 
+    Batches hold one task each because a batch is scored against one label set.
+    """
+    pairs = []
+    for task in tasks:
+        order = torch.randperm(len(task.train), generator=generator).tolist()
+        pairs += [(task, batch) for batch in batches(task.train, size, order)]
+    if len(tasks) > 1:
+        pairs = [pairs[i] for i in torch.randperm(len(pairs), generator=generator).tolist()]
+    return pairs
+
+
+def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.nn.Parameter], config: RunConfig,
+               task_index: int = 0, penalty: Callable[[], torch.Tensor | None] | None = None) -> dict:
+    """Train ``params`` on ``tasks`` (one task, or several jointly) for ``config.epochs`` epochs.
+
+    The step minimises the family's loss plus ``penalty()`` (a method's regulariser).
     One Riemannian Adam optimiser serves every parameter: it takes Riemannian steps
     (projected gradient, retraction) on geoopt ManifoldParameters and plain Adam steps
-    on Euclidean ones. ``examples`` defaults to ``task.train``.
+    on Euclidean ones. Returns the step count, the last epoch's mean loss and seconds.
     """
-    examples = task.train if examples is None else examples
+    tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
     optimizer = geoopt.optim.RiemannianAdam(params, lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed * 7919 + task_index)
-    steps_per_epoch = -(-len(examples) // config.batch_size)
+    steps_per_epoch = sum(-(-len(t.train) // config.batch_size) for t in tasks)
     started, losses = time.perf_counter(), []
-    bar = tqdm(total=steps_per_epoch * config.epochs, desc=f"train {task.name}", unit="step",
-               disable=not config.progress, leave=False)
+    bar = tqdm(total=steps_per_epoch * config.epochs, desc=f"train {'+'.join(t.name for t in tasks)}",
+               unit="step", disable=not config.progress, leave=False)
     for _ in range(config.epochs):
-        order = torch.randperm(len(examples), generator=generator).tolist()
-        for batch in batches(examples, config.batch_size, order):
+        for task, batch in epoch_batches(tasks, config.batch_size, generator):
             loss = family.loss(task, batch)
+            extra = penalty() if penalty is not None else None
+            total = loss if extra is None else loss + extra
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            total.backward()
             optimizer.step()
             losses.append(loss.item())
             bar.update(1)

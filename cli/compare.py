@@ -1,0 +1,33 @@
+"""``clora compare``: several methods on one stream, same data, seed and settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from clora.cli.options import make_config, training_options
+
+
+@click.command()
+@click.argument("stream")
+@click.option("--methods", default="seq,inc,olora,olie,orth,mtl", show_default=True,
+              help="Comma-separated methods to run, in order.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for the runs (one sub-folder per method) and compare.{json,md,png} "
+                   "(default: clora-runs/<stream>-compare).")
+@training_options
+def compare(stream, methods, out, targets, quiet, **options):
+    """Run several methods on STREAM and tabulate AA, BWT, forgetting, FWT, overlap, time.
+
+    Every method sees the same data, seed and hyperparameters; each starts from a fresh
+    copy of the base model.
+    """
+    from clora.compare import compare_methods, parse_methods
+
+    methods = parse_methods(methods)
+    out = out or Path("clora-runs") / f"{Path(stream).stem}-compare"
+    config = make_config(stream, out, methods[0], targets, quiet, **options)
+    compare_methods(config, methods, out)
+    click.echo(f"wrote {out}/compare.md")
+    click.echo((out / "compare.md").read_text().split("\n\n", 2)[-1].rstrip())

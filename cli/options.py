@@ -1,0 +1,61 @@
+"""Options shared by the commands that train (run, compare)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import click
+
+from clora.config import DEFAULT_MODEL, SUBSPACE_SOURCES, RunConfig
+
+TRAINING_OPTIONS = [
+    click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+                 help="Root of the task data (cl_benchmark folders; relative file paths)."),
+    click.option("--model", default=DEFAULT_MODEL, show_default=True,
+                 help="Base model: a local folder, a hub id, or the offline default all-MiniLM-L6-v2."),
+    click.option("--rank", default=8, show_default=True, type=int, help="LoRA rank r per task."),
+    click.option("--alpha", default=16.0, show_default=True, type=float, help="LoRA scale numerator (update = alpha/r * B A)."),
+    click.option("--epochs", default=3, show_default=True, type=int, help="Training epochs per task."),
+    click.option("--lr", default=1e-3, show_default=True, type=float, help="Learning rate (Riemannian Adam)."),
+    click.option("--batch-size", default=16, show_default=True, type=int, help="Training batch size."),
+    click.option("--max-train", default=None, type=int, help="Cap on training examples per task (sampled with --seed)."),
+    click.option("--max-test", default=None, type=int, help="Cap on test examples per task (sampled with --seed)."),
+    click.option("--seed", default=0, show_default=True, type=int, help="Random seed for sampling, init and order."),
+    click.option("--targets", default=None, help="Comma-separated module names to adapt (default: the family's query and value)."),
+    click.option("--subspace", default="adapters", show_default=True,
+                 help=f"orth: where reserved directions come from: {', '.join(SUBSPACE_SOURCES)}."),
+    click.option("--energy", default=0.95, show_default=True, type=float,
+                 help="orth with activations: share of input energy a task reserves (GPM threshold)."),
+    click.option("--lambda1", default=0.5, show_default=True, type=float, help="olora: weight of sum |A_i A_t^T|."),
+    click.option("--lambda2", default=0.0, show_default=True, type=float, help="olora: weight of the L2 term on new factors."),
+    click.option("--olie-lambda", default=0.5, show_default=True, type=float, help="olie: weight of sum ||E_i E_t^T||_F."),
+    click.option("--taylor-order", default=2, show_default=True, type=int, help="olie: order of the Taylor exp."),
+    click.option("--temperature", default=0.05, show_default=True, type=float, help="Encoder label matching: cosine temperature."),
+    click.option("--max-length", default=128, show_default=True, type=int, help="Tokens per input (longer inputs are truncated)."),
+    click.option("--quiet", is_flag=True, help="No progress bars or per-task lines (results are still printed)."),
+]
+
+
+def training_options(command):
+    """Attach every shared training option to a click command."""
+    for option in reversed(TRAINING_OPTIONS):
+        command = option(command)
+    return command
+
+
+def make_config(stream: str, out: Path | None, method: str, targets: str | None, quiet: bool, **options) -> RunConfig:
+    """A validated RunConfig from parsed options (CloraError on a bad value)."""
+    if quiet:
+        logging.getLogger("clora").setLevel(logging.WARNING)
+    return RunConfig(stream=stream, out=out, method=method, progress=not quiet,
+                     targets=tuple(targets.split(",")) if targets else None, **options)
+
+
+def with_config(command):
+    """Decorator: turn the parsed options into ``config`` for the wrapped command."""
+    @functools.wraps(command)
+    def wrapper(stream, out, method, targets, quiet, **options):
+        return command(make_config(stream, out, method, targets, quiet, **options))
+    return wrapper

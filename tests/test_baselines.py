@@ -1,0 +1,89 @@
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from clora.baselines import OLieMethod, OLoRAMethod
+from clora.cli.main import cli
+from clora.config import RunConfig
+from clora.lora import LoRASet, inject_lora
+from clora.penalties import olie_factor, olora_penalty
+from clora.runner import run_stream
+
+
+def _two_module_lora():
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Linear(4, 3))
+    return LoRASet(inject_lora(model, ("0", "1"), rank=2, scaling=1.5))
+
+
+def test_olora_penalty_covers_every_module_and_earlier_task():
+    lora = _two_module_lora()
+    method = OLoRAMethod(RunConfig(stream="x", method="olora", rank=2, lambda1=0.5, lambda2=0.1))
+    method.begin_task(lora, 0)
+    assert method.penalty(lora).item() == pytest.approx(0.1 * sum(
+        layer.adapters[0].lora_A.pow(2).sum().item() for layer in lora.layers.values()))  # only L2: no earlier task
+    method.end_task(lora, 0, run_inputs=lambda: None)
+    method.begin_task(lora, 1)
+    expected = 0.0
+    for layer in lora.layers.values():
+        a0, a1, b1 = layer.adapters[0].lora_A, layer.adapters[1].lora_A, layer.adapters[1].lora_B
+        expected += 0.5 * olora_penalty([a0], a1).item() + 0.1 * (a1.pow(2).sum() + b1.pow(2).sum()).item()
+    assert method.penalty(lora).item() == pytest.approx(expected, rel=1e-6)
+    assert not any(p.requires_grad for p in lora.layers["0"].adapters[0].parameters())  # earlier is frozen
+
+
+def test_olie_switches_layers_to_multiplicative_updates():
+    lora = _two_module_lora()
+    method = OLieMethod(RunConfig(stream="x", method="olie", rank=2, olie_lambda=1.0, taylor_order=3))
+    method.begin_task(lora, 0)
+    assert all(layer.taylor_order == 3 for layer in lora.layers.values())
+    assert method.penalty(lora) is None  # nothing earlier to be orthogonal to
+    with torch.no_grad():
+        for layer in lora.layers.values():
+            layer.adapters[0].lora_B.normal_()
+    method.end_task(lora, 0, run_inputs=lambda: None)
+    method.begin_task(lora, 1)
+    with torch.no_grad():
+        for layer in lora.layers.values():
+            layer.adapters[1].lora_B.normal_()
+    layer = lora.layers["0"]
+    e0 = olie_factor(layer.adapters[0].lora_B, layer.adapters[0].lora_A, 1.5, 3)
+    e1 = olie_factor(layer.adapters[1].lora_B, layer.adapters[1].lora_A, 1.5, 3)
+    assert method.penalty(lora).item() > torch.linalg.norm(e0 @ e1.T).item() - 1e-4
+
+
+@pytest.mark.parametrize("method", ["olora", "olie", "mtl"])
+def test_baselines_run_end_to_end(method, tiny_model_dirs, synthetic_stream, tmp_path):
+    config = RunConfig(stream=str(synthetic_stream), out=tmp_path / method, model=str(tiny_model_dirs["gpt2"]),
+                       method=method, rank=2, epochs=1, progress=False)
+    report = run_stream(config)
+    sum_block = report["modes"]["sum"]
+    if method == "mtl":
+        assert len(report["training"]) == 1 and report["training"][0]["task"] == "t0+t1+t2"
+        assert sum_block["bwt"] is None and sum_block["fwt"] is None
+        assert sum_block["accuracy_matrix"][0] == sum_block["accuracy_matrix"][2]
+    else:
+        assert len(report["training"]) == 3 and report["overlap"] is not None
+        assert isinstance(sum_block["bwt"], float)
+
+
+def test_compare_writes_one_table(tiny_model_dirs, synthetic_stream, tmp_path):
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(cli, ["compare", str(synthetic_stream), "--methods", "seq,inc,olora,olie,orth,mtl",
+                                      "--model", str(tiny_model_dirs["bert"]), "--rank", "2", "--epochs", "1",
+                                      "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    table = json.loads((out / "compare.json").read_text())
+    assert list(table["methods"]) == ["seq", "inc", "olora", "olie", "orth", "mtl"]
+    assert table["methods"]["orth"]["overlap"] <= 1e-5
+    assert table["methods"]["mtl"]["modes"]["sum"]["bwt"] is None
+    assert "| orth | sum |" in (out / "compare.md").read_text()
+    assert (out / "compare.png").stat().st_size > 1000
+    assert all((out / m / "report.json").is_file() for m in table["methods"])
+
+
+def test_compare_rejects_unknown_methods_before_running(tmp_path):
+    result = CliRunner().invoke(cli, ["compare", "demo", "--methods", "orth,magic", "--out", str(tmp_path / "c")])
+    assert result.exit_code != 0 and "unknown method(s) magic" in result.output
+    assert not (tmp_path / "c").exists()
