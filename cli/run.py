@@ -13,9 +13,9 @@ from clora.config import METHODS
 def print_summary(report: dict) -> None:
     for mode, block in report["modes"].items():
         parts = [f"AA {100 * block['average_accuracy']:5.1f}"]
-        for key, label in (("bwt", "BWT"), ("forgetting", "forgetting"), ("fwt", "FWT")):
+        for key, label, sign in (("bwt", "BWT", "+"), ("forgetting", "forgetting", ""), ("fwt", "FWT", "+")):
             value = block[key]
-            parts.append(f"{label} {'n/a' if value is None else f'{100 * value:+5.1f}'}")
+            parts.append(f"{label} {'n/a' if value is None else format(100 * value, sign + '5.1f')}")
         click.echo(f"{mode:>6}: " + "  ".join(parts))
     if report["overlap"] is not None:
         click.echo(f"overlap: {report['overlap']:.2e}")
