@@ -13,11 +13,16 @@ from clora.train import batches
 
 @torch.no_grad()
 def accuracy(family: Family, task: Task, config: RunConfig, desc: str | None = None) -> float:
-    """Share of ``task.test`` whose predicted label equals the target (exact match)."""
+    """Share of ``task.test`` whose predicted label equals the target (exact match).
+
+    Examples are batched in order of length so that little compute goes to padding;
+    the attention mask makes each prediction independent of its batch-mates.
+    """
     correct = 0
     steps = -(-len(task.test) // config.eval_batch_size)
-    for batch in tqdm(batches(task.test, config.eval_batch_size), total=steps, desc=desc or f"eval {task.name}",
-                      unit="batch", disable=not config.progress, leave=False):
+    by_length = sorted(range(len(task.test)), key=lambda i: len(task.test[i].text))
+    for batch in tqdm(batches(task.test, config.eval_batch_size, by_length), total=steps,
+                      desc=desc or f"eval {task.name}", unit="batch", disable=not config.progress, leave=False):
         predictions = family.predict(task, [ex.text for ex in batch])
         correct += sum(p == ex.target for p, ex in zip(predictions, batch))
     return correct / len(task.test)
