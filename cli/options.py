@@ -28,6 +28,8 @@ TRAINING_OPTIONS = [
                  help=f"orth: where reserved directions come from: {', '.join(SUBSPACE_SOURCES)}."),
     click.option("--energy", default=0.95, show_default=True, type=float,
                  help="orth with activations: share of input energy a task reserves (GPM threshold)."),
+    click.option("--retraction", default="cayley", show_default=True,
+                 help="orth: Stiefel retraction, cayley (canonical metric, a Lie-group step) or qr."),
     click.option("--lambda1", default=0.5, show_default=True, type=float, help="olora: weight of sum |A_i A_t^T|."),
     click.option("--lambda2", default=0.0, show_default=True, type=float, help="olora: weight of the L2 term on new factors."),
     click.option("--olie-lambda", default=0.5, show_default=True, type=float, help="olie: weight of sum ||E_i E_t^T||_F."),

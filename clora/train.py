@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -36,6 +37,23 @@ def epoch_batches(tasks: Sequence[Task], size: int, generator: torch.Generator) 
     return pairs
 
 
+def param_groups(params: Sequence[torch.nn.Parameter], lr: float) -> list[dict]:
+    """Optimiser groups: Euclidean parameters at ``lr``; each manifold parameter at
+    ``lr * sqrt(numel)``.
+
+    geoopt's Riemannian Adam keeps one second-moment scalar per manifold point
+    (``component_inner``), so a Stiefel frame's whole step has Frobenius norm about
+    ``lr``, while element-wise Adam moves a matrix of ``n`` entries by about
+    ``lr * sqrt(n)``. Scaling by ``sqrt(n)`` gives the frame the same step size as the
+    Euclidean factors; without it the frame barely leaves its random start.
+    """
+    groups = [{"params": [p for p in params if not isinstance(p, geoopt.ManifoldParameter)], "lr": lr}]
+    for p in params:
+        if isinstance(p, geoopt.ManifoldParameter):
+            groups.append({"params": [p], "lr": lr * math.sqrt(p.numel())})
+    return [g for g in groups if g["params"]]
+
+
 def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.nn.Parameter], config: RunConfig,
                task_index: int = 0, penalty: Callable[[], torch.Tensor | None] | None = None) -> dict:
     """Train ``params`` on ``tasks`` (one task, or several jointly) for ``config.epochs`` epochs.
@@ -46,7 +64,7 @@ def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.
     on Euclidean ones. Returns the step count, the last epoch's mean loss and seconds.
     """
     tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
-    optimizer = geoopt.optim.RiemannianAdam(params, lr=config.lr)
+    optimizer = geoopt.optim.RiemannianAdam(param_groups(params, config.lr), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed * 7919 + task_index)
     steps_per_epoch = sum(-(-len(t.train) // config.batch_size) for t in tasks)
     started, losses = time.perf_counter(), []

@@ -72,3 +72,21 @@ def test_activation_subspace_reserves_directions(source, tiny_model_dirs, synthe
     assert all(0 < u < 32 for u in used)
     if source == "both":  # row spaces of earlier A's are reserved too, so adapters are orthogonal
         assert report["overlap"] <= 1e-5
+
+
+def test_stiefel_frames_step_as_far_as_euclidean_adam():
+    from clora.train import param_groups
+
+    gen = torch.Generator().manual_seed(0)
+    factors = StiefelFactors(torch.zeros(64, 0), d_out=16, rank=4, retraction="cayley", generator=gen)
+    opt = geoopt.optim.RiemannianAdam(param_groups(list(factors.parameters()), 1e-3), lr=1e-3)
+    x0, b0 = factors.x.detach().clone(), factors.lora_B.detach().clone()
+    factors.x.grad = torch.randn(64, 4, generator=gen)
+    factors.lora_B.grad = torch.randn(16, 4, generator=gen)
+    opt.step()
+    b_step = (factors.lora_B.detach() - b0).norm().item()  # element-wise Adam: lr * sqrt(64)
+    x_step = (factors.x.detach() - x0).norm().item()
+    assert b_step == pytest.approx(1e-3 * 8, rel=0.05)
+    # the frame now moves on the scale lr * sqrt(64 * 4) = 0.016 (canonical-metric gradient
+    # and Cayley retraction change it a little), not on the unscaled scale lr = 0.001
+    assert 0.5 * 0.016 < x_step < 1.5 * 0.016
