@@ -24,7 +24,7 @@ TRAINING_OPTIONS = [
     click.option("--max-test", default=None, type=int, help="Cap on test examples per task (sampled with --seed)."),
     click.option("--seed", default=0, show_default=True, type=int, help="Random seed for sampling, init and order."),
     click.option("--targets", default=None, help="Comma-separated module names to adapt (default: the family's query and value)."),
-    click.option("--subspace", default="adapters", show_default=True,
+    click.option("--subspace", default="both", show_default=True,
                  help=f"orth: where reserved directions come from: {', '.join(SUBSPACE_SOURCES)}."),
     click.option("--energy", default=0.95, show_default=True, type=float,
                  help="orth with activations: share of input energy a task reserves (GPM threshold)."),

@@ -46,7 +46,7 @@ class RunConfig:
     max_test: int | None = None
     seed: int = 0
     targets: tuple[str, ...] | None = None
-    subspace: str = "adapters"
+    subspace: str = "both"
     energy: float = 0.95
     retraction: str = "cayley"
     temperature: float = 0.05
