@@ -21,7 +21,6 @@ class OLoRAMethod(IncMethod):
 
     def begin_task(self, lora: LoRASet, task_index: int):
         params = super().begin_task(lora, task_index)
-        self._current = task_index
         # frozen earlier A's per module, gathered once per task rather than every step
         self._earlier = {n: [layer.adapters[i].factor_a().detach() for i in range(task_index)]
                          for n, layer in lora.layers.items()}
@@ -30,7 +29,7 @@ class OLoRAMethod(IncMethod):
     def penalty(self, lora: LoRASet) -> torch.Tensor | None:
         total = None
         for name, layer in lora.layers.items():
-            factors = layer.adapters[self._current]
+            factors = layer.adapters[len(lora) - 1]
             term = self.config.lambda1 * olora_penalty(self._earlier[name], factors.factor_a())
             if self.config.lambda2:
                 term = term + self.config.lambda2 * l2_penalty([factors.factor_a(), factors.factor_b()])
@@ -50,7 +49,6 @@ class OLieMethod(IncMethod):
         for layer in lora.layers.values():
             layer.taylor_order = self.config.taylor_order
         params = super().begin_task(lora, task_index)
-        self._current = task_index
         self._earlier = {n: [self._factor(layer, i).detach() for i in range(task_index)]
                          for n, layer in lora.layers.items()}
         return params
@@ -60,9 +58,10 @@ class OLieMethod(IncMethod):
         return olie_factor(f.factor_b(), f.factor_a(), layer.scaling, self.config.taylor_order)
 
     def penalty(self, lora: LoRASet) -> torch.Tensor | None:
-        if self._current == 0 or not self.config.olie_lambda:
+        current = len(lora) - 1  # the adapter being trained is the newest
+        if current == 0 or not self.config.olie_lambda:
             return None
-        total = sum(olie_penalty(self._earlier[n], self._factor(layer, self._current))
+        total = sum(olie_penalty(self._earlier[n], self._factor(layer, current))
                     for n, layer in lora.layers.items())
         return self.config.olie_lambda * total
 

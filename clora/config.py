@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from clora.errors import ConfigError
@@ -57,7 +57,6 @@ class RunConfig:
     max_length: int = 128
     eval_batch_size: int = 64
     progress: bool = True
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
