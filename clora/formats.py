@@ -94,6 +94,12 @@ def _load_with_datasets(spec: TaskSpec, path: Path | str, seed: int):
     try:
         if spec.format == "hf":
             loaded = datasets.load_dataset(str(path), spec.subset)
+        elif spec.test_path:  # separate training and test files
+            files = {spec.train_split: str(path), spec.test_split: str(spec.test_path)}
+            absent = [f for f in files.values() if not Path(f).is_file()]
+            if absent:
+                raise DataError(f"task {spec.name!r}: file {absent[0]!r} not found")
+            loaded = datasets.load_dataset(_FILE_BUILDERS[spec.format], data_files=files)
         elif Path(path).is_dir():
             ext = "jsonl" if spec.format == "jsonl" else spec.format
             files = {s: str(Path(path) / f"{s}.{ext}") for s in (spec.train_split, spec.test_split)}
@@ -146,6 +152,29 @@ def load_task(spec: TaskSpec, stream: Stream, data_dir: Path | None = None, *,
     task.train = _subsample(task.train, max_train, rng)
     task.test = _subsample(task.test, max_test, rng)
     return task
+
+
+def data_reference(spec: TaskSpec, stream: Stream, data_dir: Path | None, *, max_train: int | None,
+                   max_test: int | None, seed: int) -> dict:
+    """What a library keeps to re-read a task's test data later: the spec with absolute paths."""
+    ref = {k: v for k, v in vars(spec).items() if v is not None}
+    if spec.format != "synthetic":
+        local = resolve_path(spec, stream, data_dir)
+        if spec.format != "hf" or local.exists():
+            ref["path"] = str(local.resolve())
+    if spec.test_path:
+        ref["test_path"] = str(Path(spec.test_path).expanduser().resolve())
+    ref.update(max_train=max_train, max_test=max_test, seed=seed)  # both caps decide the test sample
+    return ref
+
+
+def load_referenced_task(ref: dict) -> Task:
+    """Re-read a task from a library's data reference (see :func:`data_reference`)."""
+    fields = {k: v for k, v in ref.items() if k not in ("max_train", "max_test", "seed")}
+    spec = TaskSpec(**fields)
+    anchor = Stream(name="library", tasks=[spec], source=Path.cwd() / "library.yaml")
+    return load_task(spec, anchor, None, max_train=ref.get("max_train"), max_test=ref.get("max_test"),
+                     seed=ref.get("seed", 0))
 
 
 def load_tasks(stream: Stream, data_dir: Path | None = None, **kwargs) -> list[Task]:

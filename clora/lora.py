@@ -74,9 +74,14 @@ class LoRALinear(nn.Module):
         self.active: list[int] = []
         self.taylor_order: int | None = None
 
+    @property
+    def transposed(self) -> bool:
+        """True for GPT-2's Conv1D, which stores its weight as ``(d_in, d_out)`` (PEFT's fan_in_fan_out)."""
+        return not isinstance(self.base, nn.Linear)
+
     def weight_out_in(self) -> torch.Tensor:
         """The base weight as ``(d_out, d_in)`` (Conv1D stores it transposed)."""
-        return self.base.weight if isinstance(self.base, nn.Linear) else self.base.weight.T
+        return self.base.weight.T if self.transposed else self.base.weight
 
     def multiplicative_delta(self) -> torch.Tensor:
         """``W (.) (prod_i (1 + E_i) - 1)`` ``(d_out, d_in)`` over the active adapters (OLieRA)."""

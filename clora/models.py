@@ -75,6 +75,14 @@ def load_base_model(name: str, device: str = "cpu") -> BaseModel:
     return BaseModel(name=name, model=model, tokenizer=tokenizer, kind=kind)
 
 
+def model_reference(name: str) -> str:
+    """How a library names its base model: an absolute path for a local folder, else ``name``."""
+    if name in MINILM_ALIASES:
+        return DEFAULT_MODEL
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.is_dir() else name
+
+
 def weights_fingerprint(model: torch.nn.Module) -> str:
     """sha256 over the names, shapes and bytes of the model's own parameters and buffers."""
     digest = hashlib.sha256()

@@ -57,6 +57,10 @@ class OrthMethod(Method):
 
     name = "orth"
 
+    def __init__(self, config):
+        super().__init__(config)
+        self.contributions: dict[int, dict[str, torch.Tensor]] = {}
+
     def _rank_for(self, name: str, basis: torch.Tensor) -> int:
         free = complement_dim(basis)
         if free == 0:
@@ -80,6 +84,7 @@ class OrthMethod(Method):
 
     def end_task(self, lora: LoRASet, task_index: int, run_inputs, masks=None):
         lora.freeze(task_index)
+        before = {name: u.shape[1] for name, u in self.bases.items()}
         if self.config.subspace in ("activations", "both"):
             moments = input_second_moments(lora.layers, run_inputs, masks)
             for name, r in moments.items():
@@ -87,6 +92,8 @@ class OrthMethod(Method):
         if self.config.subspace in ("adapters", "both"):
             for name, (a, _) in lora.factors(task_index).items():
                 self.bases[name] = extend_basis(self.bases[name], a.T)
+        # what this task reserved; a library stores it per task so a removal can release it
+        self.contributions[task_index] = {name: u[:, before[name]:] for name, u in self.bases.items()}
 
     def subspace_report(self) -> dict:
         return {name: {"reserved": int(u.shape[1]), "d_in": int(u.shape[0])} for name, u in self.bases.items()}

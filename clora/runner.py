@@ -10,11 +10,11 @@ from pathlib import Path
 from clora.config import RunConfig
 from clora.evaluate import accuracy
 from clora.families import FAMILIES, Family
-from clora.formats import load_tasks
-from clora.library import write_library
+from clora.formats import data_reference, load_tasks
+from clora.library.build import create_library, entry_of, manifest_header
 from clora.lora import LoRASet, inject_lora
 from clora.methods import Method, make_method
-from clora.models import BaseModel, load_base_model, weights_fingerprint
+from clora.models import BaseModel, load_base_model, model_reference, weights_fingerprint
 from clora.outdir import check_out_dir, staged_out_dir
 from clora.report import build_report, oracle_matrix, write_report_files
 from clora.seeding import seed_everything
@@ -92,19 +92,33 @@ def learn_stream(s: Session) -> dict:
     return {"base": base, "after": after, "training": training, "timing": {"train_s": train_s, "eval_s": eval_s}}
 
 
-def write_run(s: Session, out: Path, report: dict) -> None:
-    """Write the report files and the library into ``out``, atomically."""
+def library_tasks(s: Session, results: dict) -> list[tuple[dict, dict | None, dict | None]]:
+    """``(entry, factors, directions)`` per task for the run's library (``clora.library.build``)."""
     names = [t.name for t in s.tasks]
-    adapter_of = {name: j for j, name in enumerate(names)} if s.method.keeps_snapshots else {names[-1]: 0}
-    entries = [{"name": t.name, "method": s.config.method, "rank": s.config.rank, "labels": t.labels,
-                "instruction": t.instruction, "triggers": t.triggers,
-                "snapshot": [n for n in names[:j + 1] if n in adapter_of] or [names[-1]]}
-               for j, t in enumerate(s.tasks)]
+    owns = list(range(len(names))) if s.method.keeps_snapshots else [len(names) - 1]
+    owner = {names[j]: (j if s.method.keeps_snapshots else 0) for j in owns}
+    contributions = getattr(s.method, "contributions", {})
+    tasks = []
+    for j, (task, spec) in enumerate(zip(s.tasks, s.stream.tasks)):
+        data = data_reference(spec, s.stream, s.config.data_dir, max_train=s.config.max_train,
+                              max_test=s.config.max_test, seed=s.config.seed)
+        metrics = {"learned": results["after"][j][j], "sum": results["after"][-1][j]}
+        snapshot = [n for n in names[:j + 1] if n in owner] or [names[-1]]
+        entry = entry_of(task, method=s.config.method, rank=s.config.rank, snapshot=snapshot, data=data,
+                           metrics=metrics)
+        factors = s.lora.factors(owner[task.name]) if task.name in owner else None
+        tasks.append((entry, factors, contributions.get(j)))
+    return tasks
+
+
+def write_run(s: Session, out: Path, report: dict, results: dict) -> None:
+    """Write the report files and the library into ``out``, atomically."""
+    header = manifest_header(s.config, model=model_reference(s.config.model),
+                             fingerprint=weights_fingerprint(s.base_model.model), family=s.base_model.kind,
+                             targets=s.targets, layers=s.lora.layers)
     with staged_out_dir(out) as stage:
         write_report_files(stage, report)
-        write_library(stage / "library", model=s.config.model, fingerprint=weights_fingerprint(s.base_model.model),
-                      kind=s.base_model.kind, targets=s.targets, scaling=s.config.scaling, tasks=entries,
-                      lora=s.lora, adapter_of=adapter_of, bases=s.method.bases)
+        create_library(stage / "library", header, library_tasks(s, results))
 
 
 def run_stream(config: RunConfig) -> dict:
@@ -122,7 +136,7 @@ def run_stream(config: RunConfig) -> dict:
                "subspace": session.method.subspace_report(), "notes": session.method.notes})
     if session.method.joint:
         _mark_not_continual(report)
-    write_run(session, out, report)
+    write_run(session, out, report, results)
     report["out"] = str(out)
     return report
 

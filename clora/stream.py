@@ -21,6 +21,7 @@ class TaskSpec:
     format: str
     instruction: str
     path: str | None = None
+    test_path: str | None = None
     text_field: str = "sentence"
     label_field: str = "label"
     labels: list[str] | None = None

@@ -37,3 +37,65 @@ def shared_data_or_skip() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared CL_Benchmark data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def write_jsonl(path: Path, examples) -> Path:
+    """Examples (``.text``, ``.target``) as ``{"sentence", "label"}`` JSON lines."""
+    import json
+
+    path.write_text("".join(json.dumps({"sentence": e.text, "label": e.target}) + "\n" for e in examples))
+    return path
+
+
+@pytest.fixture
+def new_task_files(tmp_path):
+    """``(train.jsonl, test.jsonl)`` of a synthetic task in a domain the tiny libraries have not seen."""
+    from clora.synthetic import synthetic_examples
+
+    train, test, _ = synthetic_examples("new", {"domain": "finance", "shift": 2, "n_train": 32, "n_test": 16})
+    return write_jsonl(tmp_path / "train.jsonl", train), write_jsonl(tmp_path / "test.jsonl", test)
+
+
+@pytest.fixture(scope="session")
+def library_factory(tiny_model_dirs, tmp_path_factory):
+    """``build(kind, method, model)``: a 2-task library trained once per session (read-only; copy it)."""
+    from clora.config import RunConfig
+    from clora.runner import run_stream
+
+    built = {}
+
+    def build(kind: str = "bert", method: str = "orth", model: str | None = None) -> Path:
+        key = (kind, method, model)
+        if key not in built:
+            root = tmp_path_factory.mktemp(f"lib-{kind}-{method}")
+            stream = root / "s.yaml"
+            stream.write_text("tasks:\n" + "".join(
+                f"  - {{name: t{i}, format: synthetic, instruction: Which colour, "
+                f"options: {{domain: {d}, shift: {i}, n_train: 32, n_test: 16}}}}\n"
+                for i, d in enumerate(["cooking", "sailing"])))
+            run_stream(RunConfig(stream=str(stream), out=root / "run", model=model or str(tiny_model_dirs[kind]),
+                                 method=method, rank=2, epochs=1, progress=False))
+            built[key] = root / "run" / "library"
+        return built[key]
+
+    return build
+
+
+@pytest.fixture
+def library_copy(library_factory, tmp_path):
+    """``copy(kind, method)``: a private, writable copy of a session library."""
+    import shutil
+
+    def copy(kind: str = "bert", method: str = "orth", model: str | None = None) -> Path:
+        dst = tmp_path / f"lib-{kind}-{method}"
+        shutil.copytree(library_factory(kind, method, model), dst)
+        return dst
+
+    return copy
+
+
+def library_state(folder: Path) -> dict:
+    """Every file under a library (relative path -> sha256): equal states are byte-identical."""
+    from clora.library import sha256_file
+
+    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 
 from clora.config import RunConfig
 from clora.library import sha256_file
+from clora.library.tensors import load_subspace
 from clora.report import build_report, oracle_matrix, report_markdown, write_matrix_csv
 from clora.runner import run_stream
 
@@ -70,7 +71,7 @@ def test_library_round_trip(orth_run):
     for rel, digest in manifest["files"].items():
         assert sha256_file(lib / rel) == digest
     adapters = [load_file(str(lib / t["adapter"])) for t in manifest["tasks"]]
-    subspace = load_file(str(lib / "subspace.safetensors"))
+    subspace = load_subspace(lib, manifest)
     module = "encoder.layer.0.attention.self.query"
     a0, a2 = adapters[0][f"{module}.lora_A"], adapters[2][f"{module}.lora_A"]
     assert a0.shape == (2, 32) and adapters[0][f"{module}.lora_B"].shape == (32, 2)

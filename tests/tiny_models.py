@@ -68,9 +68,9 @@ def make_model(kind: str, seed: int = 0):
     raise ValueError(kind)
 
 
-def save_tiny(kind: str, folder: Path) -> Path:
-    """Save a tiny model of ``kind`` and its tokenizer to ``folder``; returns it."""
+def save_tiny(kind: str, folder: Path, seed: int = 0) -> Path:
+    """Save a tiny model of ``kind`` (weights drawn with ``seed``) and its tokenizer to ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    make_model(kind).save_pretrained(folder)
+    make_model(kind, seed).save_pretrained(folder)
     make_tokenizer(kind).save_pretrained(folder)
     return folder

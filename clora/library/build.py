@@ -1,0 +1,86 @@
+"""Building library versions: manifest headers, task entries and staged task folders."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from clora.config import RunConfig
+from clora.library.layout import FORMAT_VERSION
+from clora.library.store import check_task_name, commit, free_task_dir, new_stage, write_lock
+from clora.library.tensors import ADAPTER_FILE, SUBSPACE_FILE, save_adapter, save_subspace
+from clora.task import DEFAULT_PROMPT, Task
+
+#: RunConfig fields that decide how adapters are built, applied and trained on; kept per library.
+LIBRARY_SETTINGS = ("rank", "alpha", "epochs", "lr", "batch_size", "seed", "subspace", "energy", "retraction",
+                    "temperature", "lambda1", "lambda2", "olie_lambda", "taylor_order", "max_length",
+                    "eval_batch_size")
+
+
+def entry_of(task: Task, **kwargs) -> dict:
+    """:func:`task_entry` for a loaded task (name, labels, instruction, prompt, triggers from it)."""
+    return task_entry(task.name, task.labels, instruction=task.instruction, prompt=task.prompt,
+                      triggers=task.triggers, **kwargs)
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def manifest_header(config: RunConfig, *, model: str, fingerprint: str, family: str, targets, layers) -> dict:
+    """The version-independent part of a manifest (the ``tasks`` list starts empty)."""
+    return {"format_version": FORMAT_VERSION, "version": 0, "previous_version": None, "created": now(),
+            "base_model": model, "base_fingerprint": fingerprint, "family": family,
+            "target_modules": list(targets),
+            "modules": {n: {"d_in": layer.d_in, "d_out": layer.d_out, "fan_in_fan_out": layer.transposed}
+                        for n, layer in layers.items()},
+            "method": config.method, "scaling": config.scaling,
+            "settings": {k: getattr(config, k) for k in LIBRARY_SETTINGS},
+            "tasks": [], "reserved": [], "router": None, "files": {}}
+
+
+def task_entry(name: str, labels: list[str], *, method: str, rank: int, snapshot: list[str], data: dict | None,
+               metrics: dict, instruction: str = "", prompt: str = DEFAULT_PROMPT, triggers: dict | None = None,
+               source: str = "trained") -> dict:
+    """A manifest task entry; ``adapter`` / ``subspace`` paths are set when its folder is staged."""
+    check_task_name(name)
+    return {"name": name, "method": method, "rank": rank, "labels": list(labels),
+            "instruction": instruction, "prompt": prompt, "triggers": dict(triggers or {}),
+            "snapshot": list(snapshot), "adapter": None, "subspace": None, "data": data,
+            "metrics": metrics, "source": source, "created": now()}
+
+
+def stage_task(folder: Path, entry: dict, factors: dict | None, directions: dict[str, torch.Tensor] | None,
+               keep: set[str]) -> tuple[str, Path]:
+    """Write a task's adapter (and reserved directions) into a staging folder.
+
+    Sets ``entry['adapter']`` / ``entry['subspace']`` to their final relative paths and
+    returns ``(task folder, staging folder)`` for :func:`clora.library.store.commit`.
+    """
+    rel_dir = free_task_dir(folder, entry["name"], keep)
+    stage = new_stage(folder)
+    if factors is not None:
+        save_adapter(stage / ADAPTER_FILE, factors, entry["name"])
+        entry["adapter"] = f"{rel_dir}/{ADAPTER_FILE}"
+    if directions and any(u.shape[1] for u in directions.values()):
+        save_subspace(stage / SUBSPACE_FILE, directions, entry["name"])
+        entry["subspace"] = f"{rel_dir}/{SUBSPACE_FILE}"
+    return rel_dir, stage
+
+
+def create_library(folder: Path, header: dict, tasks: list[tuple[dict, dict | None, dict | None]]) -> dict:
+    """Write a new library at ``folder`` (empty or absent) as version 1.
+
+    ``tasks`` holds ``(entry, factors, directions)`` per task in stream order.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with write_lock(folder):
+        staged, new = {}, {**header, "tasks": []}
+        for entry, factors, directions in tasks:
+            rel_dir, stage = stage_task(folder, entry, factors, directions, keep=set())
+            staged[rel_dir] = stage
+            new["tasks"].append(entry)
+        return commit(folder, None, new, staged)

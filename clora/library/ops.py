@@ -1,0 +1,141 @@
+"""Library maintenance: list, show, verify, remove, import (rollback lives in ``store``)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from clora.library.build import stage_task, task_entry
+from clora.library.layout import LibraryError, check_files, read_manifest, task_by_name, version_path
+from clora.library.peft_io import peft_factors
+from clora.library.store import STAGE_PREFIX, check_task_name, commit, files_of, previous_manifest, write_lock
+from clora.library.tensors import load_adapter, load_subspace, module_dims
+from clora.subspace import extend_basis, max_overlap
+
+
+def list_tasks(folder: Path) -> list[dict]:
+    """One row per task: name, method, rank, labels, accuracies and where it came from."""
+    manifest = read_manifest(folder)
+    return [{"name": t["name"], "method": t.get("method"), "rank": t.get("rank"), "labels": len(t.get("labels", [])),
+             "learned": (t.get("metrics") or {}).get("learned"), "sum": (t.get("metrics") or {}).get("sum"),
+             "source": t.get("source", "trained"), "created": t.get("created")} for t in manifest["tasks"]]
+
+
+def capacity(folder: Path, manifest: dict) -> dict[str, dict]:
+    """Per module: how many of its ``d_in`` input directions the subspace reserves."""
+    reserved = {name: 0 for name in module_dims(manifest)}
+    for name, u in load_subspace(folder, manifest).items():
+        reserved[name] = int(u.shape[1])
+    return {name: {"reserved": reserved[name], "d_in": d_in} for name, d_in in module_dims(manifest).items()}
+
+
+def show(folder: Path) -> dict:
+    """The manifest's description of the library plus the subspace capacity used per module."""
+    manifest = read_manifest(folder)
+    keys = ("format_version", "version", "previous_version", "base_model", "family", "method", "target_modules",
+            "settings", "created", "updated")
+    return {**{k: manifest.get(k) for k in keys}, "tasks": manifest["tasks"],
+            "reserved": manifest.get("reserved", []), "capacity": capacity(folder, manifest)}
+
+
+def _structure_problems(folder: Path, manifest: dict) -> list[str]:
+    problems, names = [], [t["name"] for t in manifest["tasks"]]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"task name {dup!r} appears more than once")
+    for task in manifest["tasks"]:
+        unknown = [n for n in task.get("snapshot", []) if n not in names]
+        if unknown:
+            problems.append(f"task {task['name']!r}: snapshot names unknown task(s) {', '.join(unknown)}")
+        if task.get("adapter"):
+            try:
+                for m, (a, b) in load_adapter(folder, task["adapter"], manifest["modules"]).items():
+                    dims = manifest["modules"][m]
+                    if a.shape[1] != dims["d_in"] or b.shape[0] != dims["d_out"] or a.shape[0] != b.shape[1]:
+                        problems.append(f"{task['adapter']}: factors of {m} have wrong shapes")
+            except LibraryError as exc:
+                problems.append(str(exc))
+    missing = sorted(files_of(manifest) - set(manifest["files"]))
+    problems += [f"{rel} is referenced but has no checksum in the manifest" for rel in missing]
+    if not version_path(folder, manifest["version"]).is_file():
+        problems.append(f"versions/{version_path(folder, manifest['version']).name} is missing")
+    return problems
+
+
+def verify(folder: Path) -> tuple[list[str], list[str]]:
+    """``(problems, notes)``: problems make the library unusable; notes are harmless leftovers."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    problems = check_files(folder, manifest)
+    if not problems:
+        problems += _structure_problems(folder, manifest)
+    if not problems:
+        for name, u in load_subspace(folder, manifest).items():
+            if u.shape[1] and not torch.allclose(u.T @ u, torch.eye(u.shape[1]), atol=1e-4):
+                problems.append(f"the reserved subspace of {name} is not orthonormal")
+    notes = []
+    try:
+        previous = previous_manifest(folder, manifest)
+        if previous is not None and check_files(folder, previous):
+            notes.append("the previous version's files are incomplete: rollback is not available")
+    except LibraryError as exc:
+        notes.append(f"previous version unreadable ({exc}): rollback is not available")
+    stale = sorted(p.name for p in folder.glob(STAGE_PREFIX + "*"))
+    if stale:
+        notes.append(f"{len(stale)} staging folder(s) of an interrupted write; the next write removes them")
+    return problems, notes
+
+
+def remove(folder: Path, name: str, release: bool = False) -> dict:
+    """Drop a task (and its adapter from every snapshot); its reserved directions stay unless ``release``."""
+    folder = Path(folder)
+    with write_lock(folder):
+        manifest = read_manifest(folder)
+        entry = task_by_name(manifest, name)
+        new = copy.deepcopy(manifest)
+        new["tasks"] = [t for t in new["tasks"] if t["name"] != name]
+        for task in new["tasks"]:
+            task["snapshot"] = [n for n in task["snapshot"] if n != name]
+        new.setdefault("reserved", [])
+        if release:
+            new["reserved"] = [r for r in new["reserved"] if r["name"] != name]
+        elif entry.get("subspace"):
+            new["reserved"].append({"name": name, "subspace": entry["subspace"]})
+        return commit(folder, manifest, new, {})
+
+
+def import_peft(folder: Path, peft_dir: Path, name: str, labels: list[str], instruction: str = "",
+                triggers: list[str] | None = None) -> tuple[dict, list[str]]:
+    """Add a PEFT LoRA folder as a new task whose snapshot is that adapter alone.
+
+    For libraries with a subspace the adapter's row space is reserved, so later tasks
+    stay orthogonal to it. Returns the committed manifest and notes.
+    """
+    folder = Path(folder)
+    check_task_name(name)
+    if not labels or len(labels) < 2:
+        raise LibraryError("import needs --labels with at least two labels (the task's classes)")
+    with write_lock(folder):
+        manifest = read_manifest(folder)
+        if any(t["name"] == name for t in manifest["tasks"]):
+            raise LibraryError(f"the library already has a task named {name!r}; choose another --name")
+        if manifest["method"] == "olie":
+            raise LibraryError("an olie library applies multiplicative updates; a PEFT LoRA cannot join it")
+        factors = peft_factors(peft_dir, manifest["modules"], manifest["scaling"])
+        notes, directions = [], None
+        earlier = [load_adapter(folder, t["adapter"], manifest["modules"]) for t in manifest["tasks"] if t.get("adapter")]
+        if earlier:
+            overlap = max(max_overlap([e[m][0] for e in earlier] + [factors[m][0]]) or 0.0 for m in factors)
+            notes.append(f"the imported adapter was trained outside this library: overlap with earlier adapters {overlap:.2e}")
+        if manifest["method"] == "orth":
+            bases = load_subspace(folder, manifest)
+            directions = {m: extend_basis(bases[m], factors[m][0].T)[:, bases[m].shape[1]:] for m in factors}
+        entry = task_entry(name, labels, instruction=instruction, triggers={"keywords": list(triggers)} if triggers else {},
+                           method="peft", rank=max(a.shape[0] for a, _ in factors.values()), snapshot=[name],
+                           data=None, metrics={}, source=f"peft:{Path(peft_dir).resolve()}")
+        keep = set(manifest["files"]) | set((previous_manifest(folder, manifest) or {"files": {}})["files"])
+        rel_dir, stage = stage_task(folder, entry, factors, directions, keep)
+        new = copy.deepcopy(manifest)
+        new["tasks"].append(entry)
+        return commit(folder, manifest, new, {rel_dir: stage}), notes

@@ -1,0 +1,113 @@
+"""Interchange with PEFT: export a task's snapshot as a PEFT LoRA folder, import one as a task.
+
+A snapshot (adapters 1..i active) is one LoRA of rank ``R = sum r_j``: the A's stacked
+``(R, d_in)`` and the B's side by side ``(d_out, R)``, with clora's scale ``s = alpha / r``.
+PEFT applies ``(lora_alpha / R) * B A``, so the export sets ``lora_alpha = s * R`` per
+module (``rank_pattern`` / ``alpha_pattern`` where a module's rank differs).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from clora.library.layout import LibraryError, task_by_name
+from clora.library.tensors import load_adapter
+from clora.models import resolve_model_path
+
+PEFT_CONFIG = "adapter_config.json"
+PEFT_WEIGHTS = "adapter_model.safetensors"
+TASK_TYPES = {"encoder": None, "causal": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM"}
+PREFIX = "base_model.model."
+
+
+def snapshot_factors(folder: Path, manifest: dict, task: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{module: (A (R, d_in), B (d_out, R))}``: the snapshot ``task`` was learnt in, as one LoRA."""
+    entry = task_by_name(manifest, task)
+    owners = {t["name"]: t for t in manifest["tasks"] if t.get("adapter")}
+    parts = [load_adapter(folder, owners[n]["adapter"], manifest["modules"]) for n in entry["snapshot"] if n in owners]
+    if not parts:
+        raise LibraryError(f"task {task!r} has no adapter to export")
+    return {m: (torch.cat([p[m][0] for p in parts], 0), torch.cat([p[m][1] for p in parts], 1))
+            for m in manifest["modules"]}
+
+
+def export_peft(folder: Path, manifest: dict, task: str, out: Path) -> Path:
+    """Write ``adapter_config.json`` and ``adapter_model.safetensors`` for ``task``'s snapshot into ``out``."""
+    if manifest["method"] == "olie":
+        raise LibraryError("olie adapters are multiplicative (W * exp(BA)) and have no PEFT LoRA form")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise LibraryError(f"export folder {str(out)!r} exists and is not empty")
+    factors = snapshot_factors(folder, manifest, task)
+    ranks = {m: a.shape[0] for m, (a, _) in factors.items()}
+    rank = max(set(ranks.values()), key=list(ranks.values()).count)  # the most common one
+    scale = manifest["scaling"]
+    transposed = {bool(d.get("fan_in_fan_out")) for d in manifest["modules"].values()}
+    config = {"peft_type": "LORA", "task_type": TASK_TYPES[manifest["family"]],
+              "base_model_name_or_path": resolve_model_path(manifest["base_model"]),
+              "r": rank, "lora_alpha": scale * rank,
+              "rank_pattern": {m: r for m, r in ranks.items() if r != rank},
+              "alpha_pattern": {m: scale * r for m, r in ranks.items() if r != rank},
+              "target_modules": list(manifest["target_modules"]), "fan_in_fan_out": transposed == {True},
+              "bias": "none", "lora_dropout": 0.0, "use_rslora": False, "use_dora": False,
+              "modules_to_save": None, "init_lora_weights": True, "inference_mode": True}
+    tensors = {}
+    for m, (a, b) in factors.items():
+        tensors[f"{PREFIX}{m}.lora_A.weight"] = a.contiguous()
+        tensors[f"{PREFIX}{m}.lora_B.weight"] = b.contiguous()
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out / PEFT_WEIGHTS), metadata={"format": "pt"})
+    (out / PEFT_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def _pattern_value(patterns: dict, module: str, default):
+    """PEFT's rank/alpha pattern lookup: a key matches a module name ending in it."""
+    for key, value in patterns.items():
+        if re.fullmatch(rf"(.*\.)?{key}", module):
+            return value
+    return default
+
+
+def read_peft_config(path: Path) -> dict:
+    config_path = Path(path) / PEFT_CONFIG
+    if not config_path.is_file():
+        raise LibraryError(f"{str(path)!r} is not a PEFT adapter folder (no {PEFT_CONFIG})")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LibraryError(f"{str(config_path)!r} is not valid JSON ({exc})") from None
+    unsupported = [k for k, ok in (("peft_type", config.get("peft_type") == "LORA"),
+                                   ("use_dora", not config.get("use_dora")), ("bias", config.get("bias", "none") == "none"),
+                                   ("modules_to_save", not config.get("modules_to_save"))) if not ok]
+    if unsupported:
+        raise LibraryError(f"{str(path)!r}: only plain LoRA adapters can be imported (unsupported: {', '.join(unsupported)})")
+    return config
+
+
+def peft_factors(path: Path, modules: dict, scaling: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{module: (A, B)}`` of a PEFT LoRA folder, B rescaled so that clora's ``scaling`` gives PEFT's update."""
+    config = read_peft_config(path)
+    weights = Path(path) / PEFT_WEIGHTS
+    if not weights.is_file():
+        raise LibraryError(f"{str(path)!r} has no {PEFT_WEIGHTS}")
+    tensors = {re.sub(r"\.lora_([AB])\.[^.]+\.weight$", r".lora_\1.weight", k): v
+               for k, v in load_file(str(weights)).items()}
+    found = {k[len(PREFIX):].rsplit(".lora_", 1)[0] for k in tensors if k.startswith(PREFIX)}
+    if found != set(modules):
+        extra, missing = sorted(found - set(modules)), sorted(set(modules) - found)
+        raise LibraryError(f"the PEFT adapter adapts other modules than the library "
+                           f"(only in PEFT: {', '.join(extra) or 'none'}; only in the library: {', '.join(missing) or 'none'})")
+    factors = {}
+    for m in modules:
+        a, b = tensors[f"{PREFIX}{m}.lora_A.weight"].float(), tensors[f"{PREFIX}{m}.lora_B.weight"].float()
+        r = _pattern_value(config.get("rank_pattern") or {}, m, config["r"])
+        alpha = _pattern_value(config.get("alpha_pattern") or {}, m, config["lora_alpha"])
+        peft_scale = alpha / (r ** 0.5 if config.get("use_rslora") else r)
+        factors[m] = (a, b * (peft_scale / scaling))
+    return factors

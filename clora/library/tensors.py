@@ -1,0 +1,94 @@
+"""Adapter factors and reserved subspaces as safetensors files of a library."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from clora.library.layout import LibraryError
+from clora.lora import Factors, LoRASet
+
+ADAPTER_FILE = "adapter.safetensors"
+SUBSPACE_FILE = "subspace.safetensors"
+
+
+def _metadata(kind: str, task: str) -> dict[str, str]:
+    # one key: safetensors writes several metadata keys in no fixed order, and equal
+    # content should give equal bytes (and checksums)
+    return {"clora": json.dumps({"kind": kind, "task": task}, sort_keys=True)}
+
+
+def save_adapter(path: Path, factors: dict[str, tuple[torch.Tensor, torch.Tensor]], task: str) -> None:
+    """``{"<module>.lora_A": (r, d_in), "<module>.lora_B": (d_out, r)}`` to ``path``."""
+    tensors = {}
+    for name, (a, b) in factors.items():
+        tensors[f"{name}.lora_A"] = a.detach().float().contiguous().cpu()
+        tensors[f"{name}.lora_B"] = b.detach().float().contiguous().cpu()
+    save_file(tensors, str(path), metadata=_metadata("adapter", task))
+
+
+def save_subspace(path: Path, directions: dict[str, torch.Tensor], task: str) -> None:
+    """Per module the ``(d_in, k)`` orthonormal directions ``task`` added to the subspace."""
+    save_file({n: u.detach().float().contiguous().cpu() for n, u in directions.items()}, str(path),
+              metadata=_metadata("subspace", task))
+
+
+def _load(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise LibraryError(f"cannot read {str(path)!r}: {str(exc).splitlines()[0][:200]}") from None
+
+
+def load_adapter(folder: Path, rel: str, modules) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{module: (A, B)}`` from a task's adapter file, checked against the model's ``modules``."""
+    tensors = _load(Path(folder) / rel)
+    factors = {}
+    for name in modules:
+        a, b = tensors.get(f"{name}.lora_A"), tensors.get(f"{name}.lora_B")
+        if a is None or b is None:
+            raise LibraryError(f"{rel} has no factors for module {name!r}")
+        factors[name] = (a, b)
+    return factors
+
+
+def module_dims(manifest: dict) -> dict[str, int]:
+    """``{module: d_in}`` of the library's adapted modules."""
+    return {name: dims["d_in"] for name, dims in manifest["modules"].items()}
+
+
+def load_directions(folder: Path, rel: str | None, dims: dict[str, int]) -> dict[str, torch.Tensor]:
+    """``{module: (d_in, k)}`` a task reserved; ``k = 0`` when it reserved nothing."""
+    tensors = _load(Path(folder) / rel) if rel else {}
+    return {name: tensors.get(name, torch.zeros(d_in, 0)) for name, d_in in dims.items()}
+
+
+def load_subspace(folder: Path, manifest: dict) -> dict[str, torch.Tensor]:
+    """The reserved subspace ``U`` ``(d_in, k)`` per module: every task's and reserved entry's directions."""
+    dims = module_dims(manifest)
+    bases = {name: torch.zeros(d_in, 0) for name, d_in in dims.items()}
+    for entry in manifest["tasks"] + manifest.get("reserved", []):
+        if entry.get("subspace"):
+            for name, u in load_directions(folder, entry["subspace"], dims).items():
+                bases[name] = torch.cat([bases[name], u], dim=1)
+    return bases
+
+
+def attach_adapters(lora: LoRASet, folder: Path, manifest: dict) -> dict[str, int]:
+    """Append every task's adapter to ``lora`` as frozen factors; ``{task name: adapter index}``."""
+    index_of = {}
+    for task in manifest["tasks"]:
+        if not task.get("adapter"):
+            continue
+        factors = load_adapter(folder, task["adapter"], lora.layers)
+        for name, layer in lora.layers.items():
+            a, b = factors[name]
+            if a.shape[1] != layer.d_in or b.shape[0] != layer.d_out or a.shape[0] != b.shape[1]:
+                raise LibraryError(f"{task['adapter']}: factors of {name!r} have shapes {tuple(a.shape)} and "
+                                   f"{tuple(b.shape)}, which do not fit the model ({layer.d_out} x {layer.d_in})")
+        index_of[task["name"]] = lora.add(lambda n, layer: Factors.frozen(*factors[n]))
+    return index_of

@@ -1,0 +1,81 @@
+"""PEFT as a real client: exported snapshots load in PEFT, PEFT-made adapters import into clora.
+
+Outputs are compared as the max absolute difference of the model's outputs (encoder:
+last hidden state; causal LM: logits) on a padded batch, to 1e-5.
+"""
+
+import pytest
+import torch
+from click.testing import CliRunner
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from clora.cli.main import cli
+from clora.library.layout import read_manifest
+from clora.library.model import open_library_model
+from clora.models import load_base_model
+
+TEXTS = ["red kitchen note", "the harbour market signal is blue", "sky"]
+KINDS = {"bert": ("query", "value"), "llama": ("q_proj", "v_proj"), "minilm": ("query", "value")}
+
+
+def _model_arg(kind, tiny_model_dirs):
+    return "all-MiniLM-L6-v2" if kind == "minilm" else str(tiny_model_dirs[kind])
+
+
+def _outputs(model, tokenizer, kind):
+    batch = tokenizer(TEXTS, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = model(**batch)
+    return out.logits if kind == "llama" else out.last_hidden_state
+
+
+def _fresh_base(kind, tiny_model_dirs):
+    return load_base_model(_model_arg(kind, tiny_model_dirs))
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_exported_snapshot_loads_in_peft_with_the_same_outputs(kind, library_copy, tiny_model_dirs, tmp_path):
+    lib = library_copy(kind="bert" if kind == "minilm" else kind, model="all-MiniLM-L6-v2" if kind == "minilm" else None)
+    out = tmp_path / "peft"
+    result = CliRunner().invoke(cli, ["library", "export", str(lib), "--task", "t1", "--format", "peft", str(out)])
+    assert result.exit_code == 0, result.output
+    lm = open_library_model(lib, progress=False)
+    lm.activate_task("t1")
+    ours = _outputs(lm.base_model.model, lm.base_model.tokenizer, kind)
+    base = _fresh_base(kind, tiny_model_dirs)
+    peft_model = PeftModel.from_pretrained(base.model, str(out)).eval()
+    theirs = _outputs(peft_model, base.tokenizer, kind)
+    with peft_model.disable_adapter():
+        bare = _outputs(peft_model, base.tokenizer, kind)
+    assert (ours - bare).abs().max() > 1e-4  # the adapter does something
+    assert (ours - theirs).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_peft_made_adapter_imports_with_the_same_outputs(kind, library_copy, tiny_model_dirs, tmp_path):
+    lib = library_copy(kind="bert" if kind == "minilm" else kind, model="all-MiniLM-L6-v2" if kind == "minilm" else None)
+    base = _fresh_base(kind, tiny_model_dirs)
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=12, target_modules=list(KINDS[kind]), init_lora_weights=False)
+    peft_model = get_peft_model(base.model, config).eval()
+    peft_model.save_pretrained(str(tmp_path / "made-by-peft"))
+    theirs = _outputs(peft_model, base.tokenizer, kind)
+    result = CliRunner().invoke(cli, ["library", "import", str(lib), str(tmp_path / "made-by-peft"),
+                                      "--name", "imported", "--labels", "red,green"])
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(lib)
+    assert manifest["tasks"][-1]["snapshot"] == ["imported"]
+    lm = open_library_model(lib, progress=False)
+    lm.activate_task("imported")
+    ours = _outputs(lm.base_model.model, lm.base_model.tokenizer, kind)
+    assert (ours - theirs).abs().max() <= 1e-5
+    assert CliRunner().invoke(cli, ["library", "verify", str(lib)]).exit_code == 0
+
+
+def test_import_refuses_an_adapter_for_other_modules(library_copy, tiny_model_dirs, tmp_path):
+    lib = library_copy()
+    base = _fresh_base("bert", tiny_model_dirs)
+    get_peft_model(base.model, LoraConfig(r=2, target_modules=["key"])).save_pretrained(str(tmp_path / "k"))
+    result = CliRunner().invoke(cli, ["library", "import", str(lib), str(tmp_path / "k"), "--name", "k",
+                                      "--labels", "a,b"])
+    assert result.exit_code != 0 and "adapts other modules" in result.output
