@@ -99,3 +99,12 @@ def library_state(folder: Path) -> dict:
     from clora.library import sha256_file
 
     return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_one_line_error(result, fragment: str) -> None:
+    """A CLI result that failed with exactly one 'Error: ...' line containing ``fragment``, no traceback."""
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert fragment in lines[0], lines[0]

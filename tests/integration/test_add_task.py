@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import library_state, write_jsonl
+from conftest import assert_one_line_error, library_state, write_jsonl
 
 from clora.cli.main import cli
 from clora.library.build import stage_task
@@ -19,12 +19,6 @@ def _clora(*args):
     return CliRunner().invoke(cli, [*map(str, args)])
 
 
-def _one_line_error(result, fragment):
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    assert fragment in lines[0], lines[0]
 
 
 def _add(lib, train, *extra):
@@ -158,7 +152,7 @@ def test_bad_input_is_one_line_and_leaves_the_library_byte_identical(case, libra
         prepare(lib)
     before = library_state(lib) if lib.exists() else None
     result = _add(lib, *args)  # a later --name overrides _add's
-    _one_line_error(result, fragment)
+    assert_one_line_error(result, fragment)
     assert (library_state(lib) if lib.exists() else None) == before
 
 
@@ -167,7 +161,7 @@ def test_a_locked_library_is_refused_with_a_clear_message(library_copy, new_task
     before = library_state(lib)
     with write_lock(lib):  # another writer holds the library
         result = _add(lib, new_task_files[0])
-    _one_line_error(result, "is locked")
+    assert_one_line_error(result, "is locked")
     assert library_state(lib) == before
 
 
@@ -180,7 +174,7 @@ def test_verify_names_what_is_wrong(library_copy):
 
 def test_seq_libraries_cannot_grow(library_copy, new_task_files):
     lib = library_copy(method="seq")
-    _one_line_error(_add(lib, new_task_files[0]), "add-task needs a method with one adapter per task")
+    assert_one_line_error(_add(lib, new_task_files[0]), "add-task needs a method with one adapter per task")
 
 
 def test_labels_are_read_from_the_training_file(library_copy, tmp_path):

@@ -2,6 +2,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from conftest import assert_one_line_error
 
 from clora.cli.main import cli
 
@@ -13,12 +14,6 @@ def _run(*args):
     return CliRunner().invoke(cli, ["run", *map(str, args)])
 
 
-def _one_line_error(result, fragment):
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    lines = [l for l in result.output.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    assert fragment in lines[0], lines[0]
 
 
 def test_run_writes_every_file(tiny_model_dirs, synthetic_stream, tmp_path):
@@ -40,7 +35,7 @@ def test_rerun_replaces_an_earlier_run_but_not_a_foreign_folder(tiny_model_dirs,
     foreign.mkdir()
     (foreign / "precious.txt").write_text("keep")
     result = _run(synthetic_stream, "--out", foreign, "--model", tiny_model_dirs["bert"], "--quiet")
-    _one_line_error(result, "holds no clora run")
+    assert_one_line_error(result, "holds no clora run")
     assert (foreign / "precious.txt").read_text() == "keep"
 
 
@@ -57,58 +52,58 @@ def cl_dir(tmp_path):
 
 
 def test_error_unknown_stream(tmp_path):
-    _one_line_error(_run("no-such-stream", "--out", tmp_path / "o"), "unknown stream 'no-such-stream'")
+    assert_one_line_error(_run("no-such-stream", "--out", tmp_path / "o"), "unknown stream 'no-such-stream'")
 
 
 def test_error_missing_data_dir(cl_dir, tmp_path):
     _, stream = cl_dir
-    _one_line_error(_run(stream, "--data-dir", tmp_path / "absent", "--out", tmp_path / "o"), "not found")
+    assert_one_line_error(_run(stream, "--data-dir", tmp_path / "absent", "--out", tmp_path / "o"), "not found")
 
 
 def test_error_missing_data_file(cl_dir, tmp_path):
     root, stream = cl_dir
     (root / "t" / "test.json").unlink()
-    _one_line_error(_run(stream, "--data-dir", root, "--out", tmp_path / "o"), "test.json' not found")
+    assert_one_line_error(_run(stream, "--data-dir", root, "--out", tmp_path / "o"), "test.json' not found")
 
 
 def test_error_malformed_yaml(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("tasks: [\n  - {name: a\n")
-    _one_line_error(_run(bad, "--out", tmp_path / "o"), "not valid YAML")
+    assert_one_line_error(_run(bad, "--out", tmp_path / "o"), "not valid YAML")
 
 
 def test_error_malformed_json(cl_dir, tmp_path):
     root, stream = cl_dir
     (root / "t" / "train.json").write_text("[{")
-    _one_line_error(_run(stream, "--data-dir", root, "--out", tmp_path / "o"), "is not valid JSON")
+    assert_one_line_error(_run(stream, "--data-dir", root, "--out", tmp_path / "o"), "is not valid JSON")
 
 
 def test_error_task_with_no_examples(cl_dir, tmp_path):
     root, stream = cl_dir
     (root / "t" / "train.json").write_text("[]")
-    _one_line_error(_run(stream, "--data-dir", root, "--out", tmp_path / "o"), "has no training examples")
+    assert_one_line_error(_run(stream, "--data-dir", root, "--out", tmp_path / "o"), "has no training examples")
 
 
 def test_error_label_outside_label_set(cl_dir, tmp_path):
     root, stream = cl_dir
     (root / "t" / "labels.json").write_text('["yes", "maybe"]')
-    _one_line_error(_run(stream, "--data-dir", root, "--out", tmp_path / "o"), "label 'no' is not in its label set")
+    assert_one_line_error(_run(stream, "--data-dir", root, "--out", tmp_path / "o"), "label 'no' is not in its label set")
 
 
 def test_error_unknown_method(tmp_path):
-    _one_line_error(_run("demo", "--method", "magic", "--out", tmp_path / "o"), "unknown method 'magic'")
+    assert_one_line_error(_run("demo", "--method", "magic", "--out", tmp_path / "o"), "unknown method 'magic'")
 
 
 def test_error_rank_too_large(tiny_model_dirs, synthetic_stream, tmp_path):
     result = _run(synthetic_stream, "--model", tiny_model_dirs["bert"], "--rank", "64", "--out", tmp_path / "o", "--quiet")
-    _one_line_error(result, "rank 64 is larger than module")
+    assert_one_line_error(result, "rank 64 is larger than module")
     assert not (tmp_path / "o").exists()
 
 
 def test_error_missing_model_folder(synthetic_stream, tmp_path):
-    _one_line_error(_run(synthetic_stream, "--model", tmp_path / "nomodel", "--out", tmp_path / "o"), "not found")
+    assert_one_line_error(_run(synthetic_stream, "--model", tmp_path / "nomodel", "--out", tmp_path / "o"), "not found")
 
 
 def test_error_bad_numbers(tmp_path):
-    _one_line_error(_run("demo", "--epochs", "0", "--out", tmp_path / "o"), "epochs must be a positive integer")
-    _one_line_error(_run("demo", "--lr", "-1", "--out", tmp_path / "o"), "lr must be positive")
+    assert_one_line_error(_run("demo", "--epochs", "0", "--out", tmp_path / "o"), "epochs must be a positive integer")
+    assert_one_line_error(_run("demo", "--lr", "-1", "--out", tmp_path / "o"), "lr must be positive")
