@@ -185,3 +185,15 @@ def test_labels_are_read_from_the_training_file(library_copy, tmp_path):
     result = _add(lib, write_jsonl(tmp_path / "x.jsonl", train))
     assert result.exit_code == 0, result.output
     assert read_manifest(lib)["tasks"][-1]["labels"] == sorted({e.target for e in train})
+
+
+def test_eval_files_re_evaluate_named_earlier_tasks(library_copy, new_task_files, tmp_path):
+    from clora.synthetic import synthetic_examples
+
+    _, test, _ = synthetic_examples("t0", {"domain": "cooking", "shift": 0, "n_train": 8, "n_test": 16})
+    lib = library_copy()
+    result = _add(lib, new_task_files[0], "--eval", f"t0={write_jsonl(tmp_path / 't0.jsonl', test)}")
+    assert result.exit_code == 0, result.output
+    assert "t0" in result.output and "t1" in result.output
+    assert_one_line_error(_add(library_copy(method="inc"), new_task_files[0], "--eval", "nope=x.jsonl"),
+                          "not in the library")

@@ -92,9 +92,10 @@ def test_sigkill_at_20_random_moments_leaves_the_old_or_the_new_version(library_
         assert result.exit_code == 0, f"kill {i} at {moment:.2f}s: {result.output}"
         state = version_state(lib)
         assert state in (old, new), f"kill {i} at {moment:.2f}s left a mixed library"
-        outcomes.append("new" if state == new else "old")
-    print(f"kill outcomes: {outcomes.count('old')} old, {outcomes.count('new')} new")
-    assert "old" in outcomes  # the kills did interrupt runs
+        leftovers = any(p.name.startswith(".stage-") for p in lib.iterdir()) or (lib / "tasks" / "t2").exists()
+        outcomes.append("new" if state == new else "old, mid-write" if leftovers else "old")
+    print("kill outcomes:", {k: outcomes.count(k) for k in sorted(set(outcomes))})
+    assert any(o.startswith("old") for o in outcomes)  # the kills did interrupt runs
     # a library left by a kill takes the next add-task normally (stale staging is cleaned up)
     last = tmp_path / "lib19"
     if version_state(last) == old:
