@@ -25,7 +25,7 @@ def library():
 @LIBRARY
 def list_cmd(library):
     """One line per task: name, method, rank, labels, accuracy when learnt and in sum mode now."""
-    from clora.library.ops import list_tasks
+    from clora.library.summary import list_tasks
 
     rows = list_tasks(library)
     click.echo(f"{'task':<20} {'method':<7} {'rank':>4} {'labels':>6} {'learnt':>7} {'sum':>6}  source")

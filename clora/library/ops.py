@@ -15,14 +15,6 @@ from clora.library.tensors import load_adapter, load_subspace, module_dims
 from clora.subspace import extend_basis, max_overlap
 
 
-def list_tasks(folder: Path) -> list[dict]:
-    """One row per task: name, method, rank, labels, accuracies and where it came from."""
-    manifest = read_manifest(folder)
-    return [{"name": t["name"], "method": t.get("method"), "rank": t.get("rank"), "labels": len(t.get("labels", [])),
-             "learned": (t.get("metrics") or {}).get("learned"), "sum": (t.get("metrics") or {}).get("sum"),
-             "source": t.get("source", "trained"), "created": t.get("created")} for t in manifest["tasks"]]
-
-
 def capacity(folder: Path, manifest: dict) -> dict[str, dict]:
     """Per module: how many of its ``d_in`` input directions the subspace reserves."""
     reserved = {name: 0 for name in module_dims(manifest)}
