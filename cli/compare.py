@@ -28,6 +28,6 @@ def compare(stream, methods, out, targets, quiet, **options):
     methods = parse_methods(methods)
     out = out or Path("clora-runs") / f"{Path(stream).stem}-compare"
     config = make_config(stream, out, methods[0], targets, quiet, **options)
-    compare_methods(config, methods, out)
+    compare_methods(config, methods, out, lr=options["lr"])
     click.echo(f"wrote {out}/compare.md")
     click.echo((out / "compare.md").read_text().split("\n\n", 2)[-1].rstrip())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from clora.config import DEFAULT_MODEL, SUBSPACE_SOURCES, RunConfig
+from clora.config import DEFAULT_LR, DEFAULT_MODEL, SUBSPACE_SOURCES, RunConfig
 
 TRAINING_OPTIONS = [
     click.option("--data-dir", type=click.Path(path_type=Path), default=None,
@@ -18,7 +18,9 @@ TRAINING_OPTIONS = [
     click.option("--rank", default=8, show_default=True, type=int, help="LoRA rank r per task."),
     click.option("--alpha", default=16.0, show_default=True, type=float, help="LoRA scale numerator (update = alpha/r * B A)."),
     click.option("--epochs", default=3, show_default=True, type=int, help="Training epochs per task."),
-    click.option("--lr", default=1e-3, show_default=True, type=float, help="Learning rate (Riemannian Adam)."),
+    click.option("--lr", default=None, type=float,
+                 help="Learning rate (Riemannian Adam). Default per method, tuned on the CL benchmark: "
+                      + ", ".join(f"{m} {lr:g}" for m, lr in DEFAULT_LR.items()) + "."),
     click.option("--batch-size", default=16, show_default=True, type=int, help="Training batch size."),
     click.option("--max-train", default=None, type=int, help="Cap on training examples per task (sampled with --seed)."),
     click.option("--max-test", default=None, type=int, help="Cap on test examples per task (sampled with --seed)."),

@@ -30,21 +30,24 @@ def parse_methods(text: str) -> list[str]:
 def comparison_row(report: dict) -> dict:
     """The per-method block of the comparison: metrics per mode, overlap and timing."""
     return {"modes": {mode: {k: block[k] for k in METRICS} for mode, block in report["modes"].items()},
-            "overlap": report["overlap"], "train_s": report["timing"]["train_s"],
+            "lr": report["settings"]["lr"], "overlap": report["overlap"], "train_s": report["timing"]["train_s"],
             "eval_s": report["timing"]["eval_s"], "notes": report.get("notes", [])}
 
 
-def compare_methods(config: RunConfig, methods: list[str], out: Path) -> dict:
-    """Run each method (a fresh model each time) into ``out/<method>`` and tabulate them."""
+def compare_methods(config: RunConfig, methods: list[str], out: Path, lr: float | None = None) -> dict:
+    """Run each method (a fresh model each time) into ``out/<method>`` and tabulate them.
+
+    ``lr`` ``None`` gives each method its own default learning rate; a value is used for all.
+    """
     from clora.runner import run_stream
 
     check_out_dir(out, COMPARE_MARKER)
     rows, settings = {}, None
     for method in methods:
         log.info("== method %s (%d of %d)", method, len(rows) + 1, len(methods))
-        report = run_stream(dataclasses.replace(config, method=method, out=out / method))
+        report = run_stream(dataclasses.replace(config, method=method, out=out / method, lr=lr))
         rows[method] = comparison_row(report)
-        settings = settings or {k: v for k, v in report["settings"].items() if k not in ("subspace", "energy")}
+        settings = settings or {k: v for k, v in report["settings"].items() if k not in ("subspace", "energy", "lr")}
         tasks, stream = report["tasks"], report["stream"]
     table = {"stream": stream, "model": config.model, "tasks": tasks, "settings": settings, "methods": rows}
     write_comparison(out, table)
@@ -57,12 +60,15 @@ def _pct(x) -> str:
 
 def comparison_markdown(table: dict) -> str:
     """One row per method and mode: AA, BWT, forgetting, FWT (%), overlap, train seconds."""
-    lines = [f"# clora compare: {table['stream']}", "", f"model `{table['model']}`; tasks: {', '.join(table['tasks'])}", "",
-             "| method | mode | AA | BWT | forgetting | FWT | overlap | train s |", "|---|---|---|---|---|---|---|---|"]
+    shared = ", ".join(f"{k} {v}" for k, v in (table.get("settings") or {}).items())
+    lines = [f"# clora compare: {table['stream']}", "", f"model `{table['model']}`; tasks: {', '.join(table['tasks'])}",
+             "", f"settings shared by every method: {shared}", "",
+             "| method | lr | mode | AA | BWT | forgetting | FWT | overlap | train s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for method, row in table["methods"].items():
         overlap = "n/a" if row["overlap"] is None else f"{row['overlap']:.1e}"
         for mode, m in row["modes"].items():
-            lines.append(f"| {method} | {mode} | {_pct(m['average_accuracy'])} | {_pct(m['bwt'])} | "
+            lines.append(f"| {method} | {row.get('lr', 0):g} | {mode} | {_pct(m['average_accuracy'])} | {_pct(m['bwt'])} | "
                          f"{_pct(m['forgetting'])} | {_pct(m['fwt'])} | {overlap} | {row['train_s']:.0f} |")
     return "\n".join(lines) + "\n"
 

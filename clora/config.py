@@ -12,6 +12,10 @@ METHODS = ("seq", "inc", "olora", "olie", "orth", "mtl")
 SUBSPACE_SOURCES = ("adapters", "activations", "both")
 RETRACTIONS = ("cayley", "qr")
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+#: Learning rate per method when none is given, tuned on the four shared CL-benchmark tasks
+#: (docs/results.md). olie's multiplicative update W * (exp(s B A) - 1) is scaled by the
+#: weights' own entries (|W| ~ 0.05 in MiniLM), so it needs a larger rate for the same step.
+DEFAULT_LR = {"seq": 3e-3, "inc": 3e-3, "olora": 3e-3, "olie": 3e-2, "orth": 3e-3, "mtl": 3e-3}
 
 
 def _check_positive(name: str, value, allow_zero: bool = False) -> None:
@@ -25,6 +29,7 @@ def _check_positive(name: str, value, allow_zero: bool = False) -> None:
 class RunConfig:
     """Everything that decides a continual run; validated on construction.
 
+    ``lr`` ``None`` means the method's tuned default (``DEFAULT_LR``).
     ``max_train`` / ``max_test`` cap the examples per task (``None`` = all).
     ``alpha`` is the LoRA scale numerator: the update is ``(alpha / rank) * B A``.
     ``energy`` is the GPM energy threshold for the ``activations`` subspace source.
@@ -40,7 +45,7 @@ class RunConfig:
     rank: int = 8
     alpha: float = 16.0
     epochs: int = 3
-    lr: float = 1e-3
+    lr: float | None = None
     batch_size: int = 16
     max_train: int | None = None
     max_test: int | None = None
@@ -75,6 +80,8 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.method]
         _check_positive("lr", self.lr)
         _check_positive("alpha", self.alpha)
         _check_positive("temperature", self.temperature)

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from clora.baselines import OLieMethod, OLoRAMethod
 from clora.cli.main import cli
-from clora.config import RunConfig
+from clora.config import DEFAULT_LR, RunConfig
 from clora.lora import LoRASet, inject_lora
 from clora.penalties import olie_factor, olora_penalty
 from clora.runner import run_stream
@@ -78,7 +78,8 @@ def test_compare_writes_one_table(tiny_model_dirs, synthetic_stream, tmp_path):
     assert list(table["methods"]) == ["seq", "inc", "olora", "olie", "orth", "mtl"]
     assert table["methods"]["orth"]["overlap"] <= 1e-5
     assert table["methods"]["mtl"]["modes"]["sum"]["bwt"] is None
-    assert "| orth | sum |" in (out / "compare.md").read_text()
+    assert "| orth | 0.003 | sum |" in (out / "compare.md").read_text()
+    assert table["methods"]["olie"]["lr"] == DEFAULT_LR["olie"]  # each method's own default rate
     assert (out / "compare.png").stat().st_size > 1000
     assert all((out / m / "report.json").is_file() for m in table["methods"])
 
