@@ -73,6 +73,8 @@ class LoRALinear(nn.Module):
         self.adapters = nn.ModuleList()
         self.active: list[int] = []
         self.taylor_order: int | None = None
+        #: ``(batch, n_adapters)`` 0/1 per input (mixed-task batches): overrides ``active``
+        self.route_mask: torch.Tensor | None = None
 
     @property
     def transposed(self) -> bool:
@@ -101,8 +103,35 @@ class LoRALinear(nn.Module):
         b = torch.cat([f.factor_b() for f in chosen], dim=1)
         return a, b
 
+    def routed_delta(self, x: torch.Tensor) -> torch.Tensor:
+        """The update for a mixed batch: input ``b`` gets the adapters ``route_mask[b]`` selects.
+
+        Additive LoRA: one pass, ``s * ((x A_all^T) * m) B_all^T`` with ``m`` the mask
+        repeated over each adapter's rank. Multiplicative (olie): one weight per distinct
+        adapter set, applied to the inputs that use it.
+        """
+        mask = self.route_mask.to(x.dtype)
+        if self.taylor_order is None:
+            a = torch.cat([f.factor_a() for f in self.adapters], dim=0)
+            b = torch.cat([f.factor_b() for f in self.adapters], dim=1)
+            ranks = torch.tensor([f.factor_a().shape[0] for f in self.adapters], device=mask.device)
+            rank_mask = mask.repeat_interleave(ranks, dim=1)  # (batch, R)
+            shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (rank_mask.shape[1],)
+            return self.scaling * (((x @ a.T) * rank_mask.view(shape)) @ b.T)
+        out = torch.zeros(*x.shape[:-1], self.d_out, dtype=x.dtype, device=x.device)
+        saved = self.active
+        for pattern in torch.unique(mask, dim=0):
+            rows = (mask == pattern).all(dim=1)
+            self.active = [i for i, on in enumerate(pattern.tolist()) if on]
+            if self.active:
+                out[rows] = x[rows] @ self.multiplicative_delta().T
+        self.active = saved
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
+        if self.route_mask is not None:
+            return y + self.routed_delta(x.to(y.dtype))
         if self.taylor_order is not None and self.active:
             delta = self.multiplicative_delta()
             return y + (x.to(delta.dtype) @ delta.T).to(y.dtype)
@@ -183,6 +212,17 @@ class LoRASet:
         finally:
             for n, layer in self.layers.items():
                 layer.active = saved[n]
+
+    @contextmanager
+    def routed(self, mask: torch.Tensor):
+        """Inside the block input ``b`` of every batch uses the adapters ``mask[b]`` ``(batch, n_adapters)`` selects."""
+        for layer in self.layers.values():
+            layer.route_mask = mask
+        try:
+            yield
+        finally:
+            for layer in self.layers.values():
+                layer.route_mask = None
 
     def parameters(self, index: int) -> list[nn.Parameter]:
         """Trainable parameters of adapter ``index`` across all layers."""

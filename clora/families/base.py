@@ -44,6 +44,33 @@ class Family:
         return [task.labels[i] for i in best]
 
     @torch.no_grad()
+    def predict_mixed(self, tasks: Sequence[Task], texts: Sequence[str], routed: Callable, masks: torch.Tensor) -> list[str]:
+        """One forward pass for a batch whose inputs belong to different tasks and snapshots.
+
+        ``tasks[b]`` is the task input ``b`` is answered as; ``routed(masks)`` is the LoRA
+        set's context under which input ``b`` uses the adapters ``masks[b]`` selects.
+        """
+        scores = self.mixed_option_scores(tasks, texts, routed, masks)
+        return [task.labels[int(s.argmax())] for task, s in zip(tasks, scores)]
+
+    def mixed_option_scores(self, tasks, texts, routed, masks) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def features(self, texts: Sequence[str]) -> torch.Tensor:
+        """``(n, hidden)`` mean-pooled last hidden states of the bare base model (the router's input)."""
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.max_length,
+                               return_tensors="pt").to(self.device)
+        with self.adapters_off():
+            hidden = self.hidden_states(batch)
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return ((hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)).float()
+
+    def hidden_states(self, batch) -> torch.Tensor:
+        """``(n, L, hidden)`` last hidden states of the input tokens."""
+        return self.model(**batch, output_hidden_states=True).hidden_states[-1]
+
+    @torch.no_grad()
     def replay(self, task: Task, examples: Sequence[Example]) -> None:
         """Run the training inputs forward once (for activation statistics)."""
         self.loss(task, examples)
@@ -70,6 +97,19 @@ class AnswerFamily(Family):
         """Cross-entropy on the answer tokens only."""
         prompts = [task.format_prompt(ex.text) for ex in examples]
         return -self.answer_logprob(prompts, [ex.target for ex in examples]).mean()
+
+    def mixed_option_scores(self, tasks, texts, routed, masks):
+        """Every (input, option of its task) pair in one batch, each row routed like its input."""
+        prompts, options, owners = [], [], []
+        for b, (task, text) in enumerate(zip(tasks, texts)):
+            prompt = task.format_prompt(text)
+            for label in task.labels:
+                prompts.append(prompt)
+                options.append(label)
+                owners.append(b)
+        with routed(masks[torch.tensor(owners, device=masks.device)]):
+            logprob = self.answer_logprob(prompts, options)
+        return list(torch.split(logprob, [len(t.labels) for t in tasks]))
 
     def option_scores(self, task, texts):
         """Rank classification: every (text, option) pair scored in one batch."""

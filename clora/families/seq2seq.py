@@ -14,6 +14,9 @@ from clora.families.base import AnswerFamily, masked_mean_logprob
 class Seq2SeqFamily(AnswerFamily):
     kind = "seq2seq"
 
+    def hidden_states(self, batch) -> torch.Tensor:
+        return self.model.get_encoder()(**batch).last_hidden_state
+
     def answer_logprob(self, prompts, targets) -> torch.Tensor:
         enc = self.tokenizer(list(prompts), padding=True, truncation=True,
                              max_length=self.config.max_length, return_tensors="pt").to(self.device)

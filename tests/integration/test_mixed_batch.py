@@ -1,0 +1,37 @@
+"""A mixed-task batch in one forward pass equals running each input alone in its snapshot."""
+
+import pytest
+import torch
+
+from clora.library.model import open_library_model
+from clora.task import Example, Task
+
+TEXTS = ["apple oven the recipe", "river boat very mast quick", "stone flour again", "cloud anchor tide",
+         "lamp spoon kitchen", "horse deck crew there"]
+
+
+def _tasks(lm):
+    return {t["name"]: Task(name=t["name"], instruction=t["instruction"], labels=t["labels"],
+                            train=[Example("x", t["labels"][0])], test=[Example("x", t["labels"][0])])
+            for t in lm.manifest["tasks"]}
+
+
+@pytest.mark.parametrize("kind,method", [("bert", "orth"), ("llama", "orth"), ("bert", "olie"), ("gpt2", "inc")])
+def test_mixed_batch_equals_each_input_alone(kind, method, library_factory):
+    lm = open_library_model(library_factory(kind, method), progress=False)
+    tasks = _tasks(lm)
+    names = ["t0", "t1", "t1", "t0", "t1", "t0"]
+    snapshots = [lm.snapshot(n) for n in names]
+    snapshots[3] = []  # one input runs in the bare base model
+    masks = torch.zeros(len(TEXTS), len(lm.lora))
+    for b, snap in enumerate(snapshots):
+        masks[b, snap] = 1.0
+    mixed = lm.family.mixed_option_scores([tasks[n] for n in names], TEXTS, lm.lora.routed, masks)
+    for b, (name, snap) in enumerate(zip(names, snapshots)):
+        lm.lora.activate(snap)
+        alone = lm.family.option_scores(tasks[name], [TEXTS[b]])[0]
+        assert torch.allclose(mixed[b], alone, atol=1e-5), (b, (mixed[b] - alone).abs().max())
+    # and the snapshots really differ, so the test can tell a wrong routing apart
+    lm.lora.activate([])
+    bare = lm.family.option_scores(tasks["t1"], [TEXTS[1]])[0]
+    assert (bare - mixed[1]).abs().max() > 1e-4
