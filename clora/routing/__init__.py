@@ -1,0 +1,1 @@
+"""Routing inputs to task snapshots: explicit triggers and a learned LDA trigger."""

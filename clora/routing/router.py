@@ -1,0 +1,87 @@
+"""The router: which task's snapshot an input runs in, with a confidence, and why.
+
+Explicit triggers decide first (confidence 1). Otherwise the learned LDA trigger picks
+the most probable task; when its confidence is below ``threshold`` the input falls
+back to ``fallback``: ``sum`` (every adapter, the task-agnostic model) or ``base`` (no
+adapter at all). See ``docs/routing.md`` for how to choose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from clora.errors import ConfigError
+from clora.routing.lda import TaskStats, posterior_and_confidence, shared_precision, squared_distances, typical_distances
+from clora.routing.triggers import TriggerSet, explicit_task
+
+FALLBACKS = ("sum", "base")
+
+
+@dataclass(frozen=True)
+class Route:
+    """``task`` is ``None`` for a fallback; ``source`` is trigger, learned, fallback or given."""
+
+    task: str | None
+    confidence: float
+    source: str
+
+
+@dataclass
+class RouterConfig:
+    threshold: float = 0.5
+    margin: float = 1.5
+    shrinkage: float = 0.1
+    fallback: str = "sum"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"router threshold must be in [0, 1], got {self.threshold!r}")
+        if self.margin <= 0:
+            raise ConfigError(f"router margin must be positive, got {self.margin!r}")
+        if not 0.0 <= self.shrinkage < 1.0:
+            raise ConfigError(f"router shrinkage must be in [0, 1), got {self.shrinkage!r}")
+        if self.fallback not in FALLBACKS:
+            raise ConfigError(f"router fallback must be one of {', '.join(FALLBACKS)}, got {self.fallback!r}")
+
+
+class Router:
+    """Routes over ``names`` using their feature statistics and triggers."""
+
+    def __init__(self, names: list[str], stats: list[TaskStats | None], triggers: list[dict | None],
+                 config: RouterConfig | None = None):
+        self.config = config or RouterConfig()
+        self.trigger_sets = [TriggerSet.compile(n, t) for n, t in zip(names, triggers)]
+        learned = [(n, s) for n, s in zip(names, stats) if s is not None]
+        self.learned_names = [n for n, _ in learned]
+        if learned:
+            kept = [s for _, s in learned]
+            self.means = torch.stack([s.mean for s in kept])
+            self.precision = shared_precision(kept, self.config.shrinkage)
+            self.typical = typical_distances(kept, self.precision)
+
+    def learned(self, features: torch.Tensor) -> list[Route]:
+        """LDA routes for ``features`` ``(n, d)`` (fallback below the threshold)."""
+        if not self.learned_names:
+            return [Route(None, 0.0, "fallback") for _ in range(features.shape[0])]
+        d2 = squared_distances(features, self.means, self.precision)
+        best, confidence = posterior_and_confidence(d2, self.typical, self.config.margin)
+        routes = []
+        for b, c in zip(best.tolist(), confidence.tolist()):
+            ok = c >= self.config.threshold
+            routes.append(Route(self.learned_names[b] if ok else None, c, "learned" if ok else "fallback"))
+        return routes
+
+    def route(self, texts: Sequence[str], features: Callable[[list[str]], torch.Tensor]) -> list[Route]:
+        """A route per text; ``features(texts)`` is called only for texts no trigger claims."""
+        routes: list[Route | None] = []
+        for text in texts:
+            task = explicit_task(text, self.trigger_sets)
+            routes.append(Route(task, 1.0, "trigger") if task else None)
+        rest = [i for i, r in enumerate(routes) if r is None]
+        if rest:
+            for i, r in zip(rest, self.learned(features([texts[i] for i in rest]))):
+                routes[i] = r
+        return routes

@@ -1,0 +1,77 @@
+import math
+
+import pytest
+import torch
+
+from clora.errors import ConfigError
+from clora.routing.lda import TaskStats, posterior_and_confidence, shared_precision, squared_distances, typical_distances
+from clora.routing.router import Router, RouterConfig
+from clora.routing.triggers import TriggerSet, explicit_task
+
+
+def test_task_stats_by_hand():
+    s = TaskStats.of(torch.tensor([[0.0, 0.0], [2.0, 0.0], [1.0, 3.0]]))
+    assert s.count == 3 and torch.allclose(s.mean, torch.tensor([1.0, 1.0], dtype=torch.float64))
+    # centred: (-1,-1), (1,-1), (0,2) -> scatter [[2, 0], [0, 6]]
+    assert torch.allclose(s.scatter, torch.tensor([[2.0, 0.0], [0.0, 6.0]], dtype=torch.float64))
+    back = TaskStats.from_tensors(s.to_tensors())
+    assert back.count == 3 and torch.equal(back.scatter, s.scatter)
+
+
+def test_shared_precision_pools_and_shrinks():
+    a = TaskStats(3.0, torch.zeros(2, dtype=torch.float64), torch.tensor([[2.0, 0.0], [0.0, 6.0]], dtype=torch.float64))
+    b = TaskStats(3.0, torch.ones(2, dtype=torch.float64), torch.tensor([[2.0, 0.0], [0.0, 2.0]], dtype=torch.float64))
+    # pooled: [[4, 0], [0, 8]] / (6 - 2) = diag(1, 2); no shrinkage -> precision diag(1, 0.5)
+    assert torch.allclose(shared_precision([a, b], 0.0), torch.diag(torch.tensor([1.0, 0.5], dtype=torch.float64)))
+    # shrinkage 0.5 towards (tr/d) I = 1.5 I: diag(1.25, 1.75)
+    assert torch.allclose(shared_precision([a, b], 0.5), torch.diag(torch.tensor([1 / 1.25, 1 / 1.75], dtype=torch.float64)))
+    # typical D^2: tr(P S_t) / n_t with P = diag(1, .5): a: (2 + 3) / 3, b: (2 + 1) / 3
+    assert torch.allclose(typical_distances([a, b], shared_precision([a, b], 0.0)),
+                          torch.tensor([5 / 3, 1.0], dtype=torch.float64))
+
+
+def test_posterior_and_out_of_distribution_damping():
+    precision = torch.eye(2, dtype=torch.float64)
+    means = torch.tensor([[0.0, 0.0], [4.0, 0.0]], dtype=torch.float64)
+    d2 = squared_distances(torch.tensor([[1.0, 0.0], [0.0, 10.0]]), means, precision)
+    assert torch.allclose(d2, torch.tensor([[1.0, 9.0], [100.0, 116.0]], dtype=torch.float64))
+    best, conf = posterior_and_confidence(d2, typical=torch.tensor([2.0, 2.0], dtype=torch.float64), margin=1.0)
+    assert best.tolist() == [0, 0]
+    assert math.isclose(conf[0].item(), 1 / (1 + math.exp(-4)), rel_tol=1e-9)  # inside the margin: posterior
+    assert conf[1].item() < 1e-40  # D^2 = 100 against a typical 2: damped to nothing
+
+
+def test_triggers_keywords_regex_prefixes():
+    sets = [TriggerSet.compile("billing", {"keywords": ["invoice"], "prefixes": ["[bill]"]}),
+            TriggerSet.compile("orders", {"regex": [r"order #\d+"]})]
+    assert explicit_task("Where is my INVOICE?", sets) == "billing"
+    assert explicit_task("  [BILL] hello", sets) == "billing"
+    assert explicit_task("about order #123", sets) == "orders"
+    assert explicit_task("invoices are nice", sets) is None  # whole words only
+    with pytest.raises(ConfigError, match="bad trigger regex"):
+        TriggerSet.compile("x", {"regex": ["("]})
+    with pytest.raises(ConfigError, match="unknown trigger kind"):
+        TriggerSet.compile("x", {"words": ["a"]})
+
+
+def test_keyword_trigger_wins_where_the_learned_router_would_not():
+    g = torch.Generator().manual_seed(0)
+    near_a = torch.randn(200, 3, generator=g, dtype=torch.float64) * 0.3
+    near_b = torch.randn(200, 3, generator=g, dtype=torch.float64) * 0.3 + torch.tensor([3.0, 0.0, 0.0], dtype=torch.float64)
+    router = Router(["a", "b"], [TaskStats.of(near_a), TaskStats.of(near_b)], [None, {"keywords": ["refund"]}])
+    texts = ["please refund me", "something else"]
+    features = lambda ts: torch.zeros(len(ts), 3, dtype=torch.float64)  # both look like task a  # noqa: E731
+    assert [r.task for r in router.learned(features(texts))] == ["a", "a"]
+    routes = router.route(texts, features)
+    assert (routes[0].task, routes[0].source, routes[0].confidence) == ("b", "trigger", 1.0)
+    assert (routes[1].task, routes[1].source) == ("a", "learned")
+
+
+def test_low_confidence_falls_back():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(100, 2, generator=g, dtype=torch.float64)
+    router = Router(["a", "b"], [TaskStats.of(x), TaskStats.of(x + 0.01)], [None, None], RouterConfig(threshold=0.9))
+    route = router.learned(torch.zeros(1, 2))[0]
+    assert route.task is None and route.source == "fallback" and route.confidence < 0.9
+    with pytest.raises(ConfigError, match="fallback"):
+        RouterConfig(fallback="nope")
