@@ -24,6 +24,7 @@ from clora.library.model import LibraryModel, open_library_model
 from clora.library.store import check_task_name, commit, previous_manifest, write_lock
 from clora.library.tensors import load_subspace
 from clora.methods import make_method
+from clora.routed_eval import task_stats
 from clora.seeding import seed_everything
 from clora.stream import Stream, TaskSpec
 from clora.task import Task
@@ -162,7 +163,8 @@ def add_task(request: AddTaskRequest) -> dict:
         new = _next_manifest(manifest, task, spec, request, seed, result, list(lm.index_of))
         keep = set(manifest["files"]) | set((previous_manifest(folder, manifest) or {"files": {}})["files"])
         rel_dir, stage = stage_task(folder, new["tasks"][-1], lm.lora.factors(index),
-                                    getattr(method, "contributions", {}).get(index), keep)
+                                    getattr(method, "contributions", {}).get(index), keep,
+                                    router=task_stats(lm.family, task, lm.config))
         committed = commit(folder, manifest, new, {rel_dir: stage})
     commit_s = time.perf_counter() - started - load_s - train_s - eval_s
     return {**result, "library": str(folder), "version": committed["version"], "notes": notes,

@@ -11,6 +11,8 @@ from clora.metrics import summarize
 MODE_NOTES = {
     "oracle": "each task's input runs in the snapshot in which that task was learnt",
     "sum": "every adapter learnt so far is active (task-agnostic)",
+    "routed": "the router (triggers, then the learned LDA trigger over the tasks learnt so far) picks each "
+              "input's snapshot; unsure inputs fall back to every adapter",
 }
 
 
@@ -64,9 +66,23 @@ def report_markdown(report: dict) -> str:
         for name, row in zip(tasks, block["accuracy_matrix"]):
             lines.append(f"| {name} | " + " | ".join(_pct(x) for x in row) + " |")
         lines.append("")
+        if "routing_confusion" in block:
+            lines += routing_markdown(block)
     for note in report.get("notes", []):
         lines.append(f"- note: {note}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def routing_markdown(block: dict) -> list[str]:
+    """Routing accuracy and the confusion matrix (rows: true task; columns: routed to)."""
+    confusion = block["routing_confusion"]
+    columns = list(next(iter(confusion.values())))
+    lines = [f"Routing accuracy after the last task: {_pct(block['routing_accuracy'])}% of test inputs "
+             "go to their own task.", "", "| task \\ routed to | " + " | ".join(columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
+    for name, counts in confusion.items():
+        lines.append(f"| {name} | " + " | ".join(str(counts[c]) for c in columns) + " |")
+    return lines + [""]
 
 
 def write_matrix_csv(path: Path, tasks: list[str], matrix: list[list[float]]) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clora.config import RunConfig
-from clora.evaluate import accuracy
+from clora.evaluate import accuracy, correct_flags
 from clora.families import FAMILIES, Family
 from clora.formats import data_reference, load_tasks
 from clora.library.build import create_library, entry_of, manifest_header
@@ -16,6 +16,7 @@ from clora.lora import LoRASet, inject_lora
 from clora.methods import Method, make_method
 from clora.models import BaseModel, load_base_model, model_reference, weights_fingerprint
 from clora.outdir import check_out_dir, staged_out_dir
+from clora.routed_eval import RoutedRun
 from clora.report import build_report, oracle_matrix, write_report_files
 from clora.seeding import seed_everything
 from clora.stream import Stream, load_stream
@@ -66,12 +67,16 @@ def learn_stream(s: Session) -> dict:
 
     Returns ``base`` (accuracy per task, no adapter), ``after[j][i]`` (snapshot j+1 on
     task i), per-task ``training`` stats and ``timing``. A joint method (``mtl``) trains
-    once on every task; its single evaluation fills each row.
+    once on every task; its single evaluation fills each row. Methods that keep
+    snapshots also get ``routed[j][i]`` (the router over tasks 1..j+1 picks each input's
+    snapshot), the final ``routing`` summary and each task's ``router_stats``.
     """
     started = time.perf_counter()
     with s.lora.disabled():
         base = _evaluate_all(s.family, s.tasks, s.config, "base")
-    eval_s, train_s, after, training = time.perf_counter() - started, 0.0, [], []
+    eval_s, train_s, after, training, routed_rows = time.perf_counter() - started, 0.0, [], [], []
+    routing = s.method.keeps_snapshots and not s.method.joint  # one adapter for all: nothing to route
+    routed = RoutedRun(s.family, s.lora, s.config, s.tasks) if routing else None
     rounds = [s.tasks] if s.method.joint else [[task] for task in s.tasks]
     for j, tasks in enumerate(rounds):
         log.info("task %d/%d: %s (%d train, %d test)", j + 1, len(rounds), "+".join(t.name for t in tasks),
@@ -83,17 +88,38 @@ def learn_stream(s: Session) -> dict:
                           masks=lambda: s.family.token_mask)
         train_s += time.perf_counter() - started
         training.append({"task": "+".join(t.name for t in tasks), "steps": stats["steps"], "final_loss": stats["final_loss"]})
-        s.lora.activate(s.method.snapshot(j + 1))
         started = time.perf_counter()
-        after.append(_evaluate_all(s.family, s.tasks, s.config, f"after {training[-1]['task']}"))
+        row, routed_row = _evaluate_step(s, j, routed, training[-1]["task"])
+        after.append(row)
+        if routed_row is not None:
+            routed_rows.append(routed_row)
         eval_s += time.perf_counter() - started
     if s.method.joint:
         after = after * len(s.tasks)
-    return {"base": base, "after": after, "training": training, "timing": {"train_s": train_s, "eval_s": eval_s}}
+    return {"base": base, "after": after, "training": training, "timing": {"train_s": train_s, "eval_s": eval_s},
+            "routed": routed_rows or None, "routing": routed.routing_summary() if routed else None,
+            "router_stats": routed.stats if routed else []}
 
 
-def library_tasks(s: Session, results: dict) -> list[tuple[dict, dict | None, dict | None]]:
-    """``(entry, factors, directions)`` per task for the run's library (``clora.library.build``)."""
+def _evaluate_step(s: Session, j: int, routed: RoutedRun | None, label: str):
+    """Every task in snapshot ``j+1`` (sum mode; task j's results kept per example), then routed."""
+    s.lora.activate(s.method.snapshot(j + 1))
+    row = []
+    for i, task in enumerate(s.tasks):
+        flags = correct_flags(s.family, task, s.config, desc=f"eval after {label} on {task.name}")
+        row.append(sum(flags) / len(flags))
+        if routed is not None and i == j:
+            routed.learned(j, flags)
+    if routed is None:
+        return row, None
+    snapshots = {t.name: s.method.snapshot(k + 1) for k, t in enumerate(s.tasks[:j + 1])}
+    routed_row = routed.row(j, snapshots)
+    s.lora.activate(s.method.snapshot(j + 1))
+    return row, routed_row
+
+
+def library_tasks(s: Session, results: dict) -> list[tuple]:
+    """``(entry, factors, directions, router stats)`` per task for the run's library (``clora.library.build``)."""
     names = [t.name for t in s.tasks]
     owns = list(range(len(names))) if s.method.keeps_snapshots else [len(names) - 1]
     owner = {names[j]: (j if s.method.keeps_snapshots else 0) for j in owns}
@@ -107,7 +133,8 @@ def library_tasks(s: Session, results: dict) -> list[tuple[dict, dict | None, di
         entry = entry_of(task, method=s.config.method, rank=s.config.rank, snapshot=snapshot, data=data,
                            metrics=metrics)
         factors = s.lora.factors(owner[task.name]) if task.name in owner else None
-        tasks.append((entry, factors, contributions.get(j)))
+        stats = results["router_stats"][j] if j < len(results["router_stats"]) else None
+        tasks.append((entry, factors, contributions.get(j), stats))
     return tasks
 
 
@@ -130,15 +157,24 @@ def run_stream(config: RunConfig) -> dict:
     report = build_report(
         stream=session.stream.name, method=config.method, model=config.model,
         tasks=[t.name for t in session.tasks], base=results["base"],
-        matrices={"oracle": oracle_matrix(results["after"], session.method.keeps_snapshots), "sum": results["after"]},
+        matrices=_matrices(session, results),
         overlap=_overlap(session.lora), timing=results["timing"],
         extra={"settings": _settings(config, session.targets), "training": results["training"],
                "subspace": session.method.subspace_report(), "notes": session.method.notes})
+    if results["routing"]:
+        report["modes"]["routed"].update(results["routing"])
     if session.method.joint:
         _mark_not_continual(report)
     write_run(session, out, report, results)
     report["out"] = str(out)
     return report
+
+
+def _matrices(s: Session, results: dict) -> dict[str, list[list[float]]]:
+    matrices = {"oracle": oracle_matrix(results["after"], s.method.keeps_snapshots), "sum": results["after"]}
+    if results["routed"]:
+        matrices["routed"] = results["routed"]
+    return matrices
 
 
 def _mark_not_continual(report: dict) -> None:

@@ -53,7 +53,11 @@ def test_report_contract(orth_run):
         assert key in on_disk, key
     assert on_disk["method"] == "orth" and on_disk["tasks"] == ["t0", "t1", "t2"]
     assert len(on_disk["base_accuracy"]) == 3
-    assert set(on_disk["modes"]) == {"oracle", "sum"}
+    assert set(on_disk["modes"]) == {"oracle", "sum", "routed"}
+    routed = on_disk["modes"]["routed"]
+    assert 0 <= routed["routing_accuracy"] <= 1
+    assert sum(sum(row.values()) for row in routed["routing_confusion"].values()) == 3 * 16  # every test input
+    assert "Routing accuracy" in (out / "report.md").read_text()
     for block in on_disk["modes"].values():
         assert set(block) >= {"accuracy_matrix", "average_accuracy", "bwt", "forgetting", "fwt"}
         matrix = block["accuracy_matrix"]
@@ -79,3 +83,18 @@ def test_library_round_trip(orth_run):
     u = subspace[module]
     assert u.shape == (32, 6) and torch.allclose(u.T @ u, torch.eye(6), atol=1e-5)
     assert manifest["tasks"][2]["snapshot"] == ["t0", "t1", "t2"]
+
+
+def test_routed_mode_routes_distinct_domains_and_matches_oracle(tiny_model_dirs, tmp_path):
+    stream = tmp_path / "two.yaml"
+    stream.write_text("tasks:\n" + "".join(
+        f"  - {{name: {d}, format: synthetic, instruction: Which colour, options: {{domain: {d}, shift: {i}, "
+        f"n_train: 64, n_test: 32}}}}\n" for i, d in enumerate(["cooking", "sailing"])))
+    report = run_stream(RunConfig(stream=str(stream), out=tmp_path / "out", model=str(tiny_model_dirs["bert"]),
+                                  method="orth", rank=2, epochs=1, progress=False))
+    routed, oracle = report["modes"]["routed"], report["modes"]["oracle"]
+    # a tiny random BERT sees the domain words only faintly: most, not all, inputs route right
+    assert routed["routing_accuracy"] >= 0.8, routed["routing_confusion"]
+    if routed["routing_accuracy"] == 1.0:  # every input in its own snapshot: exactly the oracle
+        assert routed["accuracy_matrix"][-1] == oracle["accuracy_matrix"][-1]
+    assert abs(routed["average_accuracy"] - oracle["average_accuracy"]) <= 0.15

@@ -10,7 +10,9 @@ import torch
 from clora.config import RunConfig
 from clora.library.layout import FORMAT_VERSION
 from clora.library.store import check_task_name, commit, free_task_dir, new_stage, write_lock
-from clora.library.tensors import ADAPTER_FILE, SUBSPACE_FILE, save_adapter, save_subspace
+from clora.library.tensors import (ADAPTER_FILE, ROUTER_FILE, SUBSPACE_FILE, save_adapter, save_router_stats,
+                                   save_subspace)
+from clora.routing.lda import TaskStats
 from clora.task import DEFAULT_PROMPT, Task
 
 #: RunConfig fields that decide how adapters are built, applied and trained on; kept per library.
@@ -48,15 +50,15 @@ def task_entry(name: str, labels: list[str], *, method: str, rank: int, snapshot
     check_task_name(name)
     return {"name": name, "method": method, "rank": rank, "labels": list(labels),
             "instruction": instruction, "prompt": prompt, "triggers": dict(triggers or {}),
-            "snapshot": list(snapshot), "adapter": None, "subspace": None, "data": data,
+            "snapshot": list(snapshot), "adapter": None, "subspace": None, "router": None, "data": data,
             "metrics": metrics, "source": source, "created": now()}
 
 
 def stage_task(folder: Path, entry: dict, factors: dict | None, directions: dict[str, torch.Tensor] | None,
-               keep: set[str]) -> tuple[str, Path]:
-    """Write a task's adapter (and reserved directions) into a staging folder.
+               keep: set[str], router: TaskStats | None = None) -> tuple[str, Path]:
+    """Write a task's adapter, reserved directions and router statistics into a staging folder.
 
-    Sets ``entry['adapter']`` / ``entry['subspace']`` to their final relative paths and
+    Sets ``entry['adapter']`` / ``['subspace']`` / ``['router']`` to their final relative paths and
     returns ``(task folder, staging folder)`` for :func:`clora.library.store.commit`.
     """
     rel_dir = free_task_dir(folder, entry["name"], keep)
@@ -67,20 +69,23 @@ def stage_task(folder: Path, entry: dict, factors: dict | None, directions: dict
     if directions and any(u.shape[1] for u in directions.values()):
         save_subspace(stage / SUBSPACE_FILE, directions, entry["name"])
         entry["subspace"] = f"{rel_dir}/{SUBSPACE_FILE}"
+    if router is not None:
+        save_router_stats(stage / ROUTER_FILE, router, entry["name"])
+        entry["router"] = f"{rel_dir}/{ROUTER_FILE}"
     return rel_dir, stage
 
 
-def create_library(folder: Path, header: dict, tasks: list[tuple[dict, dict | None, dict | None]]) -> dict:
+def create_library(folder: Path, header: dict, tasks: list[tuple]) -> dict:
     """Write a new library at ``folder`` (empty or absent) as version 1.
 
-    ``tasks`` holds ``(entry, factors, directions)`` per task in stream order.
+    ``tasks`` holds ``(entry, factors, directions, router stats)`` per task in stream order.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with write_lock(folder):
         staged, new = {}, {**header, "tasks": []}
-        for entry, factors, directions in tasks:
-            rel_dir, stage = stage_task(folder, entry, factors, directions, keep=set())
+        for entry, factors, directions, router in tasks:
+            rel_dir, stage = stage_task(folder, entry, factors, directions, keep=set(), router=router)
             staged[rel_dir] = stage
             new["tasks"].append(entry)
         return commit(folder, None, new, staged)

@@ -122,7 +122,7 @@ def files_of(manifest: dict) -> set[str]:
     """Every file the tasks and reserved subspaces of ``manifest`` point to."""
     files = set()
     for entry in manifest["tasks"] + manifest.get("reserved", []):
-        for key in ("adapter", "subspace"):
+        for key in ("adapter", "subspace", "router"):
             if entry.get(key):
                 files.add(entry[key])
     return files

@@ -14,6 +14,7 @@ from clora.lora import Factors, LoRASet
 
 ADAPTER_FILE = "adapter.safetensors"
 SUBSPACE_FILE = "subspace.safetensors"
+ROUTER_FILE = "router.safetensors"
 
 
 def _metadata(kind: str, task: str) -> dict[str, str]:
@@ -92,3 +93,21 @@ def attach_adapters(lora: LoRASet, folder: Path, manifest: dict) -> dict[str, in
                                    f"{tuple(b.shape)}, which do not fit the model ({layer.d_out} x {layer.d_in})")
         index_of[task["name"]] = lora.add(lambda n, layer: Factors.frozen(*factors[n]))
     return index_of
+
+
+def save_router_stats(path: Path, stats, task: str) -> None:
+    """The learned trigger's statistics of one task: ``count`` (1,), ``mean`` (d,), ``scatter`` (d, d)."""
+    save_file({k: v.contiguous().cpu() for k, v in stats.to_tensors().items()}, str(path),
+              metadata=_metadata("router", task))
+
+
+def load_router_stats(folder: Path, rel: str | None):
+    """A task's ``TaskStats`` or ``None`` when it has none (e.g. an imported adapter)."""
+    from clora.routing.lda import TaskStats
+
+    if not rel:
+        return None
+    tensors = _load(Path(folder) / rel)
+    if set(tensors) != {"count", "mean", "scatter"}:
+        raise LibraryError(f"{rel} is not a router statistics file")
+    return TaskStats.from_tensors(tensors)

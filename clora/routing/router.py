@@ -22,11 +22,16 @@ FALLBACKS = ("sum", "base")
 
 @dataclass(frozen=True)
 class Route:
-    """``task`` is ``None`` for a fallback; ``source`` is trigger, learned, fallback or given."""
+    """``task`` is ``None`` for a fallback; ``source`` is trigger, learned, fallback or given.
+
+    ``guess`` is the most likely task even when the router is unsure: a fallback input is
+    still answered in that task's label set (its adapters come from the fallback).
+    """
 
     task: str | None
     confidence: float
     source: str
+    guess: str | None = None
 
 
 @dataclass
@@ -71,7 +76,8 @@ class Router:
         routes = []
         for b, c in zip(best.tolist(), confidence.tolist()):
             ok = c >= self.config.threshold
-            routes.append(Route(self.learned_names[b] if ok else None, c, "learned" if ok else "fallback"))
+            name = self.learned_names[b]
+            routes.append(Route(name if ok else None, c, "learned" if ok else "fallback", guess=name))
         return routes
 
     def route(self, texts: Sequence[str], features: Callable[[list[str]], torch.Tensor]) -> list[Route]:
@@ -79,7 +85,7 @@ class Router:
         routes: list[Route | None] = []
         for text in texts:
             task = explicit_task(text, self.trigger_sets)
-            routes.append(Route(task, 1.0, "trigger") if task else None)
+            routes.append(Route(task, 1.0, "trigger", guess=task) if task else None)
         rest = [i for i, r in enumerate(routes) if r is None]
         if rest:
             for i, r in zip(rest, self.learned(features([texts[i] for i in rest]))):
