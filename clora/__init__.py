@@ -8,7 +8,7 @@ from clora.config import RunConfig
 from clora.errors import CloraError
 
 __version__ = "0.1.0"
-__all__ = ["CloraError", "RunConfig", "run_stream", "__version__"]
+__all__ = ["CloraError", "RunConfig", "load_library", "run_stream", "__version__"]
 
 
 def __getattr__(name):
@@ -16,4 +16,8 @@ def __getattr__(name):
         from clora.runner import run_stream
 
         return run_stream
+    if name == "load_library":
+        from clora.inference import load_library
+
+        return load_library
     raise AttributeError(f"module 'clora' has no attribute {name!r}")
