@@ -51,7 +51,7 @@ def print_result(result: dict) -> None:
               help="Data format (default: from the file name).")
 @click.option("--labels", default=None, help="Comma-separated label set (default: the labels found in --train).")
 @click.option("--instruction", default="", help="Task instruction (used in the prompt of causal/seq2seq models).")
-@click.option("--trigger", "triggers", multiple=True, help="Keyword that routes an input to this task (repeatable).")
+@click.option("--trigger", "triggers", multiple=True, help="Routes matching inputs to this task (repeatable): a keyword, 'regex:PATTERN' or 'prefix:TEXT'.")
 @click.option("--text-field", default="sentence", show_default=True, help="Field holding the input text.")
 @click.option("--label-field", default="label", show_default=True, help="Field holding the label.")
 @click.option("--eval", "evals", multiple=True, metavar="NAME=FILE",

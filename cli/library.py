@@ -116,7 +116,7 @@ def export_cmd(library, task, fmt, out):
 @click.option("--name", required=True, help="Name of the new task.")
 @click.option("--labels", required=True, help="Comma-separated label set of the task.")
 @click.option("--instruction", default="", help="Task instruction.")
-@click.option("--trigger", "triggers", multiple=True, help="Keyword that routes an input to this task (repeatable).")
+@click.option("--trigger", "triggers", multiple=True, help="Routes matching inputs to this task (repeatable): a keyword, 'regex:PATTERN' or 'prefix:TEXT'.")
 def import_cmd(library, peft_dir, name, labels, instruction, triggers):
     """Add the PEFT LoRA folder PEFT_DIR to LIBRARY as task NAME."""
     from clora.library.ops import import_peft

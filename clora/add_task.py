@@ -25,6 +25,7 @@ from clora.library.store import check_task_name, commit, previous_manifest, writ
 from clora.library.tensors import load_subspace
 from clora.methods import make_method
 from clora.routed_eval import task_stats
+from clora.routing.triggers import parse_trigger_args
 from clora.seeding import seed_everything
 from clora.stream import Stream, TaskSpec
 from clora.task import Task
@@ -84,7 +85,7 @@ class AddTaskRequest:
         return TaskSpec(name=self.name, format=infer_format(self.train, self.format), instruction=self.instruction,
                         path=str(self.train), test_path=str(self.test) if self.test else None,
                         text_field=self.text_field, label_field=self.label_field, labels=self.labels,
-                        triggers={"keywords": list(self.triggers)} if self.triggers else {})
+                        triggers=parse_trigger_args(list(self.triggers)))
 
 
 def _anchor(spec: TaskSpec) -> Stream:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from clora.errors import DataError
+from clora.errors import ConfigError, DataError
 
 FORMATS = ("cl_benchmark", "jsonl", "json", "csv", "hf", "synthetic")
 
@@ -47,6 +47,14 @@ class TaskSpec:
             if not isinstance(self.labels, list) or not self.labels:
                 raise DataError(f"{where}: 'labels' must be a non-empty list")
             self.labels = [str(label) for label in self.labels]
+        if not isinstance(self.triggers, dict):
+            raise DataError(f"{where}: 'triggers' must be a mapping of keywords / regex / prefixes lists")
+        from clora.routing.triggers import TriggerSet
+
+        try:
+            TriggerSet.compile(self.name, self.triggers)  # fail at load time, not at the first input
+        except ConfigError as exc:
+            raise DataError(str(exc)) from None
         if not 0.0 < float(self.test_size) < 1.0:
             raise DataError(f"{where}: test_size must be in (0, 1), got {self.test_size!r}")
 

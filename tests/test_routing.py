@@ -75,3 +75,16 @@ def test_low_confidence_falls_back():
     assert route.task is None and route.source == "fallback" and route.confidence < 0.9
     with pytest.raises(ConfigError, match="fallback"):
         RouterConfig(fallback="nope")
+
+
+def test_trigger_arguments_and_stream_validation(tmp_path):
+    from clora.errors import DataError
+    from clora.routing.triggers import parse_trigger_args
+    from clora.stream import load_stream
+
+    assert parse_trigger_args(["refund", "regex:^order #\\d+", "prefix:[bill]", "ratio:3"]) == {
+        "keywords": ["refund", "ratio:3"], "regex": ["^order #\\d+"], "prefixes": ["[bill]"]}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks:\n  - {name: a, format: synthetic, triggers: {regex: ['(']}}\n")
+    with pytest.raises(DataError, match="bad trigger regex"):
+        load_stream(str(bad))

@@ -12,6 +12,7 @@ from clora.library.layout import LibraryError, check_files, read_manifest, task_
 from clora.library.peft_io import peft_factors
 from clora.library.store import STAGE_PREFIX, check_task_name, commit, files_of, previous_manifest, write_lock
 from clora.library.tensors import load_adapter, load_subspace, module_dims
+from clora.routing.triggers import parse_trigger_args
 from clora.subspace import extend_basis, max_overlap
 
 
@@ -123,7 +124,7 @@ def import_peft(folder: Path, peft_dir: Path, name: str, labels: list[str], inst
         if manifest["method"] == "orth":
             bases = load_subspace(folder, manifest)
             directions = {m: extend_basis(bases[m], factors[m][0].T)[:, bases[m].shape[1]:] for m in factors}
-        entry = task_entry(name, labels, instruction=instruction, triggers={"keywords": list(triggers)} if triggers else {},
+        entry = task_entry(name, labels, instruction=instruction, triggers=parse_trigger_args(list(triggers or [])),
                            method="peft", rank=max(a.shape[0] for a, _ in factors.values()), snapshot=[name],
                            data=None, metrics={}, source=f"peft:{Path(peft_dir).resolve()}")
         keep = set(manifest["files"]) | set((previous_manifest(folder, manifest) or {"files": {}})["files"])

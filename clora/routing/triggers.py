@@ -50,6 +50,18 @@ class TriggerSet:
         return bool(self.patterns or self.prefixes)
 
 
+def parse_trigger_args(values: list[str]) -> dict:
+    """``["refund", "regex:^order #\\d+", "prefix:[billing]"]`` -> a triggers mapping."""
+    triggers: dict[str, list[str]] = {}
+    for value in values:
+        kind, sep, rest = value.partition(":")
+        if sep and kind in ("regex", "prefix") and rest:
+            triggers.setdefault("regex" if kind == "regex" else "prefixes", []).append(rest)
+        else:
+            triggers.setdefault("keywords", []).append(value)
+    return triggers
+
+
 def explicit_task(text: str, trigger_sets: list[TriggerSet]) -> str | None:
     """The first task (in library order) whose triggers match ``text``, else ``None``."""
     for triggers in trigger_sets:
