@@ -30,6 +30,7 @@ def parse_methods(text: str) -> list[str]:
 def comparison_row(report: dict) -> dict:
     """The per-method block of the comparison: metrics per mode, overlap and timing."""
     return {"modes": {mode: {k: block[k] for k in METRICS} for mode, block in report["modes"].items()},
+            "routing_accuracy": report["modes"].get("routed", {}).get("routing_accuracy"),
             "lr": report["settings"]["lr"], "overlap": report["overlap"], "train_s": report["timing"]["train_s"],
             "eval_s": report["timing"]["eval_s"], "notes": report.get("notes", [])}
 
