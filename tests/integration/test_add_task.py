@@ -45,6 +45,12 @@ def test_add_task_trains_orthogonally_and_never_rewrites_old_files(library_copy,
     for name, (a, _) in load_adapter(lib, new["adapter"], manifest["modules"]).items():
         assert (a @ old_subspace[name]).abs().max() < 1e-5
     assert _clora("library", "verify", lib).exit_code == 0
+    # the keyword trigger routes to the new task, whatever the learned trigger thinks
+    from clora.inference import load_library
+
+    rows = load_library(lib).predict(["apple oven recipe invoice", "apple oven recipe"])
+    assert (rows[0]["task"], rows[0]["source"], rows[0]["confidence"]) == ("t2", "trigger", 1.0)
+    assert rows[1]["source"] in ("learned", "fallback")
 
 
 def test_remove_keeps_directions_reserved_and_rollback_undoes_it(library_copy):
