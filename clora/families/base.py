@@ -58,13 +58,18 @@ class Family:
 
     @torch.no_grad()
     def features(self, texts: Sequence[str]) -> torch.Tensor:
-        """``(n, hidden)`` mean-pooled last hidden states of the bare base model (the router's input)."""
+        """``(n, hidden)`` unit-norm mean-pooled last hidden states of the bare base model (the router's input).
+
+        Unit norm (as sentence-transformers uses MiniLM) makes how far an input lies from
+        a task comparable across tasks, which the out-of-distribution check relies on.
+        """
         batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.max_length,
                                return_tensors="pt").to(self.device)
         with self.adapters_off():
             hidden = self.hidden_states(batch)
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return ((hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        return torch.nn.functional.normalize(pooled.float(), dim=-1)
 
     def hidden_states(self, batch) -> torch.Tensor:
         """``(n, L, hidden)`` last hidden states of the input tokens."""

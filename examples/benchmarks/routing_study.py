@@ -11,6 +11,7 @@ task's inputs fall back, over a grid of thresholds and margins. Prints JSON.
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
@@ -76,9 +77,15 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--thresholds", default="0.5,0.9")
     parser.add_argument("--margins", default="1.0,1.5,2.0,3.0")
+    parser.add_argument("--cache", default=None, help="Save / reuse the features in this .pt file.")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
-    tasks, feats = features(args)
+    if args.cache and Path(args.cache).is_file():
+        tasks, feats = torch.load(args.cache, weights_only=False)
+    else:
+        tasks, feats = features(args)
+        if args.cache:
+            torch.save((tasks, feats), args.cache)
     result = study(tasks, feats, [float(x) for x in args.thresholds.split(",")],
                    [float(x) for x in args.margins.split(",")])
     print(json.dumps(result, indent=1))
