@@ -51,9 +51,6 @@ class EncoderFamily(Family):
             embedded = self.embed([task.format_prompt(t) for task, t in zip(tasks, texts)])
         return [e @ a.T / self.config.temperature for e, a in zip(embedded, anchors)]
 
-    def hidden_states(self, batch) -> torch.Tensor:
-        return self.model(**batch).last_hidden_state
-
     def loss(self, task, examples) -> torch.Tensor:
         logits = self.option_scores(task, [ex.text for ex in examples])
         targets = torch.tensor([task.label_index(ex.target) for ex in examples], device=logits.device)

@@ -15,7 +15,7 @@ class Seq2SeqFamily(AnswerFamily):
     kind = "seq2seq"
 
     def hidden_states(self, batch) -> torch.Tensor:
-        return self.model.get_encoder()(**batch).last_hidden_state
+        return self.model.get_encoder()(**batch, output_hidden_states=True).hidden_states[self.router_layer]
 
     def answer_logprob(self, prompts, targets) -> torch.Tensor:
         enc = self.tokenizer(list(prompts), padding=True, truncation=True,

@@ -31,7 +31,8 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def manifest_header(config: RunConfig, *, model: str, fingerprint: str, family: str, targets, layers) -> dict:
+def manifest_header(config: RunConfig, *, model: str, fingerprint: str, family: str, targets, layers,
+                    router_layer: int | None = None) -> dict:
     """The version-independent part of a manifest (the ``tasks`` list starts empty)."""
     return {"format_version": FORMAT_VERSION, "version": 0, "previous_version": None, "created": now(),
             "base_model": model, "base_fingerprint": fingerprint, "family": family,
@@ -40,7 +41,9 @@ def manifest_header(config: RunConfig, *, model: str, fingerprint: str, family: 
                         for n, layer in layers.items()},
             "method": config.method, "scaling": config.scaling,
             "settings": {k: getattr(config, k) for k in LIBRARY_SETTINGS},
-            "tasks": [], "reserved": [], "router": None, "files": {}}
+            "tasks": [], "reserved": [], "files": {},
+            # the router's statistics are of this layer's hidden states (clora.families.base.router_layer)
+            "router": {"layer": router_layer} if router_layer is not None else None}
 
 
 def task_entry(name: str, labels: list[str], *, method: str, rank: int, snapshot: list[str], data: dict | None,

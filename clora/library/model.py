@@ -81,4 +81,7 @@ def open_library_model(folder: Path, *, model: str | None = None, manifest: dict
         raise LibraryError("the model's adapted modules differ from the library's")
     index_of = attach_adapters(lora, folder, manifest)
     family = FAMILIES[base.kind](base.model, base.tokenizer, config, lora.disabled)
+    stored_layer = (manifest.get("router") or {}).get("layer")
+    if stored_layer is not None:
+        family.router_layer = stored_layer  # the layer the stored router statistics were taken from
     return LibraryModel(folder, manifest, config, base, lora, family, index_of)

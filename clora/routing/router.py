@@ -37,7 +37,7 @@ class Route:
 @dataclass
 class RouterConfig:
     threshold: float = 0.5
-    margin: float = 1.1
+    margin: float = 1.05
     shrinkage: float = 0.1
     fallback: str = "sum"
 
