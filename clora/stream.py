@@ -77,7 +77,7 @@ def shipped_streams() -> list[str]:
 def resolve_stream_path(name_or_path: str) -> Path:
     """A user's YAML file if ``name_or_path`` is one, else the shipped stream of that name."""
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if path.suffix in (".yaml", ".yml") or path.is_file():  # a folder named like a stream does not shadow it
         if not path.is_file():
             raise DataError(f"stream file {str(path)!r} not found")
         return path
