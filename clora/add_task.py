@@ -21,7 +21,7 @@ from clora.formats import data_reference, load_referenced_task, load_task
 from clora.library.build import entry_of, stage_task
 from clora.library.layout import LibraryError, read_manifest
 from clora.library.model import LibraryModel, open_library_model
-from clora.library.store import check_task_name, commit, previous_manifest, write_lock
+from clora.library.store import check_task_name, commit, kept_files, write_lock
 from clora.library.tensors import load_subspace
 from clora.methods import make_method
 from clora.routed_eval import task_stats
@@ -162,7 +162,7 @@ def add_task(request: AddTaskRequest) -> dict:
         result = _evaluate(lm, task, earlier)
         eval_s = time.perf_counter() - started - load_s - train_s
         new = _next_manifest(manifest, task, spec, request, seed, result, list(lm.index_of))
-        keep = set(manifest["files"]) | set((previous_manifest(folder, manifest) or {"files": {}})["files"])
+        keep = kept_files(folder, manifest)
         rel_dir, stage = stage_task(folder, new["tasks"][-1], lm.lora.factors(index),
                                     getattr(method, "contributions", {}).get(index), keep,
                                     router=task_stats(lm.family, task, lm.config))

@@ -94,14 +94,14 @@ class LoRALinear(nn.Module):
             factor = 1.0 + e if factor is None else factor * (1.0 + e)
         return self.weight_out_in() * (factor - 1.0)
 
+    def stacked_factors(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A, B)`` of adapters ``indices`` as one LoRA: ``(R, d_in)`` and ``(d_out, R)``."""
+        chosen = [self.adapters[i] for i in indices]
+        return torch.cat([f.factor_a() for f in chosen], dim=0), torch.cat([f.factor_b() for f in chosen], dim=1)
+
     def delta_factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(A, B)`` of the active snapshot, ``(R, d_in)`` and ``(d_out, R)``; ``None`` if empty."""
-        if not self.active:
-            return None
-        chosen = [self.adapters[i] for i in self.active]
-        a = torch.cat([f.factor_a() for f in chosen], dim=0)
-        b = torch.cat([f.factor_b() for f in chosen], dim=1)
-        return a, b
+        """``(A, B)`` of the active snapshot; ``None`` if no adapter is active."""
+        return self.stacked_factors(self.active) if self.active else None
 
     def routed_delta(self, x: torch.Tensor) -> torch.Tensor:
         """The update for a mixed batch: input ``b`` gets the adapters ``route_mask[b]`` selects.
@@ -112,8 +112,7 @@ class LoRALinear(nn.Module):
         """
         mask = self.route_mask.to(x.dtype)
         if self.taylor_order is None:
-            a = torch.cat([f.factor_a() for f in self.adapters], dim=0)
-            b = torch.cat([f.factor_b() for f in self.adapters], dim=1)
+            a, b = self.stacked_factors(range(len(self.adapters)))
             ranks = torch.tensor([f.factor_a().shape[0] for f in self.adapters], device=mask.device)
             rank_mask = mask.repeat_interleave(ranks, dim=1)  # (batch, R)
             shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (rank_mask.shape[1],)

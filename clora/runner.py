@@ -113,16 +113,14 @@ def _evaluate_step(s: Session, j: int, routed: RoutedRun | None, label: str):
     if routed is None:
         return row, None
     snapshots = {t.name: s.method.snapshot(k + 1) for k, t in enumerate(s.tasks[:j + 1])}
-    routed_row = routed.row(j, snapshots)
-    s.lora.activate(s.method.snapshot(j + 1))
-    return row, routed_row
+    return row, routed.row(j, snapshots)
 
 
 def library_tasks(s: Session, results: dict) -> list[tuple]:
     """``(entry, factors, directions, router stats)`` per task for the run's library (``clora.library.build``)."""
     names = [t.name for t in s.tasks]
-    owns = list(range(len(names))) if s.method.keeps_snapshots else [len(names) - 1]
-    owner = {names[j]: (j if s.method.keeps_snapshots else 0) for j in owns}
+    # task name -> index of the adapter it owns (seq/mtl: one adapter, owned by the last task)
+    owner = {name: j for j, name in enumerate(names)} if s.method.keeps_snapshots else {names[-1]: 0}
     contributions = getattr(s.method, "contributions", {})
     tasks = []
     for j, (task, spec) in enumerate(zip(s.tasks, s.stream.tasks)):

@@ -10,7 +10,8 @@ import torch
 from clora.library.build import stage_task, task_entry
 from clora.library.layout import LibraryError, check_files, read_manifest, task_by_name, version_path
 from clora.library.peft_io import peft_factors
-from clora.library.store import STAGE_PREFIX, check_task_name, commit, files_of, previous_manifest, write_lock
+from clora.library.store import (STAGE_PREFIX, check_task_name, commit, files_of, kept_files, previous_manifest,
+                                 write_lock)
 from clora.library.tensors import load_adapter, load_subspace, module_dims
 from clora.routing.triggers import parse_trigger_args
 from clora.subspace import extend_basis, max_overlap
@@ -127,7 +128,7 @@ def import_peft(folder: Path, peft_dir: Path, name: str, labels: list[str], inst
         entry = task_entry(name, labels, instruction=instruction, triggers=parse_trigger_args(list(triggers or [])),
                            method="peft", rank=max(a.shape[0] for a, _ in factors.values()), snapshot=[name],
                            data=None, metrics={}, source=f"peft:{Path(peft_dir).resolve()}")
-        keep = set(manifest["files"]) | set((previous_manifest(folder, manifest) or {"files": {}})["files"])
+        keep = kept_files(folder, manifest)
         rel_dir, stage = stage_task(folder, entry, factors, directions, keep)
         new = copy.deepcopy(manifest)
         new["tasks"].append(entry)

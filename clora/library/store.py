@@ -74,6 +74,12 @@ def previous_manifest(folder: Path, manifest: dict) -> dict | None:
     return parse_manifest(path.read_text(encoding="utf-8"), str(path))
 
 
+def kept_files(folder: Path, manifest: dict) -> set[str]:
+    """Files the current and the previous version reference (a new task folder must avoid them)."""
+    previous = previous_manifest(folder, manifest)
+    return set(manifest["files"]) | (set(previous["files"]) if previous else set())
+
+
 def free_task_dir(folder: Path, name: str, keep: set[str]) -> str:
     """``tasks/<name>``, or a suffixed variant when a kept version still references that folder."""
     rel = f"tasks/{name}"
