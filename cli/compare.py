@@ -16,8 +16,11 @@ from clora.cli.options import make_config, training_options
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for the runs (one sub-folder per method) and compare.{json,md,png} "
                    "(default: clora-runs/<stream>-compare).")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Methods to run at once, each in its own process with an equal share of the CPU "
+                   "threads (same results as one at a time; progress bars are off when above 1).")
 @training_options
-def compare(stream, methods, out, targets, quiet, **options):
+def compare(stream, methods, out, jobs, targets, quiet, **options):
     """Run several methods on STREAM and tabulate AA, BWT, forgetting, FWT, overlap, time.
 
     Every method sees the same data, seed and hyperparameters; each starts from a fresh
@@ -28,6 +31,6 @@ def compare(stream, methods, out, targets, quiet, **options):
     methods = parse_methods(methods)
     out = out or Path("clora-runs") / f"{Path(stream).stem}-compare"
     config = make_config(stream, out, methods[0], targets, quiet, **options)
-    compare_methods(config, methods, out, lr=options["lr"])
+    compare_methods(config, methods, out, lr=options["lr"], jobs=jobs)
     click.echo(f"wrote {out}/compare.md")
     click.echo((out / "compare.md").read_text().split("\n\n", 2)[-1].rstrip())

@@ -35,22 +35,61 @@ def comparison_row(report: dict) -> dict:
             "eval_s": report["timing"]["eval_s"], "notes": report.get("notes", [])}
 
 
-def compare_methods(config: RunConfig, methods: list[str], out: Path, lr: float | None = None) -> dict:
+def _run_method(config: RunConfig, method: str, lr: float | None, threads: int | None = None) -> dict:
+    """One method's run into ``config.out/<method>``; returns its report (also used in a worker process)."""
+    from clora.runner import run_stream
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)  # lanes share the cores instead of oversubscribing them
+    return run_stream(dataclasses.replace(config, method=method, out=config.out / method, lr=lr))
+
+
+def _parallel_reports(config: RunConfig, methods: list[str], lr: float | None, jobs: int) -> dict[str, dict]:
+    """Reports per method, ``jobs`` methods at a time in fresh processes (spawned: no forked torch state)."""
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // jobs)
+    quiet = dataclasses.replace(config, progress=False)  # bars from several processes would interleave
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_run_method, quiet, m, lr, threads): m for m in methods}
+        log.info("running %s, %d at a time (%d thread(s) each)", ", ".join(methods), jobs, threads)
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in done if f.exception() is not None]
+        if failed:
+            for f in pending:
+                f.cancel()
+            raise failed[0].exception()
+    return {futures[f]: f.result() for f in futures}
+
+
+def compare_methods(config: RunConfig, methods: list[str], out: Path, lr: float | None = None,
+                    jobs: int = 1) -> dict:
     """Run each method (a fresh model each time) into ``out/<method>`` and tabulate them.
 
     ``lr`` ``None`` gives each method its own default learning rate; a value is used for all.
+    ``jobs`` > 1 runs that many methods at once, each in its own process with an equal
+    share of the CPU threads; the results are the same as one at a time.
     """
-    from clora.runner import run_stream
-
+    if jobs < 1:
+        raise ConfigError(f"jobs must be at least 1, got {jobs}")
     check_out_dir(out, COMPARE_MARKER)
-    rows, settings = {}, None
-    for method in methods:
-        log.info("== method %s (%d of %d)", method, len(rows) + 1, len(methods))
-        report = run_stream(dataclasses.replace(config, method=method, out=out / method, lr=lr))
-        rows[method] = comparison_row(report)
-        settings = settings or {k: v for k, v in report["settings"].items() if k not in ("subspace", "energy", "lr")}
-        tasks, stream = report["tasks"], report["stream"]
-    table = {"stream": stream, "model": config.model, "tasks": tasks, "settings": settings, "methods": rows}
+    config = dataclasses.replace(config, out=out)
+    if jobs == 1 or len(methods) == 1:
+        reports = {}
+        for method in methods:
+            log.info("== method %s (%d of %d)", method, len(reports) + 1, len(methods))
+            reports[method] = _run_method(config, method, lr)
+    else:
+        reports = _parallel_reports(config, methods, lr, min(jobs, len(methods)))
+    first = reports[methods[0]]
+    table = {"stream": first["stream"], "model": config.model, "tasks": first["tasks"],
+             "settings": {k: v for k, v in first["settings"].items() if k not in ("subspace", "energy", "lr")},
+             "methods": {m: comparison_row(reports[m]) for m in methods}}
     write_comparison(out, table)
     return table
 
@@ -84,12 +123,14 @@ def write_comparison(out: Path, table: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(comparison_markdown(table), encoding="utf-8")
     methods = list(table["methods"])
-    modes = list(next(iter(table["methods"].values()))["modes"])
+    # every mode any method has (mtl and seq have no routed mode): a missing bar, not a KeyError
+    modes = list(dict.fromkeys(mode for row in table["methods"].values() for mode in row["modes"]))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(methods) + 2), 4))
     width = 0.8 / len(modes)
     for k, mode in enumerate(modes):
-        values = [100 * table["methods"][m]["modes"][mode]["average_accuracy"] for m in methods]
-        bars = ax.bar([i + k * width for i in range(len(methods))], values, width, label=mode)
+        have = [i for i, m in enumerate(methods) if mode in table["methods"][m]["modes"]]
+        values = [100 * table["methods"][methods[i]]["modes"][mode]["average_accuracy"] for i in have]
+        bars = ax.bar([i + k * width for i in have], values, width, label=mode)
         ax.bar_label(bars, fmt="%.0f", fontsize=8)
     ax.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(methods))], methods)
     ax.set_ylabel("average accuracy (%)")

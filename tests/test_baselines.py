@@ -88,3 +88,17 @@ def test_compare_rejects_unknown_methods_before_running(tmp_path):
     result = CliRunner().invoke(cli, ["compare", "demo", "--methods", "orth,magic", "--out", str(tmp_path / "c")])
     assert result.exit_code != 0 and "unknown method(s) magic" in result.output
     assert not (tmp_path / "c").exists()
+
+
+def test_compare_jobs_gives_the_same_table_as_one_at_a_time(tiny_model_dirs, synthetic_stream, tmp_path):
+    args = ["compare", str(synthetic_stream), "--methods", "inc,orth,mtl", "--model", str(tiny_model_dirs["bert"]),
+            "--rank", "2", "--epochs", "1", "--quiet"]
+    tables = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"jobs{jobs}"
+        result = CliRunner().invoke(cli, args + ["--jobs", jobs, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        tables.append(json.loads((out / "compare.json").read_text()))
+    assert list(tables[1]["methods"]) == ["inc", "orth", "mtl"]  # the asked order, whichever finished first
+    for method in ("inc", "orth", "mtl"):
+        assert tables[1]["methods"][method]["modes"] == tables[0]["methods"][method]["modes"]
