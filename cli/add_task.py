@@ -63,9 +63,11 @@ def print_result(result: dict) -> None:
 @click.option("--max-train", type=int, default=None, help="Cap on training examples (sampled with --seed).")
 @click.option("--max-test", type=int, default=None, help="Cap on test examples (sampled with --seed).")
 @click.option("--seed", type=int, default=None, help="Random seed (default: the library's).")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (a GPU when there is one, else the CPU), cpu, cuda or cuda:N.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def add_task(library, name, train, test, fmt, labels, instruction, triggers, text_field, label_field, evals,
-             model, epochs, lr, batch_size, max_train, max_test, seed, quiet):
+             model, epochs, lr, batch_size, max_train, max_test, seed, device, quiet):
     """Train task NAME onto LIBRARY without touching the tasks already there.
 
     The new adapter is trained with the library's method (orth: orthogonal to the stored
@@ -81,5 +83,7 @@ def add_task(library, name, train, test, fmt, labels, instruction, triggers, tex
         labels=[x.strip() for x in labels.split(",") if x.strip()] if labels else None, instruction=instruction,
         triggers=list(triggers), text_field=text_field, label_field=label_field, eval_files=_eval_files(evals),
         model=model, epochs=epochs, lr=lr, batch_size=batch_size, max_train=max_train, max_test=max_test,
-        seed=seed, progress=not quiet)
-    print_result(run_add_task(request))
+        seed=seed, device=device, progress=not quiet)
+    result = run_add_task(request)
+    if result["version"] is not None:  # under accelerate launch only the main process commits and reports
+        print_result(result)

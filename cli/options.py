@@ -38,6 +38,9 @@ TRAINING_OPTIONS = [
     click.option("--taylor-order", default=2, show_default=True, type=int, help="olie: order of the Taylor exp."),
     click.option("--temperature", default=0.05, show_default=True, type=float, help="Encoder label matching: cosine temperature."),
     click.option("--max-length", default=128, show_default=True, type=int, help="Tokens per input (longer inputs are truncated)."),
+    click.option("--device", default="auto", show_default=True,
+                 help="Where to train and evaluate: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N. "
+                      "Under `accelerate launch` each process takes the device Accelerate assigns it."),
     click.option("--quiet", is_flag=True, help="No progress bars or per-task lines (results are still printed)."),
 ]
 

@@ -40,5 +40,7 @@ def run(config):
     from clora.runner import run_stream  # heavy imports only when a run starts
 
     report = run_stream(config)
+    if not report["main_process"]:  # under accelerate launch the main process reports
+        return
     click.echo(f"wrote {report['out']}/report.json")
     print_summary(report)

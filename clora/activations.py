@@ -28,7 +28,7 @@ def input_second_moments(layers: dict[str, LoRALinear], run_inputs: Callable[[],
             if mask is not None and tuple(mask.shape) == tuple(x.shape[:-1]):
                 x = x[mask.bool()]
             x = x.reshape(-1, x.shape[-1]).double()
-            sums[name].add_(x.T @ x)
+            sums[name].add_((x.T @ x).cpu())  # bases live on the CPU, whatever the device
         return hook
 
     handles = [layer.register_forward_pre_hook(hook_for(name)) for name, layer in layers.items()]

@@ -9,12 +9,15 @@ committed that adds one task folder and a new manifest.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clora.devices import resolve_device
+from clora.distributed import Workers
 from clora.errors import ConfigError, DataError
 from clora.evaluate import accuracy
 from clora.formats import data_reference, load_referenced_task, load_task
@@ -74,6 +77,7 @@ class AddTaskRequest:
     max_train: int | None = None
     max_test: int | None = None
     seed: int | None = None
+    device: str = "auto"
     progress: bool = True
 
     def spec(self) -> TaskSpec:
@@ -123,13 +127,14 @@ def _earlier_tasks(manifest: dict, eval_files: dict[str, Path]) -> tuple[list[Ta
     return tasks, notes
 
 
-def _train(lm: LibraryModel, task: Task) -> tuple[object, int, dict]:
+def _train(lm: LibraryModel, task: Task, workers: Workers) -> tuple[object, int, dict]:
     """Train the new adapter on top of the library's frozen ones; returns (method, index, stats)."""
     method = make_method(lm.config)
     method.bases = load_subspace(lm.folder, lm.manifest)
     index = len(lm.lora)
     params = method.begin_task(lm.lora, index)
-    stats = train_task(lm.family, [task], params, lm.config, task_index=index, penalty=lambda: method.penalty(lm.lora))
+    stats = train_task(lm.family, [task], params, lm.config, task_index=index, penalty=lambda: method.penalty(lm.lora),
+                       workers=workers)
     method.end_task(lm.lora, index, run_inputs=lambda: replay_inputs(lm.family, task, lm.config),
                     masks=lambda: lm.family.token_mask)
     return method, index, stats
@@ -144,33 +149,41 @@ def add_task(request: AddTaskRequest) -> dict:
     settings = manifest["settings"]
     seed = request.seed if request.seed is not None else settings.get("seed", 0)
     task = load_task(spec, _anchor(spec), None, max_train=request.max_train, max_test=request.max_test, seed=seed)
-    with write_lock(folder):
+    device = resolve_device(request.device)
+    workers = Workers(device)  # under accelerate launch: train together, the main process commits
+    with write_lock(folder) if workers.is_main else contextlib.nullcontext():
         manifest = read_manifest(folder)  # what is current now that we are the only writer
         _check_new_name(manifest, request.name)
         earlier, notes = _earlier_tasks(manifest, request.eval_files)
         started = time.perf_counter()
         seed_everything(seed)
         lm = open_library_model(folder, model=request.model, manifest=manifest, epochs=request.epochs,
-                                lr=request.lr, batch_size=request.batch_size, seed=seed, progress=request.progress)
+                                lr=request.lr, batch_size=request.batch_size, seed=seed,
+                                progress=request.progress and workers.is_main, device=device)
         if len(lm.lora) == 0:
             raise ConfigError("the library holds no adapters to add a task to")
         load_s = time.perf_counter() - started
-        method, index, stats = _train(lm, task)
+        method, index, stats = _train(lm, task, workers)
         notes += method.notes
         train_s = time.perf_counter() - started - load_s
         lm.activate_all()
         result = _evaluate(lm, task, earlier)
         eval_s = time.perf_counter() - started - load_s - train_s
         new = _next_manifest(manifest, task, spec, request, seed, result, list(lm.index_of))
-        keep = kept_files(folder, manifest)
-        rel_dir, stage = stage_task(folder, new["tasks"][-1], lm.lora.factors(index),
-                                    getattr(method, "contributions", {}).get(index), keep,
-                                    router=task_stats(lm.family, task, lm.config))
-        committed = commit(folder, manifest, new, {rel_dir: stage})
+        committed = _commit(folder, manifest, new, lm, method, index, task) if workers.is_main else {"version": None}
+    workers.barrier()
     commit_s = time.perf_counter() - started - load_s - train_s - eval_s
     return {**result, "library": str(folder), "version": committed["version"], "notes": notes,
             "training": {"steps": stats["steps"], "final_loss": stats["final_loss"]},
             "timing": {"load_s": load_s, "train_s": train_s, "eval_s": eval_s, "commit_s": commit_s}}
+
+
+def _commit(folder: Path, manifest: dict, new: dict, lm: LibraryModel, method, index: int, task: Task) -> dict:
+    """Stage the new task's files and commit the new manifest (``clora.library.store``)."""
+    rel_dir, stage = stage_task(folder, new["tasks"][-1], lm.lora.factors(index),
+                                getattr(method, "contributions", {}).get(index), kept_files(folder, manifest),
+                                router=task_stats(lm.family, task, lm.config))
+    return commit(folder, manifest, new, {rel_dir: stage})
 
 
 def _evaluate(lm: LibraryModel, task: Task, earlier: list[Task]) -> dict:

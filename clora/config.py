@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from clora.devices import check_device_name
 from clora.errors import ConfigError
 
 METHODS = ("seq", "inc", "olora", "olie", "orth", "mtl")
@@ -61,6 +62,7 @@ class RunConfig:
     taylor_order: int = 2
     max_length: int = 128
     eval_batch_size: int = 64
+    device: str = "auto"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -87,6 +89,7 @@ class RunConfig:
         _check_positive("temperature", self.temperature)
         for name in ("lambda1", "lambda2", "olie_lambda"):
             _check_positive(name, getattr(self, name), allow_zero=True)
+        check_device_name(self.device)
         if not 0.0 < self.energy < 1.0:
             raise ConfigError(f"energy must be in (0, 1), got {self.energy!r}")
         if self.targets is not None:

@@ -75,6 +75,9 @@ class LoRALinear(nn.Module):
         self.taylor_order: int | None = None
         #: ``(batch, n_adapters)`` 0/1 per input (mixed-task batches): overrides ``active``
         self.route_mask: torch.Tensor | None = None
+        #: fold frozen active adapters into one cached weight (see ``_additive``)
+        self.merge_frozen = True
+        self._merged: tuple | None = None
 
     @property
     def transposed(self) -> bool:
@@ -127,18 +130,54 @@ class LoRALinear(nn.Module):
         self.active = saved
         return out
 
+    def _frozen(self, index: int) -> bool:
+        return not any(p.requires_grad for p in self.adapters[index].parameters())
+
+    def merged_weight(self, indices: list[int]) -> torch.Tensor:
+        """``W + s B A`` ``(d_out, d_in)`` over the frozen adapters ``indices``, cached.
+
+        The cache holds the tensors it was built from (identity, not address: a freed
+        tensor's id can be reused) and their in-place version counters, so a replaced or
+        edited factor or base weight is never served stale.
+        """
+        tensors = [self.base.weight] + [p for i in indices for p in self.adapters[i].parameters()]
+        versions = [t._version for t in tensors]
+        cached = self._merged
+        if (cached is None or cached[0] != list(indices) or len(cached[1]) != len(tensors)
+                or any(a is not b for a, b in zip(cached[1], tensors)) or cached[2] != versions):
+            with torch.no_grad():
+                a, b = self.stacked_factors(indices)
+                weight = self.weight_out_in() + self.scaling * (b @ a).to(self.base.weight.dtype)
+            self._merged = cached = (list(indices), tensors, versions, weight)
+        return cached[3]
+
+    def _additive(self, x: torch.Tensor) -> torch.Tensor:
+        """``base(x) + s x A^T B^T`` over the active adapters; frozen ones folded into the weight.
+
+        Folding makes every frozen adapter free at forward time (one matmul, as if no
+        adapter were there), so a task late in a stream trains as fast as the first.
+        Only in float32: a bf16/fp16 weight would round the small update away.
+        """
+        frozen = [i for i in self.active if self._frozen(i)] if self.merge_frozen else []
+        if frozen and self.base.weight.dtype == torch.float32:
+            y = torch.nn.functional.linear(x, self.merged_weight(frozen), self.base.bias)
+            live = [i for i in self.active if i not in frozen]
+        else:
+            y, live = self.base(x), self.active
+        if not live:
+            return y
+        a, b = self.stacked_factors(live)
+        return y + self.scaling * ((x.to(a.dtype) @ a.T) @ b.T).to(y.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)
         if self.route_mask is not None:
+            y = self.base(x)
             return y + self.routed_delta(x.to(y.dtype))
         if self.taylor_order is not None and self.active:
+            y = self.base(x)
             delta = self.multiplicative_delta()
             return y + (x.to(delta.dtype) @ delta.T).to(y.dtype)
-        factors = self.delta_factors()
-        if factors is None:
-            return y
-        a, b = factors
-        return y + self.scaling * ((x.to(a.dtype) @ a.T) @ b.T).to(y.dtype)
+        return self._additive(x)
 
 
 def _matches(name: str, targets: tuple[str, ...]) -> bool:
@@ -185,7 +224,8 @@ class LoRASet:
     def add(self, make) -> int:
         """Append one adapter per layer, ``make(name, layer) -> nn.Module``; returns its index."""
         for name, layer in self.layers.items():
-            layer.adapters.append(make(name, layer))
+            # factors are made on the CPU (seeded generators); they live with the layer
+            layer.adapters.append(make(name, layer).to(layer.base.weight.device))
         return len(self) - 1
 
     def replace(self, index: int, make) -> None:
@@ -228,6 +268,6 @@ class LoRASet:
         return [p for layer in self.layers.values() for p in layer.adapters[index].parameters() if p.requires_grad]
 
     def factors(self, index: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """``{layer name: (A, B)}`` of adapter ``index``, detached."""
-        return {n: (layer.adapters[index].factor_a().detach(), layer.adapters[index].factor_b().detach())
+        """``{layer name: (A, B)}`` of adapter ``index``, detached, on the CPU (for bases and files)."""
+        return {n: (layer.adapters[index].factor_a().detach().cpu(), layer.adapters[index].factor_b().detach().cpu())
                 for n, layer in self.layers.items()}

@@ -24,7 +24,7 @@ from clora.train import batches
 @torch.no_grad()
 def features_of(family: Family, texts: Sequence[str], config: RunConfig) -> torch.Tensor:
     """``(n, d)`` router features of ``texts`` (bare base model), in batches."""
-    parts = [family.features(list(chunk)) for chunk in batches(list(texts), config.eval_batch_size)]
+    parts = [family.features(list(chunk)).cpu() for chunk in batches(list(texts), config.eval_batch_size)]
     return torch.cat(parts) if parts else torch.zeros(0, 0)
 
 

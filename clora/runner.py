@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from clora.config import RunConfig
+from clora.devices import resolve_device
+from clora.distributed import Workers
 from clora.evaluate import accuracy, correct_flags
 from clora.families import FAMILIES, Family
 from clora.formats import data_reference, load_tasks
@@ -48,18 +51,29 @@ class Session:
     lora: LoRASet
     family: Family
     method: Method
+    workers: Workers
 
 
 def prepare(config: RunConfig) -> Session:
-    """Read the stream and its data (failing early on bad input), load and adapt the model."""
+    """Read the stream and its data (failing early on bad input), load and adapt the model.
+
+    Under ``accelerate launch`` every process prepares the same session; only the main
+    one shows progress and logs.
+    """
+    workers = Workers(resolve_device(config.device))
+    if not workers.is_main:
+        config = dataclasses.replace(config, progress=False)
+        log.setLevel(logging.WARNING)
+    elif workers.size > 1:
+        log.info("training data-parallel over %d processes on %s", workers.size, resolve_device(config.device))
     stream = load_stream(config.stream)
     tasks = load_tasks(stream, config.data_dir, max_train=config.max_train, max_test=config.max_test, seed=config.seed)
     seed_everything(config.seed)
-    base_model = load_base_model(config.model)
+    base_model = load_base_model(config.model, device=resolve_device(config.device))
     targets = config.targets or base_model.default_targets
     lora = LoRASet(inject_lora(base_model.model, targets, config.rank, config.scaling))
     family = FAMILIES[base_model.kind](base_model.model, base_model.tokenizer, config, lora.disabled)
-    return Session(config, stream, tasks, base_model, targets, lora, family, make_method(config))
+    return Session(config, stream, tasks, base_model, targets, lora, family, make_method(config), workers)
 
 
 def learn_stream(s: Session) -> dict:
@@ -83,7 +97,8 @@ def learn_stream(s: Session) -> dict:
                  sum(len(t.train) for t in tasks), sum(len(t.test) for t in tasks))
         started = time.perf_counter()
         params = s.method.begin_task(s.lora, j)
-        stats = train_task(s.family, tasks, params, s.config, task_index=j, penalty=lambda: s.method.penalty(s.lora))
+        stats = train_task(s.family, tasks, params, s.config, task_index=j, penalty=lambda: s.method.penalty(s.lora),
+                           workers=s.workers)
         s.method.end_task(s.lora, j, run_inputs=lambda: replay_inputs(s.family, tasks[0], s.config),
                           masks=lambda: s.family.token_mask)
         train_s += time.perf_counter() - started
@@ -163,8 +178,11 @@ def run_stream(config: RunConfig) -> dict:
         report["modes"]["routed"].update(results["routing"])
     if session.method.joint:
         _mark_not_continual(report)
-    write_run(session, out, report, results)
+    if session.workers.is_main:  # every process holds the same result; one writes it
+        write_run(session, out, report, results)
+    session.workers.barrier()
     report["out"] = str(out)
+    report["main_process"] = session.workers.is_main
     return report
 
 

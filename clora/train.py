@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from clora.config import RunConfig
+from clora.distributed import Workers
 from clora.families import Family
 from clora.task import Example, Task
 
@@ -54,31 +55,55 @@ def param_groups(params: Sequence[torch.nn.Parameter], lr: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def train_step(family: Family, task: Task, batch: Sequence[Example], params: Sequence[torch.nn.Parameter],
+               optimizer: torch.optim.Optimizer, penalty: Callable[[], torch.Tensor | None] | None = None,
+               workers: Workers | None = None) -> float:
+    """One optimiser step on ``batch``; returns its mean task loss.
+
+    With several processes each one takes its share of the batch, scales its loss by its
+    share's size and the gradients are summed: the step equals the one-process step on
+    the whole batch. The penalty, the same on every process, counts once (on the main one).
+    """
+    workers = workers or Workers()
+    share = workers.share(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss_value = 0.0
+    total = None
+    if share:
+        loss = family.loss(task, share) * (len(share) / len(batch))
+        total, loss_value = loss, loss.item()
+    extra = penalty() if penalty is not None and workers.is_main else None
+    if extra is not None:
+        total = extra if total is None else total + extra
+    if total is not None:
+        total.backward()
+    workers.sum_gradients(params)
+    optimizer.step()
+    return workers.sum(loss_value)
+
+
 def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.nn.Parameter], config: RunConfig,
-               task_index: int = 0, penalty: Callable[[], torch.Tensor | None] | None = None) -> dict:
+               task_index: int = 0, penalty: Callable[[], torch.Tensor | None] | None = None,
+               workers: Workers | None = None) -> dict:
     """Train ``params`` on ``tasks`` (one task, or several jointly) for ``config.epochs`` epochs.
 
     The step minimises the family's loss plus ``penalty()`` (a method's regulariser).
     One Riemannian Adam optimiser serves every parameter: it takes Riemannian steps
     (projected gradient, retraction) on geoopt ManifoldParameters and plain Adam steps
-    on Euclidean ones. Returns the step count, the last epoch's mean loss and seconds.
+    on Euclidean ones. ``workers`` splits each batch over processes (``clora.distributed``).
+    Returns the step count, the last epoch's mean loss and seconds.
     """
     tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
+    workers = workers or Workers()
     optimizer = geoopt.optim.RiemannianAdam(param_groups(params, config.lr), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed * 7919 + task_index)
     steps_per_epoch = sum(-(-len(t.train) // config.batch_size) for t in tasks)
     started, losses = time.perf_counter(), []
     bar = tqdm(total=steps_per_epoch * config.epochs, desc=f"train {'+'.join(t.name for t in tasks)}",
-               unit="step", disable=not config.progress, leave=False)
+               unit="step", disable=not config.progress or not workers.is_main, leave=False)
     for _ in range(config.epochs):
         for task, batch in epoch_batches(tasks, config.batch_size, generator):
-            loss = family.loss(task, batch)
-            extra = penalty() if penalty is not None else None
-            total = loss if extra is None else loss + extra
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            losses.append(loss.item())
+            losses.append(train_step(family, task, batch, params, optimizer, penalty, workers))
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()

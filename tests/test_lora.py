@@ -92,3 +92,60 @@ def test_weights_fingerprint_ignores_adapters_but_not_weights():
     with torch.no_grad():
         model.embeddings.word_embeddings.weight[0, 0] += 1.0
     assert weights_fingerprint(model) != before
+
+
+def _frozen_and_live(layer, gen):
+    """Two frozen adapters with random factors and one live (trainable) adapter on ``layer``."""
+    for _ in range(2):
+        layer.adapters.append(Factors.frozen(torch.randn(3, layer.d_in, generator=gen),
+                                             torch.randn(layer.d_out, 3, generator=gen)))
+    live = Factors(layer.d_in, layer.d_out, 3, gen)
+    with torch.no_grad():
+        live.lora_B.normal_(generator=gen)
+    layer.adapters.append(live)
+    layer.active = [0, 1, 2]
+    return live
+
+
+@pytest.mark.parametrize("base", ["linear", "conv1d"])
+def test_folding_frozen_adapters_changes_neither_outputs_nor_gradients(base):
+    from transformers.pytorch_utils import Conv1D
+
+    from clora.lora import LoRALinear
+
+    torch.manual_seed(0)
+    base = Conv1D(5, 6) if base == "conv1d" else torch.nn.Linear(6, 5)
+    layer, gen = LoRALinear(base, scaling=0.5), torch.Generator().manual_seed(1)
+    live = _frozen_and_live(layer, gen)
+    x = torch.randn(2, 4, 6, requires_grad=True)
+    results = []
+    for merge in (True, False):
+        layer.merge_frozen = merge
+        y = layer(x)
+        grads = torch.autograd.grad(y.square().sum(), [x, live.lora_A, live.lora_B])
+        results.append((y.detach(), grads))
+    (y1, g1), (y0, g0) = results
+    # the sum by hand: W x + b + s sum_i B_i A_i x
+    a = torch.cat([f.lora_A for f in layer.adapters]).detach()
+    b = torch.cat([f.lora_B for f in layer.adapters], dim=1).detach()
+    expected = base(x) + 0.5 * x @ (b @ a).T
+    assert torch.allclose(y1, expected, atol=1e-5) and torch.allclose(y0, expected, atol=1e-5)
+    assert all(torch.allclose(p, q, rtol=1e-5, atol=1e-5) for p, q in zip(g1, g0))
+
+
+def test_folded_weight_follows_edits_and_replacements():
+    from clora.lora import LoRALinear
+
+    torch.manual_seed(0)
+    layer, gen = LoRALinear(torch.nn.Linear(6, 5), scaling=1.0), torch.Generator().manual_seed(1)
+    _frozen_and_live(layer, gen)
+    layer.active = [0, 1]
+    x = torch.randn(3, 6)
+    first = layer(x)
+    assert layer(x) is not first and torch.equal(layer(x), first)  # cached fold, same answer
+    with torch.no_grad():
+        layer.adapters[0].lora_B.zero_()  # an in-place edit must invalidate the fold
+    assert torch.allclose(layer(x), layer.base(x) + x @ (layer.adapters[1].lora_B @ layer.adapters[1].lora_A).T,
+                          atol=1e-6)
+    layer.adapters[1] = Factors.frozen(torch.zeros(3, 6), torch.zeros(5, 3))  # so must a replacement
+    assert torch.allclose(layer(x), layer.base(x), atol=1e-6)

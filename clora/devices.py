@@ -1,0 +1,35 @@
+"""Which torch device a run uses."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from clora.errors import ConfigError
+
+
+def check_device_name(name: str) -> None:
+    """ConfigError unless ``name`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(name)):
+        raise ConfigError(f"unknown device {name!r} (choose from auto, cpu, cuda, cuda:N)")
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible (the launcher's ``LOCAL_RANK`` picks one under
+    ``accelerate launch``), else ``cpu``. An explicit device
+    that is not there is a ConfigError rather than a crash deep inside the first forward pass.
+    """
+    import torch  # here, so that checking a config stays free of torch's import time
+
+    check_device_name(name)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
+        return "cpu"
+    kind, _, index = name.partition(":")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but no CUDA GPU is available (use --device cpu or auto)")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r} does not exist ({torch.cuda.device_count()} GPU(s) visible)")
+    return name
