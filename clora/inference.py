@@ -85,13 +85,20 @@ class LoadedLibrary:
                 self._current = _Version(self.folder, self.model, self.router_config)  # one reference swap
         return True
 
-    def predict(self, texts: list[str], mode: str = "routed", task: str | None = None) -> list[dict]:
-        """``[{"input", "task", "confidence", "prediction", "source"}]``, one per text."""
+    def predict(self, texts: list[str], mode: str = "routed", task: str | list[str] | None = None) -> list[dict]:
+        """``[{"input", "task", "confidence", "prediction", "source"}]``, one per text.
+
+        ``task``: one task name for every text, or a list with one name per text (a mixed
+        batch with known tasks: no routing, one forward pass).
+        """
         if mode not in MODES:
             raise ConfigError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
         current = self._current  # this call uses this version to the end
-        if task is not None and task not in current.tasks:
-            raise LibraryError(f"no task {task!r} in the library (tasks: {', '.join(current.tasks)})")
+        if isinstance(task, (list, tuple)) and len(task) != len(texts):
+            raise ConfigError(f"{len(task)} task names for {len(texts)} texts (give one per text)")
+        for name in dict.fromkeys(task if isinstance(task, (list, tuple)) else [task]):
+            if name is not None and name not in current.tasks:
+                raise LibraryError(f"no task {name!r} in the library (tasks: {', '.join(current.tasks)})")
         if mode == "oracle" and task is None:
             raise ConfigError("mode oracle needs a task (the snapshot to run in)")
         if not texts:
@@ -104,7 +111,9 @@ class LoadedLibrary:
         return [{"input": text, "task": t.name, "confidence": r.confidence, "prediction": p, "source": r.source}
                 for text, r, t, p in zip(texts, routes, answer_tasks, predictions)]
 
-    def _routes(self, current: _Version, texts: list[str], task: str | None) -> list[Route]:
+    def _routes(self, current: _Version, texts: list[str], task: str | list[str] | None) -> list[Route]:
+        if isinstance(task, (list, tuple)):
+            return [Route(t, 1.0, "given", guess=t) for t in task]
         if task is not None:
             return [Route(task, 1.0, "given", guess=task) for _ in texts]
         return current.router.route(texts, lambda ts: features_of(current.lm.family, ts, current.lm.config))

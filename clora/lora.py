@@ -77,7 +77,7 @@ class LoRALinear(nn.Module):
         self.route_mask: torch.Tensor | None = None
         #: fold frozen active adapters into one cached weight (see ``_additive``)
         self.merge_frozen = True
-        self._merged: tuple | None = None
+        self._cache: dict[str, tuple] = {}  # see ``_memo``
 
     @property
     def transposed(self) -> bool:
@@ -115,8 +115,7 @@ class LoRALinear(nn.Module):
         """
         mask = self.route_mask.to(x.dtype)
         if self.taylor_order is None:
-            a, b = self.stacked_factors(range(len(self.adapters)))
-            ranks = torch.tensor([f.factor_a().shape[0] for f in self.adapters], device=mask.device)
+            a, b, ranks = self.all_factors()
             rank_mask = mask.repeat_interleave(ranks, dim=1)  # (batch, R)
             shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (rank_mask.shape[1],)
             return self.scaling * (((x @ a.T) * rank_mask.view(shape)) @ b.T)
@@ -133,23 +132,41 @@ class LoRALinear(nn.Module):
     def _frozen(self, index: int) -> bool:
         return not any(p.requires_grad for p in self.adapters[index].parameters())
 
-    def merged_weight(self, indices: list[int]) -> torch.Tensor:
-        """``W + s B A`` ``(d_out, d_in)`` over the frozen adapters ``indices``, cached.
+    def _memo(self, slot: str, key, tensors: list[torch.Tensor], build):
+        """``build()``, cached in ``slot`` until ``key`` or any of ``tensors`` changes.
 
         The cache holds the tensors it was built from (identity, not address: a freed
         tensor's id can be reused) and their in-place version counters, so a replaced or
         edited factor or base weight is never served stale.
         """
-        tensors = [self.base.weight] + [p for i in indices for p in self.adapters[i].parameters()]
         versions = [t._version for t in tensors]
-        cached = self._merged
-        if (cached is None or cached[0] != list(indices) or len(cached[1]) != len(tensors)
+        cached = self._cache.get(slot)
+        if (cached is None or cached[0] != key or len(cached[1]) != len(tensors)
                 or any(a is not b for a, b in zip(cached[1], tensors)) or cached[2] != versions):
             with torch.no_grad():
-                a, b = self.stacked_factors(indices)
-                weight = self.weight_out_in() + self.scaling * (b @ a).to(self.base.weight.dtype)
-            self._merged = cached = (list(indices), tensors, versions, weight)
+                cached = (key, tensors, versions, build())
+            self._cache[slot] = cached
         return cached[3]
+
+    def merged_weight(self, indices: list[int]) -> torch.Tensor:
+        """``W + s B A`` ``(d_out, d_in)`` over the frozen adapters ``indices``, cached (``_memo``)."""
+        def build():
+            a, b = self.stacked_factors(indices)
+            return self.weight_out_in() + self.scaling * (b @ a).to(self.base.weight.dtype)
+
+        tensors = [self.base.weight] + [p for i in indices for p in self.adapters[i].parameters()]
+        return self._memo("merged", list(indices), tensors, build)
+
+    def all_factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(A_all (R, d_in), B_all (d_out, R), ranks (n_adapters,))`` of every adapter, cached while frozen."""
+        def build():
+            a, b = self.stacked_factors(range(len(self.adapters)))
+            return a, b, torch.tensor([f.factor_a().shape[0] for f in self.adapters], device=a.device)
+
+        if any(not self._frozen(i) for i in range(len(self.adapters))):  # a trainable factor: no cache, keep grads
+            return build()
+        tensors = [p for f in self.adapters for p in f.parameters()]
+        return self._memo("all", len(self.adapters), tensors, build)
 
     def _additive(self, x: torch.Tensor) -> torch.Tensor:
         """``base(x) + s x A^T B^T`` over the active adapters; frozen ones folded into the weight.

@@ -22,12 +22,8 @@ from clora.activations import input_second_moments
 from clora.errors import ConfigError
 from clora.lora import LoRASet
 from clora.methods import Method
+from clora.stiefel import stiefel_manifold
 from clora.subspace import complement_dim, empty_basis, energy_directions, extend_basis, random_complement_frame
-
-
-def stiefel_manifold(retraction: str) -> geoopt.Manifold:
-    """geoopt's Stiefel manifold with a Cayley (canonical metric) or QR retraction."""
-    return geoopt.CanonicalStiefel() if retraction == "cayley" else geoopt.EuclideanStiefel()
 
 
 class StiefelFactors(nn.Module):

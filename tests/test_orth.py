@@ -90,3 +90,20 @@ def test_stiefel_frames_step_as_far_as_euclidean_adam():
     # the frame now moves on the scale lr * sqrt(64 * 4) = 0.016 (canonical-metric gradient
     # and Cayley retraction change it a little), not on the unscaled scale lr = 0.001
     assert 0.5 * 0.016 < x_step < 1.5 * 0.016
+
+
+def test_low_rank_cayley_step_equals_geoopts_dense_solve():
+    import geoopt
+
+    from clora.stiefel import LowRankCayleyStiefel
+
+    torch.manual_seed(0)
+    x = torch.linalg.qr(torch.randn(40, 3, dtype=torch.float64))[0]
+    dense, low_rank = geoopt.CanonicalStiefel(), LowRankCayleyStiefel()
+    u = dense.proju(x, 0.7 * torch.randn(40, 3, dtype=torch.float64))  # a large step, far from the identity
+    moment = torch.randn(40, 3, dtype=torch.float64)
+    for a, b in zip(dense.retr_transp(x, u, moment), low_rank.retr_transp(x, u, moment)):
+        assert torch.allclose(a, b, atol=1e-12)
+    y = low_rank.retr(x, u)
+    assert torch.allclose(y.T @ y, torch.eye(3, dtype=torch.float64), atol=1e-12)  # still on the manifold
+    assert not torch.allclose(y, x)  # and it moved

@@ -88,3 +88,24 @@ def test_trigger_arguments_and_stream_validation(tmp_path):
     bad.write_text("tasks:\n  - {name: a, format: synthetic, triggers: {regex: ['(']}}\n")
     with pytest.raises(DataError, match="bad trigger regex"):
         load_stream(str(bad))
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2", "llama", "t5"])
+def test_router_features_stop_at_the_router_layer_and_equal_the_full_pass(kind):
+    from tiny_models import make_model, make_tokenizer
+
+    from clora.families.base import n_layers
+    from clora.families.early_exit import hidden_states_at, layer_blocks
+
+    model, tok = make_model(kind).eval(), make_tokenizer(kind)
+    batch = dict(tok(["red apple near the boat", "blue stone"], padding=True, return_tensors="pt"))
+    encoder = model.get_encoder() if kind == "t5" else model
+    blocks = layer_blocks(encoder, n_layers(model.config))
+    ran = []
+    handle = blocks[-1].register_forward_hook(lambda *a: ran.append(1))
+    with torch.no_grad():
+        early = hidden_states_at(encoder, batch, 1, n_layers(model.config))
+        full = encoder(**batch, output_hidden_states=True).hidden_states[1]
+    handle.remove()
+    assert torch.allclose(early, full, atol=1e-6)
+    assert ran == [1]  # the last block ran in the full pass only

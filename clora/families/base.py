@@ -8,13 +8,18 @@ from contextlib import AbstractContextManager
 import torch
 
 from clora.config import RunConfig
+from clora.families.early_exit import hidden_states_at
 from clora.task import Example, Task
+
+
+def n_layers(config) -> int:
+    """Transformer blocks of a model (of the encoder, for encoder-decoders)."""
+    return getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers", None) or 1
 
 
 def router_layer(config) -> int:
     """The layer whose output the router reads: ``round(2 L / 3)`` of ``L`` layers (4 of MiniLM's 6)."""
-    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers", None) or 1
-    return max(1, round(2 * layers / 3))
+    return max(1, round(2 * n_layers(config) / 3))
 
 
 class Family:
@@ -83,8 +88,8 @@ class Family:
         return torch.nn.functional.normalize(pooled.float(), dim=-1)
 
     def hidden_states(self, batch) -> torch.Tensor:
-        """``(n, L, hidden)`` hidden states of the input tokens after layer ``router_layer``."""
-        return self.model(**batch, output_hidden_states=True).hidden_states[self.router_layer]
+        """``(n, L, hidden)`` hidden states of the input tokens after layer ``router_layer`` (the layers above it do not run)."""
+        return hidden_states_at(self.model, batch, self.router_layer, n_layers(self.model.config))
 
     @torch.no_grad()
     def replay(self, task: Task, examples: Sequence[Example]) -> None:

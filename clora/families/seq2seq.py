@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import torch
 
-from clora.families.base import AnswerFamily, masked_mean_logprob
+from clora.families.base import AnswerFamily, masked_mean_logprob, n_layers
+from clora.families.early_exit import hidden_states_at
 
 
 class Seq2SeqFamily(AnswerFamily):
     kind = "seq2seq"
 
     def hidden_states(self, batch) -> torch.Tensor:
-        return self.model.get_encoder()(**batch, output_hidden_states=True).hidden_states[self.router_layer]
+        return hidden_states_at(self.model.get_encoder(), batch, self.router_layer, n_layers(self.model.config))
 
     def answer_logprob(self, prompts, targets) -> torch.Tensor:
         enc = self.tokenizer(list(prompts), padding=True, truncation=True,

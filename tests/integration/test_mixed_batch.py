@@ -35,3 +35,17 @@ def test_mixed_batch_equals_each_input_alone(kind, method, library_factory):
     lm.lora.activate([])
     bare = lm.family.option_scores(tasks["t1"], [TEXTS[1]])[0]
     assert (bare - mixed[1]).abs().max() > 1e-4
+
+
+def test_predict_with_one_task_per_text_equals_asking_per_task(library_factory):
+    from clora.errors import ConfigError
+    from clora.inference import load_library
+
+    lib = load_library(library_factory("bert", "orth"))
+    names = ["t0", "t1", "t1", "t0", "t1", "t0"]
+    mixed = lib.predict(TEXTS, mode="oracle", task=names)
+    for text, name, row in zip(TEXTS, names, mixed):
+        assert row["task"] == name and row["source"] == "given"
+        assert row["prediction"] == lib.predict([text], mode="oracle", task=name)[0]["prediction"]
+    with pytest.raises(ConfigError, match="2 task names for 6 texts"):
+        lib.predict(TEXTS, mode="oracle", task=["t0", "t1"])
