@@ -34,3 +34,30 @@ def _load_path(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+BENCHMARKS = EXAMPLES / "benchmarks"
+
+
+def test_speed_benchmarks_run_and_agree_with_peft(tiny_model_dirs, tmp_path, capsys):
+    """The benchmark scripts run end to end on tiny models (their speed numbers are for docs/benchmarks.md)."""
+    bert = str(tiny_model_dirs["bert"])
+    steps = _load_path(BENCHMARKS / "train_step.py").main(
+        ["--model", bert, "--tasks", "2", "--rank", "2", "--repeats", "1", "--warmup", "0",
+         "--json", str(tmp_path / "steps.json")])
+    assert [row["frozen_adapters"] for row in steps["positions"]] == [0, 1]
+    assert set(steps["max_ratio_to_peft"]) == {"orth", "orth-unfolded", "inc"}
+    mixed = _load_path(BENCHMARKS / "mixed_inference.py").main(
+        ["--model", bert, "--rank", "2", "--tasks", "3", "--batch", "6", "--repeats", "1", "--warmup", "0"])
+    # clora's one-pass mixed batch and PEFT's adapter_names= answer every input alike
+    assert mixed["clora_peft_prediction_agreement"] == 1.0 and mixed["batch"] == 6
+    scale = _load_path(BENCHMARKS / "library_scale.py").main(
+        ["--tasks", "3", "--checkpoints", "1,3", "--repeats", "1", "--workdir", str(tmp_path / "scale"),
+         "--json", str(tmp_path / "scale.json")])
+    assert [p["tasks"] for p in scale["checkpoints"]] == [1, 3]
+    assert [a["tasks_after"] for a in scale["add_task"]] == [2, 3]
+    assert 0 < scale["checkpoints"][-1]["capacity_used"] < 1
+    plots = _load_path(BENCHMARKS / "plot_benchmarks.py").main(
+        ["--train-step", str(tmp_path / "steps.json"), "--library-scale", str(tmp_path / "scale.json"),
+         "--out", str(tmp_path / "img")])
+    assert all(p.stat().st_size > 1000 for p in plots)
