@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from clora.config import DEFAULT_LR, DEFAULT_MODEL, SUBSPACE_SOURCES, RunConfig
+from clora.config import DEFAULT_LR, DEFAULT_MODEL, ROUTER_TOKENS, SUBSPACE_SOURCES, RunConfig
 
 TRAINING_OPTIONS = [
     click.option("--data-dir", type=click.Path(path_type=Path), default=None,
@@ -38,6 +38,10 @@ TRAINING_OPTIONS = [
     click.option("--taylor-order", default=2, show_default=True, type=int, help="olie: order of the Taylor exp."),
     click.option("--temperature", default=0.05, show_default=True, type=float, help="Encoder label matching: cosine temperature."),
     click.option("--max-length", default=128, show_default=True, type=int, help="Tokens per input (longer inputs are truncated)."),
+    click.option("--router-layer", default=None, type=int,
+                 help="Layer whose hidden states the router reads (default: two thirds of the way up, 4 of MiniLM's 6)."),
+    click.option("--router-tokens", default=ROUTER_TOKENS, show_default=True, type=int,
+                 help="Tokens of each input the router reads; fewer make routing cheaper (docs/results.md)."),
     click.option("--device", default="auto", show_default=True,
                  help="Where to train and evaluate: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N. "
                       "Under `accelerate launch` each process takes the device Accelerate assigns it."),

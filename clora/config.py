@@ -12,6 +12,8 @@ from clora.errors import ConfigError
 METHODS = ("seq", "inc", "olora", "olie", "orth", "mtl")
 SUBSPACE_SOURCES = ("adapters", "activations", "both")
 RETRACTIONS = ("cayley", "qr")
+#: tokens of each input the router reads (docs/results.md: routing accuracy against cost)
+ROUTER_TOKENS = 32
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 #: Learning rate per method when none is given, tuned on the four shared CL-benchmark tasks
 #: (docs/results.md). olie's multiplicative update W * (exp(s B A) - 1) is scaled by the
@@ -62,6 +64,8 @@ class RunConfig:
     taylor_order: int = 2
     max_length: int = 128
     eval_batch_size: int = 64
+    router_layer: int | None = None
+    router_tokens: int | None = ROUTER_TOKENS
     device: str = "auto"
     progress: bool = True
 
@@ -78,7 +82,7 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        for name in ("max_train", "max_test"):
+        for name in ("max_train", "max_test", "router_layer", "router_tokens"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")

@@ -155,7 +155,8 @@ def write_run(s: Session, out: Path, report: dict, results: dict) -> None:
     """Write the report files and the library into ``out``, atomically."""
     header = manifest_header(s.config, model=model_reference(s.config.model),
                              fingerprint=weights_fingerprint(s.base_model.model), family=s.base_model.kind,
-                             targets=s.targets, layers=s.lora.layers, router_layer=s.family.router_layer)
+                             targets=s.targets, layers=s.lora.layers, router_layer=s.family.router_layer,
+                             router_tokens=s.family.router_tokens)
     with staged_out_dir(out) as stage:
         write_report_files(stage, report)
         create_library(stage / "library", header, library_tasks(s, results))

@@ -109,3 +109,29 @@ def test_router_features_stop_at_the_router_layer_and_equal_the_full_pass(kind):
     handle.remove()
     assert torch.allclose(early, full, atol=1e-6)
     assert ran == [1]  # the last block ran in the full pass only
+
+
+def test_library_reads_inputs_as_its_router_statistics_were_taken(library_factory):
+    import copy
+
+    from clora.config import ROUTER_TOKENS
+    from clora.library.layout import read_manifest
+    from clora.library.model import open_library_model
+
+    folder = library_factory("bert", "orth")
+    manifest = read_manifest(folder)
+    assert manifest["router"] == {"layer": 1, "tokens": ROUTER_TOKENS}
+    assert open_library_model(folder, progress=False).family.router_tokens == ROUTER_TOKENS
+    older = copy.deepcopy(manifest)
+    del older["router"]["tokens"]  # a library written before the token cap: its statistics read max_length
+    lm = open_library_model(folder, manifest=older, progress=False)
+    assert lm.family.router_tokens == lm.config.max_length == 128
+
+
+def test_router_layer_outside_the_model_is_a_clear_error(tiny_model_dirs, synthetic_stream):
+    from clora.config import RunConfig
+    from clora.runner import prepare
+
+    with pytest.raises(ConfigError, match="router-layer must be between 1 and 2 for this model, got 3"):
+        prepare(RunConfig(stream=str(synthetic_stream), model=str(tiny_model_dirs["bert"]), router_layer=3,
+                          progress=False))

@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager
 import torch
 
 from clora.config import RunConfig
+from clora.errors import ConfigError
 from clora.families.early_exit import hidden_states_at
 from clora.task import Example, Task
 
@@ -38,7 +39,11 @@ class Family:
         self.config = config
         self.adapters_off = adapters_off
         self.token_mask: torch.Tensor | None = None  # (batch, seq) of the batch in flight
-        self.router_layer = router_layer(model.config)
+        self.router_layer = config.router_layer or router_layer(model.config)
+        if not 1 <= self.router_layer <= n_layers(model.config):
+            raise ConfigError(f"router-layer must be between 1 and {n_layers(model.config)} for this model, "
+                              f"got {self.router_layer}")
+        self.router_tokens = config.router_tokens or config.max_length
         self.device = next(model.parameters()).device
 
     def loss(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
@@ -79,7 +84,7 @@ class Family:
         (docs/results.md). Unit norm makes distances comparable across tasks, which the
         out-of-distribution check relies on.
         """
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.max_length,
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.router_tokens,
                                return_tensors="pt").to(self.device)
         with self.adapters_off():
             hidden = self.hidden_states(batch)

@@ -32,7 +32,7 @@ def now() -> str:
 
 
 def manifest_header(config: RunConfig, *, model: str, fingerprint: str, family: str, targets, layers,
-                    router_layer: int | None = None) -> dict:
+                    router_layer: int | None = None, router_tokens: int | None = None) -> dict:
     """The version-independent part of a manifest (the ``tasks`` list starts empty)."""
     return {"format_version": FORMAT_VERSION, "version": 0, "previous_version": None, "created": now(),
             "base_model": model, "base_fingerprint": fingerprint, "family": family,
@@ -42,8 +42,9 @@ def manifest_header(config: RunConfig, *, model: str, fingerprint: str, family: 
             "method": config.method, "scaling": config.scaling,
             "settings": {k: getattr(config, k) for k in LIBRARY_SETTINGS},
             "tasks": [], "reserved": [], "files": {},
-            # the router's statistics are of this layer's hidden states (clora.families.base.router_layer)
-            "router": {"layer": router_layer} if router_layer is not None else None}
+            # the router's statistics are of this layer's hidden states over at most this many
+            # tokens per input (clora.families.base.Family.features)
+            "router": {"layer": router_layer, "tokens": router_tokens} if router_layer is not None else None}
 
 
 def task_entry(name: str, labels: list[str], *, method: str, rank: int, snapshot: list[str], data: dict | None,

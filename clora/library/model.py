@@ -81,7 +81,10 @@ def open_library_model(folder: Path, *, model: str | None = None, manifest: dict
         raise LibraryError("the model's adapted modules differ from the library's")
     index_of = attach_adapters(lora, folder, manifest)
     family = FAMILIES[base.kind](base.model, base.tokenizer, config, lora.disabled)
-    stored_layer = (manifest.get("router") or {}).get("layer")
-    if stored_layer is not None:
-        family.router_layer = stored_layer  # the layer the stored router statistics were taken from
+    stored = manifest.get("router") or {}
+    if stored.get("layer") is not None:
+        # read inputs as the stored router statistics were taken: this layer, this many tokens
+        # (a library from before the token cap read max_length tokens)
+        family.router_layer = stored["layer"]
+        family.router_tokens = stored.get("tokens") or config.max_length
     return LibraryModel(folder, manifest, config, base, lora, family, index_of)

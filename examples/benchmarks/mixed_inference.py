@@ -84,7 +84,8 @@ def peft_models(library: Path, root: Path, tasks: list[str]):
     from peft import PeftModel
 
     manifest = read_manifest(library)
-    folders = {t: export_peft(library, manifest, t, root / "peft" / t) for t in tasks}
+    peft_root = Path(tempfile.mkdtemp(prefix="peft-", dir=root))
+    folders = {t: export_peft(library, manifest, t, peft_root / t) for t in tasks}
     multi = PeftModel.from_pretrained(load_base_model(manifest["base_model"]).model, str(folders[tasks[0]]),
                                       adapter_name=tasks[0])
     for t in tasks[1:]:
@@ -103,12 +104,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--workdir", type=Path, default=None, help="keep the trained library here and reuse it")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    root = Path(tempfile.mkdtemp(prefix="clora-bench-"))
-    library = args.library or build_library(root, args.model, args.tasks, args.rank)
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="clora-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    built = root / "run" / "library"
+    library = args.library or (built if built.is_dir() else build_library(root, args.model, args.tasks, args.rank))
     lib = load_library(library)
     version = lib._current
     names = list(version.tasks)
