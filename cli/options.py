@@ -45,6 +45,9 @@ TRAINING_OPTIONS = [
     click.option("--device", default="auto", show_default=True,
                  help="Where to train and evaluate: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N. "
                       "Under `accelerate launch` each process takes the device Accelerate assigns it."),
+    click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+                 help="Base model weights: auto (bf16 on a GPU that has it, else fp32), fp32, bf16, fp16 (GPU only). "
+                      "Adapters train in fp32."),
     click.option("--quiet", is_flag=True, help="No progress bars or per-task lines (results are still printed)."),
 ]
 

@@ -14,6 +14,27 @@ def check_device_name(name: str) -> None:
         raise ConfigError(f"unknown device {name!r} (choose from auto, cpu, cuda, cuda:N)")
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_precision(name: str, device: str):
+    """The base model's dtype: ``auto`` is bf16 on a GPU that supports it, else float32.
+
+    Adapters always train in float32 (the base model's outputs are cast to them and back).
+    fp16 needs a GPU: CPUs have no fast fp16 matmuls.
+    """
+    import torch
+
+    if name not in PRECISIONS:
+        raise ConfigError(f"unknown precision {name!r} (choose from {', '.join(PRECISIONS)})")
+    on_gpu = device.startswith("cuda")
+    if name == "auto":
+        return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
+    if name == "fp16" and not on_gpu:
+        raise ConfigError("precision fp16 needs a GPU (use bf16 or fp32 on the CPU)")
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
 def resolve_device(name: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is visible (the launcher's ``LOCAL_RANK`` picks one under
     ``accelerate launch``), else ``cpu``. An explicit device

@@ -113,12 +113,12 @@ class LoRALinear(nn.Module):
         repeated over each adapter's rank. Multiplicative (olie): one weight per distinct
         adapter set, applied to the inputs that use it.
         """
-        mask = self.route_mask.to(x.dtype)
         if self.taylor_order is None:
             a, b, ranks = self.all_factors()
-            rank_mask = mask.repeat_interleave(ranks, dim=1)  # (batch, R)
+            rank_mask = self.route_mask.to(a.dtype).repeat_interleave(ranks, dim=1)  # (batch, R)
             shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (rank_mask.shape[1],)
-            return self.scaling * (((x @ a.T) * rank_mask.view(shape)) @ b.T)
+            return (self.scaling * (((x.to(a.dtype) @ a.T) * rank_mask.view(shape)) @ b.T)).to(x.dtype)
+        mask = self.route_mask.to(x.dtype)
         out = torch.zeros(*x.shape[:-1], self.d_out, dtype=x.dtype, device=x.device)
         saved = self.active
         for pattern in torch.unique(mask, dim=0):

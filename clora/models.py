@@ -23,6 +23,13 @@ class BaseModel:
     model: torch.nn.Module
     tokenizer: object
     kind: str
+    #: of the weights as stored (float32), taken before a cast to bf16/fp16; None: compute when asked
+    stored_fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """What a library records and checks: the fingerprint of the weights as stored."""
+        return self.stored_fingerprint or weights_fingerprint(self.model)
 
     @property
     def default_targets(self) -> tuple[str, ...]:
@@ -48,8 +55,12 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def load_base_model(name: str, device: str = "cpu") -> BaseModel:
-    """Load ``name`` (alias, folder or hub id) in eval mode with its family's model class."""
+def load_base_model(name: str, device: str = "cpu", dtype: torch.dtype | None = None) -> BaseModel:
+    """Load ``name`` (alias, folder or hub id) in eval mode with its family's model class.
+
+    ``dtype`` (bf16, fp16) casts the weights after loading; the fingerprint is taken
+    first, so a library trained in bf16 still matches the stored float32 weights.
+    """
     from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM,
                               AutoTokenizer)
     from transformers.utils import logging as hf_logging
@@ -71,8 +82,12 @@ def load_base_model(name: str, device: str = "cpu") -> BaseModel:
         raise ModelError(f"cannot load model {name!r}: {_first_line(exc)}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    stored = None
+    if dtype is not None and dtype != torch.float32:
+        stored = weights_fingerprint(model)
+        model.to(dtype)
     model.to(device).eval()
-    return BaseModel(name=name, model=model, tokenizer=tokenizer, kind=kind)
+    return BaseModel(name=name, model=model, tokenizer=tokenizer, kind=kind, stored_fingerprint=stored)
 
 
 def model_reference(name: str) -> str:

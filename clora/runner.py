@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clora.config import RunConfig
-from clora.devices import resolve_device
+from clora.devices import resolve_device, resolve_precision
 from clora.distributed import Workers
 from clora.evaluate import accuracy, correct_flags
 from clora.families import FAMILIES, Family
@@ -17,7 +17,7 @@ from clora.formats import data_reference, load_tasks
 from clora.library.build import create_library, entry_of, manifest_header
 from clora.lora import LoRASet, inject_lora
 from clora.methods import Method, make_method
-from clora.models import BaseModel, load_base_model, model_reference, weights_fingerprint
+from clora.models import BaseModel, load_base_model, model_reference
 from clora.outdir import check_out_dir, staged_out_dir
 from clora.routed_eval import RoutedRun
 from clora.report import build_report, oracle_matrix, write_report_files
@@ -69,7 +69,8 @@ def prepare(config: RunConfig) -> Session:
     stream = load_stream(config.stream)
     tasks = load_tasks(stream, config.data_dir, max_train=config.max_train, max_test=config.max_test, seed=config.seed)
     seed_everything(config.seed)
-    base_model = load_base_model(config.model, device=resolve_device(config.device))
+    device = resolve_device(config.device)
+    base_model = load_base_model(config.model, device=device, dtype=resolve_precision(config.precision, device))
     targets = config.targets or base_model.default_targets
     lora = LoRASet(inject_lora(base_model.model, targets, config.rank, config.scaling))
     family = FAMILIES[base_model.kind](base_model.model, base_model.tokenizer, config, lora.disabled)
@@ -154,7 +155,7 @@ def library_tasks(s: Session, results: dict) -> list[tuple]:
 def write_run(s: Session, out: Path, report: dict, results: dict) -> None:
     """Write the report files and the library into ``out``, atomically."""
     header = manifest_header(s.config, model=model_reference(s.config.model),
-                             fingerprint=weights_fingerprint(s.base_model.model), family=s.base_model.kind,
+                             fingerprint=s.base_model.fingerprint, family=s.base_model.kind,
                              targets=s.targets, layers=s.lora.layers, router_layer=s.family.router_layer,
                              router_tokens=s.family.router_tokens)
     with staged_out_dir(out) as stage:

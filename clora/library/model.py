@@ -11,7 +11,7 @@ from clora.library.build import LIBRARY_SETTINGS
 from clora.library.layout import LibraryError, check_files, read_manifest
 from clora.library.tensors import attach_adapters
 from clora.lora import LoRASet, inject_lora
-from clora.models import BaseModel, load_base_model, weights_fingerprint
+from clora.models import BaseModel, load_base_model
 
 
 def library_config(manifest: dict, **overrides) -> RunConfig:
@@ -27,7 +27,7 @@ def check_base_model(manifest: dict, base: BaseModel) -> None:
     if base.kind != manifest["family"]:
         raise LibraryError(f"the library was built on a {manifest['family']} model ({manifest['base_model']}); "
                            f"{base.name!r} is a {base.kind} model")
-    found = weights_fingerprint(base.model)
+    found = base.fingerprint
     if found != manifest["base_fingerprint"]:
         raise LibraryError(f"the library was built on base model {manifest['base_model']!r} (weights "
                            f"{manifest['base_fingerprint'][:12]}); {base.name!r} has other weights ({found[:12]})")

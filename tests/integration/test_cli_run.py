@@ -107,3 +107,38 @@ def test_error_missing_model_folder(synthetic_stream, tmp_path):
 def test_error_bad_numbers(tmp_path):
     assert_one_line_error(_run("demo", "--epochs", "0", "--out", tmp_path / "o"), "epochs must be a positive integer")
     assert_one_line_error(_run("demo", "--lr", "-1", "--out", tmp_path / "o"), "lr must be positive")
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama"])
+def test_bf16_base_model_trains_fp32_adapters_and_the_library_loads_in_fp32(kind, tiny_model_dirs, synthetic_stream,
+                                                                             tmp_path):
+    from clora.inference import load_library
+
+    out = tmp_path / "bf16"
+    result = CliRunner().invoke(cli, ["run", str(synthetic_stream), "--model", str(tiny_model_dirs[kind]), "--rank",
+                                      "2", "--epochs", "1", "--precision", "bf16", "--device", "cpu", "--out",
+                                      str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["overlap"] <= 1e-5
+    # the library records the stored float32 weights' fingerprint, so a float32 load accepts it
+    rows = load_library(out / "library").predict(["red apple near the boat"])
+    assert rows[0]["task"] in {"t0", "t1", "t2"}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--device", "cuda:x"], "unknown device 'cuda:x'"),
+    (["--device", "cuda"], None),  # asked for, absent here: a clear error; present: not this test's business
+    (["--precision", "fp16", "--device", "cpu"], "precision fp16 needs a GPU"),
+])
+def test_device_and_precision_errors_are_one_line(args, message, tiny_model_dirs, synthetic_stream, tmp_path):
+    import torch
+
+    if message is None:
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is present")
+        message = "no CUDA GPU is available"
+    result = CliRunner().invoke(cli, ["run", str(synthetic_stream), "--model", str(tiny_model_dirs["bert"]),
+                                      "--out", str(tmp_path / "x"), *args])
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "x").exists()
