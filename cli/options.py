@@ -39,7 +39,7 @@ TRAINING_OPTIONS = [
     click.option("--temperature", default=0.05, show_default=True, type=float, help="Encoder label matching: cosine temperature."),
     click.option("--max-length", default=128, show_default=True, type=int, help="Tokens per input (longer inputs are truncated)."),
     click.option("--router-layer", default=None, type=int,
-                 help="Layer whose hidden states the router reads (default: two thirds of the way up, 4 of MiniLM's 6)."),
+                 help="Layer whose hidden states the router reads (default: half way up, 3 of MiniLM's 6)."),
     click.option("--router-tokens", default=ROUTER_TOKENS, show_default=True, type=int,
                  help="Tokens of each input the router reads; fewer make routing cheaper (docs/results.md)."),
     click.option("--device", default="auto", show_default=True,
