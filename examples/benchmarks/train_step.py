@@ -4,9 +4,10 @@ Same model, batch, rank, target modules and learning rate. At each position k of
 T-task stream clora trains adapter k with the k-1 earlier adapters frozen and active
 (they are part of the cost), while PEFT trains its one adapter. A step is the whole
 optimiser step: forward, loss, backward, update (clora: Riemannian Adam; PEFT: AdamW).
-``orth-unfolded`` is orth with frozen adapters applied as factors instead of folded into
-the weight, to show what the folding saves. Prints JSON: median ms per step and
-ratios to PEFT per position.
+Two ablations show what clora's optimisations save: ``orth-unfolded`` applies the frozen
+adapters as factors instead of folding them into the weight, and ``orth-dense-cayley``
+takes geoopt's Cayley step with its dense ``(d, d)`` solve instead of the Woodbury form
+(``clora.stiefel``). Prints JSON: median ms per step and ratios to PEFT per position.
 
     python examples/benchmarks/train_step.py --stream cl-benchmark-4 --data-dir ../shared/data/CL_Benchmark
     python examples/benchmarks/train_step.py --model tiny-llama
@@ -53,9 +54,13 @@ def peft_step_fn(config: RunConfig, targets, task, batch):
     return step
 
 
-def clora_step_fn(s: Session, k: int, task, batch):
+def clora_step_fn(s: Session, k: int, task, batch, dense_cayley: bool = False):
     """Begin task ``k`` in session ``s``; its training step on ``batch``."""
     params = s.method.begin_task(s.lora, k)
+    if dense_cayley:
+        for p in params:
+            if isinstance(p, geoopt.ManifoldParameter):
+                p.manifold = geoopt.CanonicalStiefel()  # geoopt's own step: a dense (d, d) solve
     optimizer = geoopt.optim.RiemannianAdam(param_groups(params, s.config.lr), lr=s.config.lr)
     return functools.partial(train_step, s.family, task, batch, params, optimizer, lambda: s.method.penalty(s.lora))
 
@@ -88,6 +93,7 @@ def main(argv=None) -> dict:
                      device="cpu")
     sessions = {"orth": prepare(dataclasses.replace(base, method="orth")),
                 "orth-unfolded": prepare(dataclasses.replace(base, method="orth")),
+                "orth-dense-cayley": prepare(dataclasses.replace(base, method="orth")),
                 "inc": prepare(dataclasses.replace(base, method="inc"))}
     for layer in sessions["orth-unfolded"].lora.layers.values():
         layer.merge_frozen = False
@@ -97,7 +103,8 @@ def main(argv=None) -> dict:
     for k in range(args.tasks):
         task = tasks[k % len(tasks)]
         batch = task.train[:args.batch_size]
-        fns = {name: clora_step_fn(s, k, task, batch) for name, s in sessions.items()}
+        fns = {name: clora_step_fn(s, k, task, batch, dense_cayley=name == "orth-dense-cayley")
+               for name, s in sessions.items()}
         fns["peft"] = peft_step_fn(config, sessions["orth"].targets, task, batch)
         times = interleaved(fns, args.repeats, args.warmup)
         med = {name: median_ms(t) for name, t in times.items()}

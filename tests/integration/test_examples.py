@@ -46,7 +46,7 @@ def test_speed_benchmarks_run_and_agree_with_peft(tiny_model_dirs, tmp_path, cap
         ["--model", bert, "--tasks", "2", "--rank", "2", "--repeats", "1", "--warmup", "0",
          "--json", str(tmp_path / "steps.json")])
     assert [row["frozen_adapters"] for row in steps["positions"]] == [0, 1]
-    assert set(steps["max_ratio_to_peft"]) == {"orth", "orth-unfolded", "inc"}
+    assert set(steps["max_ratio_to_peft"]) == {"orth", "orth-unfolded", "orth-dense-cayley", "inc"}
     mixed = _load_path(BENCHMARKS / "mixed_inference.py").main(
         ["--model", bert, "--rank", "2", "--tasks", "3", "--batch", "6", "--repeats", "1", "--warmup", "0"])
     # clora's one-pass mixed batch and PEFT's adapter_names= answer every input alike
