@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from clora.config import METHODS, RunConfig
+from clora.distributed import launched_world_size
 from clora.errors import ConfigError
 from clora.outdir import check_out_dir
 
@@ -77,6 +78,9 @@ def compare_methods(config: RunConfig, methods: list[str], out: Path, lr: float 
     """
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, got {jobs}")
+    if jobs > 1 and launched_world_size() > 1:
+        raise ConfigError("--jobs runs methods in processes of its own; under accelerate launch use --jobs 1 "
+                          "(the launched processes already share the work)")
     check_out_dir(out, COMPARE_MARKER)
     config = dataclasses.replace(config, out=out)
     if jobs == 1 or len(methods) == 1:

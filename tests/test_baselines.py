@@ -102,3 +102,10 @@ def test_compare_jobs_gives_the_same_table_as_one_at_a_time(tiny_model_dirs, syn
     assert list(tables[1]["methods"]) == ["inc", "orth", "mtl"]  # the asked order, whichever finished first
     for method in ("inc", "orth", "mtl"):
         assert tables[1]["methods"][method]["modes"] == tables[0]["methods"][method]["modes"]
+
+
+def test_compare_jobs_refused_under_a_launcher(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = CliRunner().invoke(cli, ["compare", "demo", "--jobs", "2", "--out", str(tmp_path / "c")])
+    assert result.exit_code != 0 and "under accelerate launch use --jobs 1" in result.output
+    assert not (tmp_path / "c").exists()
