@@ -271,7 +271,20 @@ class LoRASet:
 
     @contextmanager
     def routed(self, mask: torch.Tensor):
-        """Inside the block input ``b`` of every batch uses the adapters ``mask[b]`` ``(batch, n_adapters)`` selects."""
+        """Inside the block input ``b`` of every batch uses the adapters ``mask[b]`` ``(batch, n_adapters)`` selects.
+
+        A batch whose inputs all use the same adapters (sum and base modes, one task) runs
+        as that snapshot instead, where frozen adapters are folded into the weight.
+        """
+        if len(mask) and bool((mask == mask[0]).all()):
+            saved = {n: layer.active for n, layer in self.layers.items()}
+            self.activate(torch.nonzero(mask[0]).flatten().tolist())
+            try:
+                yield
+            finally:
+                for n, layer in self.layers.items():
+                    layer.active = saved[n]
+            return
         for layer in self.layers.values():
             layer.route_mask = mask
         try:

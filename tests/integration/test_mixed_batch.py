@@ -49,3 +49,15 @@ def test_predict_with_one_task_per_text_equals_asking_per_task(library_factory):
         assert row["prediction"] == lib.predict([text], mode="oracle", task=name)[0]["prediction"]
     with pytest.raises(ConfigError, match="2 task names for 6 texts"):
         lib.predict(TEXTS, mode="oracle", task=["t0", "t1"])
+
+
+@pytest.mark.parametrize("method", ["orth", "olie"])
+def test_a_batch_with_one_adapter_set_runs_as_that_snapshot(method, library_factory):
+    lm = open_library_model(library_factory("bert", method), progress=False)
+    tasks = _tasks(lm)
+    masks = torch.ones(len(TEXTS), len(lm.lora))  # sum mode: every input, every adapter
+    mixed = lm.family.mixed_option_scores([tasks["t1"]] * len(TEXTS), TEXTS, lm.lora.routed, masks)
+    lm.lora.activate([0, 1])
+    alone = lm.family.option_scores(tasks["t1"], TEXTS)
+    assert torch.allclose(torch.stack(mixed), alone, atol=1e-5)
+    assert all(layer.route_mask is None for layer in lm.lora.layers.values())
