@@ -61,3 +61,13 @@ def test_speed_benchmarks_run_and_agree_with_peft(tiny_model_dirs, tmp_path, cap
         ["--train-step", str(tmp_path / "steps.json"), "--library-scale", str(tmp_path / "scale.json"),
          "--out", str(tmp_path / "img")])
     assert all(p.stat().st_size > 1000 for p in plots)
+
+
+def test_router_read_study_covers_every_layer_and_token_cap(tiny_model_dirs, synthetic_stream):
+    result = _load_path(BENCHMARKS / "router_read_study.py").main(
+        [str(synthetic_stream), "--model", str(tiny_model_dirs["bert"]), "--max-train", "24", "--max-test", "8",
+         "--tokens", "8,16"])
+    assert set(result) == {f"tokens={t},layer={k}" for t in (8, 16) for k in (1, 2)}
+    for shares in result.values():
+        assert abs(shares["own"] + shares["other"] + shares["fallback"] - 1) < 1e-9
+        assert 0 <= shares["argmax"] <= 1
