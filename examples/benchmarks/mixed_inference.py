@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import interleaved, machine, median_ms, print_json  # noqa: E402
 
 from clora.config import RunConfig  # noqa: E402
+from clora.formats import load_referenced_task  # noqa: E402
 from clora.inference import load_library  # noqa: E402
 from clora.library.layout import read_manifest  # noqa: E402
 from clora.library.peft_io import export_peft  # noqa: E402
@@ -94,6 +95,19 @@ def peft_models(library: Path, root: Path, tasks: list[str]):
     return multi.eval(), merged.merge_and_unload().eval()
 
 
+def mixed_inputs(manifest: dict, batch: int) -> tuple[list[str], list[str]]:
+    """``batch // tasks`` test inputs of each task, shuffled (seed 0), and their task names."""
+    texts, ids = [], []
+    per_task = batch // len(manifest["tasks"])
+    for entry in manifest["tasks"]:
+        test = load_referenced_task(entry["data"]).test[:per_task]
+        texts += [e.text for e in test]
+        ids += [entry["name"]] * len(test)
+    order = list(range(len(texts)))
+    random.Random(0).shuffle(order)
+    return [texts[i] for i in order], [ids[i] for i in order]
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
@@ -116,16 +130,7 @@ def main(argv=None) -> dict:
     lib = load_library(library)
     version = lib._current
     names = list(version.tasks)
-    texts, ids = [], []
-    from clora.formats import load_referenced_task
-
-    for entry in version.lm.manifest["tasks"]:
-        test = load_referenced_task(entry["data"]).test
-        texts += [e.text for e in test[:args.batch // len(names)]]
-        ids += [entry["name"]] * min(len(test), args.batch // len(names))
-    order = list(range(len(texts)))
-    random.Random(0).shuffle(order)
-    texts, ids = [texts[i] for i in order], [ids[i] for i in order]
+    texts, ids = mixed_inputs(version.lm.manifest, args.batch)
     family, config = version.lm.family, version.lm.config
     anchors = {t: family.label_anchors(version.tasks[t]) for t in names}
     multi, merged = peft_models(library, root, names)
