@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from clora.library.layout import (LOCK, MANIFEST, VERSIONS, LibraryError, fsync_dir, fsync_file, parse_manifest,
-                                  read_manifest, sha256_file, version_path, write_json_atomic)
+                                  json_text, read_manifest, sha256_file, version_path, write_json_atomic)
 
 try:
     import fcntl
@@ -118,8 +118,9 @@ def commit(folder: Path, current: dict | None, new: dict, staged: dict[str, Path
     new["version"] = current["version"] + 1 if current else 1
     new["previous_version"] = current["version"] if current else None
     new["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    write_json_atomic(version_path(folder, new["version"]), new)
-    write_json_atomic(folder / MANIFEST, new)
+    text = json_text(new)  # encoded once, written twice
+    write_json_atomic(version_path(folder, new["version"]), new, text)
+    write_json_atomic(folder / MANIFEST, new, text)
     collect_garbage(folder, new, current)
     return new
 
