@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from clora.devices import PRECISIONS, check_device_name
+from clora.devices import check_device_name, check_precision_name
 from clora.errors import ConfigError
 
 METHODS = ("seq", "inc", "olora", "olie", "orth", "mtl")
@@ -95,8 +95,7 @@ class RunConfig:
         for name in ("lambda1", "lambda2", "olie_lambda"):
             _check_positive(name, getattr(self, name), allow_zero=True)
         check_device_name(self.device)
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r} (choose from {', '.join(PRECISIONS)})")
+        check_precision_name(self.precision)
         if not 0.0 < self.energy < 1.0:
             raise ConfigError(f"energy must be in (0, 1), got {self.energy!r}")
         if self.targets is not None:

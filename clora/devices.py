@@ -17,6 +17,12 @@ def check_device_name(name: str) -> None:
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+def check_precision_name(name: str) -> None:
+    """ConfigError unless ``name`` is one of ``PRECISIONS``."""
+    if name not in PRECISIONS:
+        raise ConfigError(f"unknown precision {name!r} (choose from {', '.join(PRECISIONS)})")
+
+
 def resolve_precision(name: str, device: str):
     """The base model's dtype: ``auto`` is bf16 on a GPU that supports it, else float32.
 
@@ -25,8 +31,7 @@ def resolve_precision(name: str, device: str):
     """
     import torch
 
-    if name not in PRECISIONS:
-        raise ConfigError(f"unknown precision {name!r} (choose from {', '.join(PRECISIONS)})")
+    check_precision_name(name)
     on_gpu = device.startswith("cuda")
     if name == "auto":
         return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32

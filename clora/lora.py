@@ -278,7 +278,7 @@ class LoRASet:
         """Inside the block input ``b`` of every batch uses the adapters ``mask[b]`` ``(batch, n_adapters)`` selects.
 
         A batch whose inputs all use the same adapters (sum and base modes, one task) runs
-        as that snapshot instead, where frozen adapters are folded into the weight.
+        as that snapshot instead: only its adapters' factors, no per-input mask.
         """
         if len(mask) and bool((mask == mask[0]).all()):
             saved = {n: layer.active for n, layer in self.layers.items()}

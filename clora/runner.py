@@ -60,16 +60,16 @@ def prepare(config: RunConfig) -> Session:
     Under ``accelerate launch`` every process prepares the same session; only the main
     one shows progress and logs.
     """
-    workers = Workers(resolve_device(config.device))
+    device = resolve_device(config.device)
+    workers = Workers(device)
     if not workers.is_main:
         config = dataclasses.replace(config, progress=False)
         log.setLevel(logging.WARNING)
     elif workers.size > 1:
-        log.info("training data-parallel over %d processes on %s", workers.size, resolve_device(config.device))
+        log.info("training data-parallel over %d processes on %s", workers.size, device)
     stream = load_stream(config.stream)
     tasks = load_tasks(stream, config.data_dir, max_train=config.max_train, max_test=config.max_test, seed=config.seed)
     seed_everything(config.seed)
-    device = resolve_device(config.device)
     base_model = load_base_model(config.model, device=device, dtype=resolve_precision(config.precision, device))
     targets = config.targets or base_model.default_targets
     lora = LoRASet(inject_lora(base_model.model, targets, config.rank, config.scaling))

@@ -30,6 +30,22 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int)
     return times
 
 
+def timing_args(ap, repeats: int = 20) -> None:
+    """The options every benchmark shares: --repeats, --warmup, --threads, --json."""
+    ap.add_argument("--repeats", type=int, default=repeats)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the result here")
+
+
+def parse_timing_args(ap, argv):
+    """Parse ``argv`` and apply ``--threads``."""
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args
+
+
 def median_ms(seconds: list[float]) -> float:
     return 1000 * statistics.median(seconds)
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleaved, machine, median_ms, print_json  # noqa: E402
+from _common import interleaved, machine, median_ms, parse_timing_args, print_json, timing_args  # noqa: E402
 
 from clora.config import RunConfig  # noqa: E402
 from clora.formats import load_referenced_task  # noqa: E402
@@ -115,14 +115,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--tasks", type=int, default=8)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--workdir", type=Path, default=None, help="keep the trained library here and reuse it")
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    timing_args(ap)
+    args = parse_timing_args(ap, argv)
     root = args.workdir or Path(tempfile.mkdtemp(prefix="clora-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     built = root / "run" / "library"

@@ -26,7 +26,7 @@ import geoopt
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleaved, machine, median_ms, print_json, tiny_llama  # noqa: E402
+from _common import interleaved, machine, median_ms, parse_timing_args, print_json, tiny_llama, timing_args  # noqa: E402
 
 from clora.config import RunConfig  # noqa: E402
 from clora.families import FAMILIES  # noqa: E402
@@ -78,13 +78,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--tasks", type=int, default=4, help="positions in the stream to measure")
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", type=Path, default=None, help="also write the result here")
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    timing_args(ap)
+    args = parse_timing_args(ap, argv)
     model = args.model
     if model == "tiny-llama":
         model = str(tiny_llama(Path(tempfile.gettempdir()) / "clora-bench-tiny-llama"))
