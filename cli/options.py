@@ -10,42 +10,48 @@ import click
 
 from clora.config import DEFAULT_LR, DEFAULT_MODEL, ROUTER_TOKENS, SUBSPACE_SOURCES, RunConfig
 
+
+def _default(field: str):
+    """RunConfig's default for ``field``: one source of truth for the library and the CLI."""
+    return RunConfig.__dataclass_fields__[field].default
+
+
 TRAINING_OPTIONS = [
     click.option("--data-dir", type=click.Path(path_type=Path), default=None,
                  help="Root of the task data (cl_benchmark folders; relative file paths)."),
     click.option("--model", default=DEFAULT_MODEL, show_default=True,
                  help="Base model: a local folder, a hub id, or the offline default all-MiniLM-L6-v2."),
-    click.option("--rank", default=8, show_default=True, type=int, help="LoRA rank r per task."),
-    click.option("--alpha", default=16.0, show_default=True, type=float, help="LoRA scale numerator (update = alpha/r * B A)."),
-    click.option("--epochs", default=3, show_default=True, type=int, help="Training epochs per task."),
+    click.option("--rank", default=_default("rank"), show_default=True, type=int, help="LoRA rank r per task."),
+    click.option("--alpha", default=_default("alpha"), show_default=True, type=float, help="LoRA scale numerator (update = alpha/r * B A)."),
+    click.option("--epochs", default=_default("epochs"), show_default=True, type=int, help="Training epochs per task."),
     click.option("--lr", default=None, type=float,
                  help="Learning rate (Riemannian Adam). Default per method, tuned on the CL benchmark: "
                       + ", ".join(f"{m} {lr:g}" for m, lr in DEFAULT_LR.items()) + "."),
-    click.option("--batch-size", default=16, show_default=True, type=int, help="Training batch size."),
+    click.option("--batch-size", default=_default("batch_size"), show_default=True, type=int, help="Training batch size."),
     click.option("--max-train", default=None, type=int, help="Cap on training examples per task (sampled with --seed)."),
     click.option("--max-test", default=None, type=int, help="Cap on test examples per task (sampled with --seed)."),
-    click.option("--seed", default=0, show_default=True, type=int, help="Random seed for sampling, init and order."),
+    click.option("--seed", default=_default("seed"), show_default=True, type=int, help="Random seed for sampling, init and order."),
     click.option("--targets", default=None, help="Comma-separated module names to adapt (default: the family's query and value)."),
-    click.option("--subspace", default="both", show_default=True,
+    click.option("--subspace", default=_default("subspace"), show_default=True,
                  help=f"orth: where reserved directions come from: {', '.join(SUBSPACE_SOURCES)}."),
-    click.option("--energy", default=0.95, show_default=True, type=float,
+    click.option("--energy", default=_default("energy"), show_default=True, type=float,
                  help="orth with activations: share of input energy a task reserves (GPM threshold)."),
-    click.option("--retraction", default="cayley", show_default=True,
+    click.option("--retraction", default=_default("retraction"), show_default=True,
                  help="orth: Stiefel retraction, cayley (canonical metric, a Lie-group step) or qr."),
-    click.option("--lambda1", default=0.5, show_default=True, type=float, help="olora: weight of sum |A_i A_t^T|."),
-    click.option("--lambda2", default=0.0, show_default=True, type=float, help="olora: weight of the L2 term on new factors."),
-    click.option("--olie-lambda", default=0.5, show_default=True, type=float, help="olie: weight of sum ||E_i E_t^T||_F."),
-    click.option("--taylor-order", default=2, show_default=True, type=int, help="olie: order of the Taylor exp."),
-    click.option("--temperature", default=0.05, show_default=True, type=float, help="Encoder label matching: cosine temperature."),
-    click.option("--max-length", default=128, show_default=True, type=int, help="Tokens per input (longer inputs are truncated)."),
+    click.option("--lambda1", default=_default("lambda1"), show_default=True, type=float, help="olora: weight of sum |A_i A_t^T|."),
+    click.option("--lambda2", default=_default("lambda2"), show_default=True, type=float, help="olora: weight of the L2 term on new factors."),
+    click.option("--olie-lambda", default=_default("olie_lambda"), show_default=True, type=float, help="olie: weight of sum ||E_i E_t^T||_F."),
+    click.option("--taylor-order", default=_default("taylor_order"), show_default=True, type=int, help="olie: order of the Taylor exp."),
+    click.option("--temperature", default=_default("temperature"), show_default=True, type=float, help="Encoder label matching: cosine temperature."),
+    click.option("--max-length", default=_default("max_length"), show_default=True, type=int, help="Tokens per input (longer inputs are truncated)."),
     click.option("--router-layer", default=None, type=int,
                  help="Layer whose hidden states the router reads (default: half way up, 3 of MiniLM's 6)."),
     click.option("--router-tokens", default=ROUTER_TOKENS, show_default=True, type=int,
                  help="Tokens of each input the router reads; fewer make routing cheaper (docs/results.md)."),
-    click.option("--device", default="auto", show_default=True,
+    click.option("--device", default=_default("device"), show_default=True,
                  help="Where to train and evaluate: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N. "
                       "Under `accelerate launch` each process takes the device Accelerate assigns it."),
-    click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    click.option("--precision", default=_default("precision"), show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
                  help="Base model weights: auto (bf16 on a GPU that has it, else fp32), fp32, bf16, fp16 (GPU only). "
                       "Adapters train in fp32."),
     click.option("--quiet", is_flag=True, help="No progress bars or per-task lines (results are still printed)."),

@@ -142,3 +142,24 @@ def test_device_and_precision_errors_are_one_line(args, message, tiny_model_dirs
                                       "--out", str(tmp_path / "x"), *args])
     assert_one_line_error(result, message)
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_defaults_are_the_library_defaults(monkeypatch, tmp_path):
+    """`clora run STREAM` with no options trains with exactly ``RunConfig``'s defaults."""
+    import dataclasses
+
+    import clora.runner
+    from clora.config import RunConfig
+
+    seen = {}
+
+    def capture(config):
+        seen["config"] = config
+        raise SystemExit(0)
+
+    monkeypatch.setattr(clora.runner, "run_stream", capture)
+    _run("demo", "--out", tmp_path / "o")
+    assert "config" in seen, "the run command did not reach run_stream"
+    expected = RunConfig(stream="demo", out=tmp_path / "o")
+    for field in dataclasses.fields(RunConfig):
+        assert getattr(seen["config"], field.name) == getattr(expected, field.name), field.name
