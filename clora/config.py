@@ -60,7 +60,7 @@ class RunConfig:
     temperature: float = 0.05
     lambda1: float = 0.5
     lambda2: float = 0.0
-    olie_lambda: float = 0.5
+    olie_lambda: float = 1e-4
     taylor_order: int = 2
     max_length: int = 128
     eval_batch_size: int = 64
