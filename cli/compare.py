@@ -19,8 +19,11 @@ from clora.cli.options import make_config, training_options
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
               help="Methods to run at once, each in its own process with an equal share of the CPU "
                    "threads (same results as one at a time; progress bars are off when above 1).")
+@click.option("--resume", is_flag=True,
+              help="Keep each method whose finished run in OUT/<method> used the same stream, model and "
+                   "settings; run only the others (goes on after an interruption).")
 @training_options
-def compare(stream, methods, out, jobs, targets, quiet, **options):
+def compare(stream, methods, out, jobs, resume, targets, quiet, **options):
     """Run several methods on STREAM and tabulate AA, BWT, forgetting, FWT, overlap, time.
 
     Every method sees the same data, seed and hyperparameters; each starts from a fresh
@@ -31,6 +34,6 @@ def compare(stream, methods, out, jobs, targets, quiet, **options):
     methods = parse_methods(methods)
     out = out or Path("clora-runs") / f"{Path(stream).stem}-compare"
     config = make_config(stream, out, methods[0], targets, quiet, **options)
-    compare_methods(config, methods, out, lr=options["lr"], jobs=jobs)
+    compare_methods(config, methods, out, lr=options["lr"], jobs=jobs, resume=resume)
     click.echo(f"wrote {out}/compare.md")
     click.echo((out / "compare.md").read_text().split("\n\n", 2)[-1].rstrip())

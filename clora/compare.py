@@ -10,7 +10,7 @@ from pathlib import Path
 from clora.config import METHODS, RunConfig
 from clora.distributed import launched_world_size
 from clora.errors import ConfigError
-from clora.outdir import check_out_dir
+from clora.outdir import RUN_MARKER, check_out_dir
 
 log = logging.getLogger("clora")
 COMPARE_MARKER = "compare.json"
@@ -34,6 +34,54 @@ def comparison_row(report: dict) -> dict:
             "routing_accuracy": report["modes"].get("routed", {}).get("routing_accuracy"),
             "lr": report["settings"]["lr"], "overlap": report["overlap"], "train_s": report["timing"]["train_s"],
             "eval_s": report["timing"]["eval_s"], "notes": report.get("notes", [])}
+
+
+def finished_report(config: RunConfig) -> dict | None:
+    """The report of the finished run in ``config.out`` when it used the same stream, tasks,
+    method, model and settings as ``config`` would; otherwise ``None`` (the method must run).
+
+    What ``--resume`` keeps. Reports do not record the data folder: a resumed comparison
+    trusts it to be unchanged.
+    """
+    from clora.runner import run_settings
+    from clora.stream import load_stream
+
+    path = config.out / RUN_MARKER
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent, unreadable or half-written: run it again
+        return None
+    settings = dict(report.get("settings") or {})
+    targets = settings.pop("targets", None)
+    stream = load_stream(config.stream)
+    same = (report.get("stream") == stream.name and report.get("tasks") == [t.name for t in stream.tasks]
+            and report.get("method") == config.method and report.get("model") == config.model
+            and settings == run_settings(config)
+            and (config.targets is None or list(config.targets) == targets))
+    return report if same else None
+
+
+def _reusable(config: RunConfig, methods: list[str], lr: float | None) -> dict[str, dict]:
+    """Finished runs under ``config.out`` that ``--resume`` keeps, by method."""
+    kept = {}
+    for method in methods:
+        report = finished_report(dataclasses.replace(config, method=method, out=config.out / method, lr=lr))
+        if report is not None:
+            kept[method] = report
+            log.info("== method %s: keeping the finished run in %s", method, config.out / method)
+    return kept
+
+
+def _check_compare_dir(out: Path, methods: list[str], resume: bool) -> None:
+    """Refuse a folder that holds neither an earlier comparison nor nothing; say when --resume would help."""
+    if (out / COMPARE_MARKER).is_file() or resume:
+        check_out_dir(out, COMPARE_MARKER)
+        return
+    unfinished = [m for m in methods if (out / m / RUN_MARKER).is_file()]
+    if unfinished:
+        raise ConfigError(f"output folder {str(out)!r} holds an unfinished comparison (finished: "
+                          f"{', '.join(unfinished)}); add --resume to keep those runs, or choose another --out")
+    check_out_dir(out, COMPARE_MARKER)
 
 
 def _run_method(config: RunConfig, method: str, lr: float | None, threads: int | None = None) -> dict:
@@ -69,31 +117,37 @@ def _parallel_reports(config: RunConfig, methods: list[str], lr: float | None, j
 
 
 def compare_methods(config: RunConfig, methods: list[str], out: Path, lr: float | None = None,
-                    jobs: int = 1) -> dict:
+                    jobs: int = 1, resume: bool = False) -> dict:
     """Run each method (a fresh model each time) into ``out/<method>`` and tabulate them.
 
     ``lr`` ``None`` gives each method its own default learning rate; a value is used for all.
     ``jobs`` > 1 runs that many methods at once, each in its own process with an equal
-    share of the CPU threads; the results are the same as one at a time.
+    share of the CPU threads; the results are the same as one at a time. ``resume`` keeps
+    each method whose finished run in ``out/<method>`` used the same settings
+    (``finished_report``) and runs only the others: an interrupted comparison goes on.
     """
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, got {jobs}")
     if jobs > 1 and launched_world_size() > 1:
         raise ConfigError("--jobs runs methods in processes of its own; under accelerate launch use --jobs 1 "
                           "(the launched processes already share the work)")
-    check_out_dir(out, COMPARE_MARKER)
     config = dataclasses.replace(config, out=out)
-    if jobs == 1 or len(methods) == 1:
-        reports = {}
-        for method in methods:
+    kept = _reusable(config, methods, lr) if resume else {}
+    if not kept:  # a folder with kept runs is an interrupted comparison, not a foreign one
+        _check_compare_dir(out, methods, resume)
+    todo = [m for m in methods if m not in kept]
+    if jobs == 1 or len(todo) <= 1:
+        reports = dict(kept)
+        for method in todo:
             log.info("== method %s (%d of %d)", method, len(reports) + 1, len(methods))
             reports[method] = _run_method(config, method, lr)
     else:
-        reports = _parallel_reports(config, methods, lr, min(jobs, len(methods)))
+        reports = {**kept, **_parallel_reports(config, todo, lr, min(jobs, len(todo)))}
     first = reports[methods[0]]
     table = {"stream": first["stream"], "model": config.model, "tasks": first["tasks"],
              "settings": {k: v for k, v in first["settings"].items() if k not in ("subspace", "energy", "lr")},
-             "methods": {m: comparison_row(reports[m]) for m in methods}}
+             "methods": {m: comparison_row(reports[m]) for m in methods},
+             "kept": [m for m in methods if m in kept]}
     write_comparison(out, table)
     return table
 
@@ -106,7 +160,10 @@ def comparison_markdown(table: dict) -> str:
     """One row per method and mode: AA, BWT, forgetting, FWT (%), overlap, train seconds."""
     shared = ", ".join(f"{k} {v}" for k, v in (table.get("settings") or {}).items())
     lines = [f"# clora compare: {table['stream']}", "", f"model `{table['model']}`; tasks: {', '.join(table['tasks'])}",
-             "", f"settings shared by every method: {shared}", "",
+             "", f"settings shared by every method: {shared}", ""]
+    if table.get("kept"):
+        lines += [f"kept from an earlier, interrupted invocation (--resume): {', '.join(table['kept'])}", ""]
+    lines += [
              "| method | lr | mode | AA | BWT | forgetting | FWT | overlap | train s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for method, row in table["methods"].items():

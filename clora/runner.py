@@ -211,11 +211,14 @@ def _overlap(lora: LoRASet) -> float | None:
     return max(max_overlap([f[name][0] for f in per_adapter]) for name in lora.layers)
 
 
-def _settings(config: RunConfig, targets) -> dict:
+def run_settings(config: RunConfig) -> dict:
+    """The settings a report records for ``config`` (its method's own knobs included), less targets."""
     keys = ("rank", "alpha", "epochs", "lr", "batch_size", "max_train", "max_test", "seed", "temperature",
             "max_length")
     keys += {"orth": ("subspace", "energy", "retraction"), "olora": ("lambda1", "lambda2"),
              "olie": ("olie_lambda", "taylor_order")}.get(config.method, ())
-    settings = {k: getattr(config, k) for k in keys}
-    settings["targets"] = list(targets)
-    return settings
+    return {k: getattr(config, k) for k in keys}
+
+
+def _settings(config: RunConfig, targets) -> dict:
+    return {**run_settings(config), "targets": list(targets)}

@@ -1,8 +1,10 @@
 import json
+import shutil
 
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import assert_one_line_error
 
 from clora.baselines import OLieMethod, OLoRAMethod
 from clora.cli.main import cli
@@ -109,3 +111,32 @@ def test_compare_jobs_refused_under_a_launcher(monkeypatch, tmp_path):
     result = CliRunner().invoke(cli, ["compare", "demo", "--jobs", "2", "--out", str(tmp_path / "c")])
     assert result.exit_code != 0 and "under accelerate launch use --jobs 1" in result.output
     assert not (tmp_path / "c").exists()
+
+
+def test_compare_resume_keeps_finished_runs_with_the_same_settings(tiny_model_dirs, synthetic_stream, tmp_path):
+    out = tmp_path / "cmp"
+    args = ["compare", str(synthetic_stream), "--methods", "inc,orth", "--model", str(tiny_model_dirs["bert"]),
+            "--rank", "2", "--epochs", "1", "--out", str(out), "--quiet"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    whole = json.loads((out / "compare.json").read_text())
+    # an interruption: orth never finished and the table was never written
+    shutil.rmtree(out / "orth")
+    (out / "compare.json").unlink()
+    inc_report = (out / "inc" / "report.json").read_bytes()
+    refused = CliRunner().invoke(cli, args)
+    assert_one_line_error(refused, "holds an unfinished comparison (finished: inc); add --resume")
+
+    result = CliRunner().invoke(cli, args + ["--resume"])
+    assert result.exit_code == 0, result.output
+    resumed = json.loads((out / "compare.json").read_text())
+    assert resumed["kept"] == ["inc"] and (out / "inc" / "report.json").read_bytes() == inc_report
+    assert "kept from an earlier, interrupted invocation (--resume): inc" in (out / "compare.md").read_text()
+    for method in ("inc", "orth"):  # the resumed table is the one an uninterrupted run wrote
+        assert resumed["methods"][method]["modes"] == whole["methods"][method]["modes"]
+
+    # other settings: nothing is kept, every method runs again
+    two_epochs = args[:args.index("--epochs") + 1] + ["2"] + args[args.index("--epochs") + 2:]
+    result = CliRunner().invoke(cli, two_epochs + ["--resume"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "compare.json").read_text())["kept"] == []
+    assert json.loads((out / "inc" / "report.json").read_text())["settings"]["epochs"] == 2
