@@ -215,7 +215,7 @@ def run_settings(config: RunConfig) -> dict:
     """The settings a report records for ``config`` (its method's own knobs included), less targets."""
     keys = ("rank", "alpha", "epochs", "lr", "batch_size", "max_train", "max_test", "seed", "temperature",
             "max_length")
-    keys += {"orth": ("subspace", "energy", "retraction"), "olora": ("lambda1", "lambda2"),
+    keys += {"orth": ("frame_lr", "subspace", "energy", "retraction"), "olora": ("lambda1", "lambda2"),
              "olie": ("olie_lambda", "taylor_order")}.get(config.method, ())
     return {k: getattr(config, k) for k in keys}
 

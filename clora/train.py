@@ -38,9 +38,9 @@ def epoch_batches(tasks: Sequence[Task], size: int, generator: torch.Generator) 
     return pairs
 
 
-def param_groups(params: Sequence[torch.nn.Parameter], lr: float) -> list[dict]:
+def param_groups(params: Sequence[torch.nn.Parameter], lr: float, frame_lr: float | None = None) -> list[dict]:
     """Optimiser groups: Euclidean parameters at ``lr``; each manifold parameter at
-    ``lr * sqrt(numel)``.
+    ``frame_lr * sqrt(numel)`` (``frame_lr`` ``None``: ``lr``).
 
     geoopt's Riemannian Adam keeps one second-moment scalar per manifold point
     (``component_inner``), so a Stiefel frame's whole step has Frobenius norm about
@@ -48,10 +48,11 @@ def param_groups(params: Sequence[torch.nn.Parameter], lr: float) -> list[dict]:
     ``lr * sqrt(n)``. Scaling by ``sqrt(n)`` gives the frame the same step size as the
     Euclidean factors; without it the frame barely leaves its random start.
     """
+    frame_lr = lr if frame_lr is None else frame_lr
     groups = [{"params": [p for p in params if not isinstance(p, geoopt.ManifoldParameter)], "lr": lr}]
     for p in params:
         if isinstance(p, geoopt.ManifoldParameter):
-            groups.append({"params": [p], "lr": lr * math.sqrt(p.numel())})
+            groups.append({"params": [p], "lr": frame_lr * math.sqrt(p.numel())})
     return [g for g in groups if g["params"]]
 
 
@@ -95,7 +96,7 @@ def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.
     """
     tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
     workers = workers or Workers()
-    optimizer = geoopt.optim.RiemannianAdam(param_groups(params, config.lr), lr=config.lr)
+    optimizer = geoopt.optim.RiemannianAdam(param_groups(params, config.lr, config.frame_lr), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed * 7919 + task_index)
     steps_per_epoch = sum(-(-len(t.train) // config.batch_size) for t in tasks)
     started, losses = time.perf_counter(), []

@@ -80,7 +80,7 @@ def test_compare_writes_one_table(tiny_model_dirs, synthetic_stream, tmp_path):
     assert list(table["methods"]) == ["seq", "inc", "olora", "olie", "orth", "mtl"]
     assert table["methods"]["orth"]["overlap"] <= 1e-5
     assert table["methods"]["mtl"]["modes"]["sum"]["bwt"] is None
-    assert "| orth | 0.003 | sum |" in (out / "compare.md").read_text()
+    assert f"| orth | {DEFAULT_LR['orth']:g} | sum |" in (out / "compare.md").read_text()
     assert table["methods"]["olie"]["lr"] == DEFAULT_LR["olie"]  # each method's own default rate
     assert (out / "compare.png").stat().st_size > 1000
     assert all((out / m / "report.json").is_file() for m in table["methods"])

@@ -92,6 +92,34 @@ def test_stiefel_frames_step_as_far_as_euclidean_adam():
     assert 0.5 * 0.016 < x_step < 1.5 * 0.016
 
 
+def test_frame_lr_moves_the_frames_and_lr_moves_b():
+    from clora.train import param_groups
+
+    def steps(lr, frame_lr):
+        gen = torch.Generator().manual_seed(0)
+        factors = StiefelFactors(torch.zeros(64, 0), d_out=16, rank=4, retraction="cayley", generator=gen)
+        opt = geoopt.optim.RiemannianAdam(param_groups(list(factors.parameters()), lr, frame_lr), lr=lr)
+        x0, b0 = factors.x.detach().clone(), factors.lora_B.detach().clone()
+        factors.x.grad = torch.randn(64, 4, generator=gen)
+        factors.lora_B.grad = torch.randn(16, 4, generator=gen)
+        opt.step()
+        return (factors.x.detach() - x0).norm().item(), (factors.lora_B.detach() - b0).norm().item()
+
+    x_same, b_same = steps(1e-3, None)  # None: the frames take lr
+    x_slow, b_fast = steps(4e-3, 1e-3)
+    assert x_slow == pytest.approx(x_same, rel=1e-5)
+    assert b_fast == pytest.approx(4 * b_same, rel=1e-5)
+
+
+def test_frame_lr_must_be_positive():
+    from clora.config import RunConfig
+    from clora.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="frame_lr must be positive, got 0.0"):
+        RunConfig(stream="demo", frame_lr=0.0)
+    assert RunConfig(stream="demo", method="orth").frame_lr == 3e-3
+
+
 def test_low_rank_cayley_step_equals_geoopts_dense_solve():
     import geoopt
 
