@@ -27,9 +27,9 @@ TRAINING_OPTIONS = [
     click.option("--lr", default=None, type=float,
                  help="Learning rate (Riemannian Adam). Default per method, tuned on the CL benchmark: "
                       + ", ".join(f"{m} {lr:g}" for m, lr in DEFAULT_LR.items()) + "."),
-    click.option("--frame-lr", default=_default("frame_lr"), show_default=True, type=float,
-                 help="orth: learning rate of the Stiefel frames X_t (B takes --lr); scaled by sqrt(d_in r) "
-                      "so a frame steps as far as a Euclidean matrix would."),
+    click.option("--frame-lr", default=None, type=float,
+                 help="orth: learning rate of the Stiefel frames X_t (default: --lr; B always takes --lr); "
+                      "scaled by sqrt(d_in r) so a frame steps as far as a Euclidean matrix would."),
     click.option("--batch-size", default=_default("batch_size"), show_default=True, type=int, help="Training batch size."),
     click.option("--max-train", default=None, type=int, help="Cap on training examples per task (sampled with --seed)."),
     click.option("--max-test", default=None, type=int, help="Cap on test examples per task (sampled with --seed)."),

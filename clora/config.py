@@ -54,7 +54,7 @@ class RunConfig:
     alpha: float = 16.0
     epochs: int = 3
     lr: float | None = None
-    frame_lr: float | None = 3e-3
+    frame_lr: float | None = None
     batch_size: int = 16
     max_train: int | None = None
     max_test: int | None = None

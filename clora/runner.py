@@ -217,7 +217,10 @@ def run_settings(config: RunConfig) -> dict:
             "max_length")
     keys += {"orth": ("frame_lr", "subspace", "energy", "retraction"), "olora": ("lambda1", "lambda2"),
              "olie": ("olie_lambda", "taylor_order")}.get(config.method, ())
-    return {k: getattr(config, k) for k in keys}
+    settings = {k: getattr(config, k) for k in keys}
+    if "frame_lr" in settings and settings["frame_lr"] is None:
+        settings["frame_lr"] = config.lr  # what param_groups gives the frames
+    return settings
 
 
 def _settings(config: RunConfig, targets) -> dict:

@@ -117,7 +117,7 @@ def test_frame_lr_must_be_positive():
 
     with pytest.raises(ConfigError, match="frame_lr must be positive, got 0.0"):
         RunConfig(stream="demo", frame_lr=0.0)
-    assert RunConfig(stream="demo", method="orth").frame_lr == 3e-3
+    assert RunConfig(stream="demo", method="orth").frame_lr is None  # the frames follow --lr
 
 
 def test_low_rank_cayley_step_equals_geoopts_dense_solve():
