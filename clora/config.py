@@ -116,6 +116,11 @@ class RunConfig:
             self.out = Path(self.out)
 
     @property
+    def frame_rate(self) -> float:
+        """The rate orth's Stiefel frames train at: ``frame_lr``, or ``lr`` when that is ``None``."""
+        return self.lr if self.frame_lr is None else self.frame_lr
+
+    @property
     def scaling(self) -> float:
         """LoRA scale alpha / r (Hu et al. 2021)."""
         return self.alpha / self.rank

@@ -218,8 +218,8 @@ def run_settings(config: RunConfig) -> dict:
     keys += {"orth": ("frame_lr", "subspace", "energy", "retraction"), "olora": ("lambda1", "lambda2"),
              "olie": ("olie_lambda", "taylor_order")}.get(config.method, ())
     settings = {k: getattr(config, k) for k in keys}
-    if "frame_lr" in settings and settings["frame_lr"] is None:
-        settings["frame_lr"] = config.lr  # what param_groups gives the frames
+    if config.method == "orth":
+        settings["frame_lr"] = config.frame_rate  # the resolved rate, so a report says what ran
     return settings
 
 

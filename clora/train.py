@@ -96,7 +96,7 @@ def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.
     """
     tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
     workers = workers or Workers()
-    optimizer = geoopt.optim.RiemannianAdam(param_groups(params, config.lr, config.frame_lr), lr=config.lr)
+    optimizer = geoopt.optim.RiemannianAdam(param_groups(params, config.lr, config.frame_rate), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed * 7919 + task_index)
     steps_per_epoch = sum(-(-len(t.train) // config.batch_size) for t in tasks)
     started, losses = time.perf_counter(), []
