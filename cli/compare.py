@@ -19,21 +19,30 @@ from clora.cli.options import make_config, training_options
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
               help="Methods to run at once, each in its own process with an equal share of the CPU "
                    "threads (same results as one at a time; progress bars are off when above 1).")
+@click.option("--seeds", default=None,
+              help="Comma-separated seeds (e.g. 0,1,2): the whole comparison once per seed into OUT/seed-<k>, "
+                   "then mean ± sd of every metric in OUT/compare.{json,md,png}. Replaces --seed.")
 @click.option("--resume", is_flag=True,
-              help="Keep each method whose finished run in OUT/<method> used the same stream, model and "
-                   "settings; run only the others (goes on after an interruption).")
+              help="Keep each method whose finished run in OUT/<method> (OUT/seed-<k>/<method> with --seeds) used "
+                   "the same stream, model and settings; run only the others (goes on after an interruption).")
 @training_options
-def compare(stream, methods, out, jobs, resume, targets, quiet, **options):
+def compare(stream, methods, out, jobs, seeds, resume, targets, quiet, **options):
     """Run several methods on STREAM and tabulate AA, BWT, forgetting, FWT, overlap, time.
 
     Every method sees the same data, seed and hyperparameters; each starts from a fresh
-    copy of the base model.
+    copy of the base model. With --seeds, the comparison is repeated per seed and the
+    table gives each number's mean and standard deviation over the seeds.
     """
-    from clora.compare import compare_methods, parse_methods
+    from clora.compare import parse_methods
+    from clora.compare_seeds import compare_seeds, parse_seeds
+    from clora.errors import ConfigError
 
     methods = parse_methods(methods)
+    if seeds is not None and click.get_current_context().get_parameter_source("seed").name == "COMMANDLINE":
+        raise ConfigError("give --seed or --seeds, not both")
+    seeds = parse_seeds(seeds) if seeds is not None else [options["seed"]]
     out = out or Path("clora-runs") / f"{Path(stream).stem}-compare"
     config = make_config(stream, out, methods[0], targets, quiet, **options)
-    compare_methods(config, methods, out, lr=options["lr"], jobs=jobs, resume=resume)
+    compare_seeds(config, methods, out, seeds, lr=options["lr"], jobs=jobs, resume=resume)
     click.echo(f"wrote {out}/compare.md")
     click.echo((out / "compare.md").read_text().split("\n\n", 2)[-1].rstrip())

@@ -1,0 +1,176 @@
+"""``compare_seeds``: one comparison per seed, then each metric's mean and spread.
+
+One seed of a four-task stream at 500 test examples per task leaves about a point of
+noise on an average accuracy (docs/results.md), as much as the gaps between methods.
+Several seeds, each a different sample of the data and different initial adapters,
+say which gaps are real: ``OUT/seed-<k>`` holds one whole comparison per seed and
+``OUT/compare.{json,md,png}`` their mean ± standard deviation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import statistics
+from pathlib import Path
+
+from clora.compare import COMPARE_MARKER, METRICS, compare_methods
+from clora.config import RunConfig
+from clora.errors import ConfigError
+from clora.outdir import check_out_dir
+
+log = logging.getLogger("clora")
+
+
+def seed_folder(out: Path, seed: int) -> Path:
+    """Where one seed's whole comparison goes."""
+    return out / f"seed-{seed}"
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``, refusing empty, non-integer or repeated seeds."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        seeds = [int(p) for p in parts]
+    except ValueError:
+        raise ConfigError(f"seeds must be comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise ConfigError("no seed given in --seeds")
+    if any(s < 0 for s in seeds):
+        raise ConfigError(f"seeds must be 0 or more, got {text!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"a seed is listed twice in {text!r}")
+    return seeds
+
+
+def mean_sd(values: list[float | None]) -> dict:
+    """``{"mean", "sd", "values"}`` over seeds; sd is the sample standard deviation (n - 1).
+
+    A metric a method does not have (mtl's BWT: ``None``) stays ``None``.
+    """
+    if any(v is None for v in values):
+        return {"mean": None, "sd": None, "values": values}
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "sd": sd, "values": values}
+
+
+def summarize_seeds(tables: dict[int, dict]) -> dict:
+    """The per-seed comparison tables (``compare_methods``' return, by seed) -> one summary.
+
+    Every table must hold the same methods and modes; each number becomes ``mean_sd``
+    over the seeds, in the order given.
+    """
+    seeds = list(tables)
+    first = tables[seeds[0]]
+    methods = {}
+    for method, row in first["methods"].items():
+        rows = [tables[s]["methods"][method] for s in seeds]
+        methods[method] = {
+            "lr": row["lr"],
+            "modes": {mode: {k: mean_sd([r["modes"][mode][k] for r in rows]) for k in METRICS} for mode in row["modes"]},
+            "overlap": mean_sd([r["overlap"] for r in rows]),
+            "train_s": mean_sd([r["train_s"] for r in rows]),
+        }
+    return {"stream": first["stream"], "model": first["model"], "tasks": first["tasks"], "seeds": seeds,
+            "settings": {k: v for k, v in first["settings"].items() if k != "seed"},
+            "methods": methods, "kept": {str(s): tables[s]["kept"] for s in seeds if tables[s]["kept"]}}
+
+
+def _pm(stat: dict, scale: float = 100.0, digits: int = 1) -> str:
+    """``"68.2 ± 0.7"`` (percent by default); ``n/a`` where the metric does not exist."""
+    if stat["mean"] is None:
+        return "n/a"
+    return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['sd']:.{digits}f}"
+
+
+def seeds_markdown(summary: dict) -> str:
+    """Mean ± sd per method and mode, then each seed's AA (the numbers behind the mean)."""
+    seeds = summary["seeds"]
+    shared = ", ".join(f"{k} {v}" for k, v in summary["settings"].items())
+    lines = [f"# clora compare: {summary['stream']} over seeds {', '.join(map(str, seeds))}", "",
+             f"model `{summary['model']}`; tasks: {', '.join(summary['tasks'])}; one comparison per seed in seed-<k>/",
+             "",
+             f"settings shared by every method: {shared}", ""]
+    for seed, kept in summary.get("kept", {}).items():
+        lines += [f"seed {seed}: kept from an earlier, interrupted invocation (--resume): {', '.join(kept)}", ""]
+    lines += ["mean ± sample standard deviation over the seeds (%; overlap: the largest of any seed):", "",
+              "| method | lr | mode | AA | BWT | forgetting | FWT | overlap (max) | train s |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for method, row in summary["methods"].items():
+        overlap = "n/a" if row["overlap"]["mean"] is None else f"{max(row['overlap']['values']):.1e}"
+        for mode, m in row["modes"].items():
+            cells = " | ".join(_pm(m[k]) for k in METRICS)
+            lines.append(f"| {method} | {row['lr']:g} | {mode} | {cells} | {overlap} | {_pm(row['train_s'], 1, 0)} |")
+    lines += ["", "AA (%) per seed:", "",
+              "| method | mode | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+              "|---|---|" + "---|" * len(seeds)]
+    for method, row in summary["methods"].items():
+        for mode, m in row["modes"].items():
+            lines.append(f"| {method} | {mode} | " + " | ".join(f"{100 * v:.1f}" for v in m["average_accuracy"]["values"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_seed_summary(out: Path, summary: dict) -> None:
+    """``compare.json``, ``compare.md`` and ``compare.png`` (mean AA per method and mode, sd as error bars)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.md").write_text(seeds_markdown(summary), encoding="utf-8")
+    methods = list(summary["methods"])
+    modes = list(dict.fromkeys(mode for row in summary["methods"].values() for mode in row["modes"]))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(methods) + 2), 4))
+    width = 0.8 / len(modes)
+    for k, mode in enumerate(modes):
+        have = [i for i, m in enumerate(methods) if mode in summary["methods"][m]["modes"]]
+        stats = [summary["methods"][methods[i]]["modes"][mode]["average_accuracy"] for i in have]
+        bars = ax.bar([i + k * width for i in have], [100 * s["mean"] for s in stats], width, label=mode,
+                      yerr=[100 * s["sd"] for s in stats], capsize=3)
+        ax.bar_label(bars, fmt="%.0f", fontsize=8, padding=4)
+    ax.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(methods))], methods)
+    ax.set_ylabel("average accuracy (%), mean ± sd")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"{summary['stream']}: average accuracy over {len(summary['seeds'])} seeds")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "compare.png", dpi=100)
+    plt.close(fig)
+    # the marker goes last: its presence means every seed finished
+    (out / COMPARE_MARKER).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
+def _check_seeds_dir(out: Path, seeds: list[int], resume: bool) -> None:
+    """Refuse a folder that is neither empty nor an earlier comparison; say when --resume would help."""
+    if (out / COMPARE_MARKER).is_file():
+        return
+    started = [s for s in seeds if seed_folder(out, s).is_dir() and any(seed_folder(out, s).iterdir())]
+    if started and resume:
+        return  # each seed's folder is checked by its own comparison
+    if started:
+        raise ConfigError(f"output folder {str(out)!r} holds an unfinished comparison over seeds (started: "
+                          f"{', '.join(map(str, started))}); add --resume to keep its finished runs, or choose another --out")
+    check_out_dir(out, COMPARE_MARKER)
+
+
+def compare_seeds(config: RunConfig, methods: list[str], out: Path, seeds: list[int], lr: float | None = None,
+                  jobs: int = 1, resume: bool = False) -> dict:
+    """``compare_methods`` once per seed into ``out/seed-<k>``, then their summary in ``out``.
+
+    One seed is a plain comparison in ``out`` itself (``compare_methods``'s layout).
+    ``jobs`` and ``resume`` apply within each seed; a resumed run keeps every finished
+    method run of every seed whose settings match.
+    """
+    if len(seeds) == 1:
+        return compare_methods(dataclasses.replace(config, seed=seeds[0]), methods, out, lr, jobs, resume)
+    _check_seeds_dir(out, seeds, resume)
+    tables = {}
+    for k, seed in enumerate(seeds):
+        log.info("=== seed %d (%d of %d)", seed, k + 1, len(seeds))
+        tables[seed] = compare_methods(dataclasses.replace(config, seed=seed), methods, seed_folder(out, seed),
+                                       lr, jobs, resume)
+    summary = summarize_seeds(tables)
+    write_seed_summary(out, summary)
+    return summary
