@@ -22,11 +22,14 @@ from clora.cli.options import make_config, training_options
 @click.option("--seeds", default=None,
               help="Comma-separated seeds (e.g. 0,1,2): the whole comparison once per seed into OUT/seed-<k>, "
                    "then mean ± sd of every metric in OUT/compare.{json,md,png}. Replaces --seed.")
+@click.option("--reference", default=None,
+              help="With --seeds: the method whose AA gap to every other method is given seed by seed "
+                   "(default: orth when compared, else the first method).")
 @click.option("--resume", is_flag=True,
               help="Keep each method whose finished run in OUT/<method> (OUT/seed-<k>/<method> with --seeds) used "
                    "the same stream, model and settings; run only the others (goes on after an interruption).")
 @training_options
-def compare(stream, methods, out, jobs, seeds, resume, targets, quiet, **options):
+def compare(stream, methods, out, jobs, seeds, reference, resume, targets, quiet, **options):
     """Run several methods on STREAM and tabulate AA, BWT, forgetting, FWT, overlap, time.
 
     Every method sees the same data, seed and hyperparameters; each starts from a fresh
@@ -43,6 +46,6 @@ def compare(stream, methods, out, jobs, seeds, resume, targets, quiet, **options
     seeds = parse_seeds(seeds) if seeds is not None else [options["seed"]]
     out = out or Path("clora-runs") / f"{Path(stream).stem}-compare"
     config = make_config(stream, out, methods[0], targets, quiet, **options)
-    compare_seeds(config, methods, out, seeds, lr=options["lr"], jobs=jobs, resume=resume)
+    compare_seeds(config, methods, out, seeds, lr=options["lr"], jobs=jobs, resume=resume, reference=reference)
     click.echo(f"wrote {out}/compare.md")
     click.echo((out / "compare.md").read_text().split("\n\n", 2)[-1].rstrip())

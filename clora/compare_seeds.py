@@ -55,11 +55,31 @@ def mean_sd(values: list[float | None]) -> dict:
     return {"mean": statistics.fmean(values), "sd": sd, "values": values}
 
 
-def summarize_seeds(tables: dict[int, dict]) -> dict:
+def paired_gaps(tables: dict[int, dict], reference: str) -> dict:
+    """``reference``'s AA minus each other method's, seed by seed, per mode both have.
+
+    Paired by seed, the two runs share their data sample, so the gap's spread is smaller
+    than the two means' spreads together: it is the number that says whether one method
+    beats another. ``{method: {mode: mean_sd}}``.
+    """
+    seeds = list(tables)
+    ref_modes = tables[seeds[0]]["methods"][reference]["modes"]
+    gaps = {}
+    for method, row in tables[seeds[0]]["methods"].items():
+        if method == reference:
+            continue
+        gaps[method] = {mode: mean_sd([tables[s]["methods"][reference]["modes"][mode]["average_accuracy"]
+                                       - tables[s]["methods"][method]["modes"][mode]["average_accuracy"] for s in seeds])
+                        for mode in row["modes"] if mode in ref_modes}
+    return gaps
+
+
+def summarize_seeds(tables: dict[int, dict], reference: str | None = None) -> dict:
     """The per-seed comparison tables (``compare_methods``' return, by seed) -> one summary.
 
     Every table must hold the same methods and modes; each number becomes ``mean_sd``
-    over the seeds, in the order given.
+    over the seeds, in the order given. ``reference`` (default: ``orth`` when compared,
+    else the first method) is the method whose paired AA gaps to the others are given.
     """
     seeds = list(tables)
     first = tables[seeds[0]]
@@ -72,9 +92,13 @@ def summarize_seeds(tables: dict[int, dict]) -> dict:
             "overlap": mean_sd([r["overlap"] for r in rows]),
             "train_s": mean_sd([r["train_s"] for r in rows]),
         }
+    reference = reference or ("orth" if "orth" in methods else next(iter(methods)))
+    if reference not in methods:
+        raise ConfigError(f"reference method {reference!r} is not among the compared methods ({', '.join(methods)})")
     return {"stream": first["stream"], "model": first["model"], "tasks": first["tasks"], "seeds": seeds,
             "settings": {k: v for k, v in first["settings"].items() if k != "seed"},
-            "methods": methods, "kept": {str(s): tables[s]["kept"] for s in seeds if tables[s]["kept"]}}
+            "methods": methods, "reference": reference, "gaps": paired_gaps(tables, reference),
+            "kept": {str(s): tables[s]["kept"] for s in seeds if tables[s]["kept"]}}
 
 
 def _pm(stat: dict, scale: float = 100.0, digits: int = 1) -> str:
@@ -102,6 +126,15 @@ def seeds_markdown(summary: dict) -> str:
         for mode, m in row["modes"].items():
             cells = " | ".join(_pm(m[k]) for k in METRICS)
             lines.append(f"| {method} | {row['lr']:g} | {mode} | {cells} | {overlap} | {_pm(row['train_s'], 1, 0)} |")
+    if summary["gaps"]:
+        ref = summary["reference"]
+        lines += ["", f"{ref}'s AA minus each method's, paired by seed (points; mean ± sd):", "",
+                  "| method | mode | " + " | ".join(f"seed {s}" for s in seeds) + f" | {ref} minus method |",
+                  "|---|---|" + "---|" * (len(seeds) + 1)]
+        for method, modes in summary["gaps"].items():
+            for mode, gap in modes.items():
+                cells = " | ".join(f"{100 * v:+.1f}" for v in gap["values"])
+                lines.append(f"| {method} | {mode} | {cells} | {100 * gap['mean']:+.1f} ± {100 * gap['sd']:.1f} |")
     lines += ["", "AA (%) per seed:", "",
               "| method | mode | " + " | ".join(f"seed {s}" for s in seeds) + " |",
               "|---|---|" + "---|" * len(seeds)]
@@ -156,13 +189,15 @@ def _check_seeds_dir(out: Path, seeds: list[int], resume: bool) -> None:
 
 
 def compare_seeds(config: RunConfig, methods: list[str], out: Path, seeds: list[int], lr: float | None = None,
-                  jobs: int = 1, resume: bool = False) -> dict:
+                  jobs: int = 1, resume: bool = False, reference: str | None = None) -> dict:
     """``compare_methods`` once per seed into ``out/seed-<k>``, then their summary in ``out``.
 
     One seed is a plain comparison in ``out`` itself (``compare_methods``'s layout).
     ``jobs`` and ``resume`` apply within each seed; a resumed run keeps every finished
-    method run of every seed whose settings match.
+    method run of every seed whose settings match. ``reference``: see ``summarize_seeds``.
     """
+    if reference is not None and reference not in methods:  # before hours of training, not after
+        raise ConfigError(f"reference method {reference!r} is not among the compared methods ({', '.join(methods)})")
     if len(seeds) == 1:
         return compare_methods(dataclasses.replace(config, seed=seeds[0]), methods, out, lr, jobs, resume)
     _check_seeds_dir(out, seeds, resume)
@@ -171,6 +206,6 @@ def compare_seeds(config: RunConfig, methods: list[str], out: Path, seeds: list[
         log.info("=== seed %d (%d of %d)", seed, k + 1, len(seeds))
         tables[seed] = compare_methods(dataclasses.replace(config, seed=seed), methods, seed_folder(out, seed),
                                        lr, jobs, resume)
-    summary = summarize_seeds(tables)
+    summary = summarize_seeds(tables, reference)
     write_seed_summary(out, summary)
     return summary

@@ -53,6 +53,20 @@ def test_summary_averages_every_number_over_the_seeds():
     assert "seed 3: kept from an earlier, interrupted invocation (--resume): inc" in text
 
 
+def test_paired_gaps_subtract_seed_by_seed_in_the_modes_both_methods_have():
+    summary = summarize_seeds({0: _table(0, 0.68, 0.64), 3: _table(3, 0.70, 0.60)})
+    assert summary["reference"] == "orth"  # clora's own method when it is compared
+    gap = summary["gaps"]["inc"]
+    assert list(gap) == ["sum"]  # inc has no oracle mode in these tables
+    assert gap["sum"]["values"] == pytest.approx([0.04, 0.10])
+    assert gap["sum"]["mean"] == pytest.approx(0.07) and gap["sum"]["sd"] == pytest.approx(0.06 / 2 ** 0.5)
+    assert "| inc | sum | +4.0 | +10.0 | +7.0 ± 4.2 |" in seeds_markdown(summary)
+    against_inc = summarize_seeds({0: _table(0, 0.68, 0.64), 3: _table(3, 0.70, 0.60)}, reference="inc")
+    assert against_inc["gaps"]["orth"]["sum"]["mean"] == pytest.approx(-0.07)
+    with pytest.raises(ConfigError, match="reference method 'mtl' is not among the compared methods"):
+        summarize_seeds({0: _table(0, 0.68, 0.64)}, reference="mtl")
+
+
 def _args(tiny_model_dirs, synthetic_stream, out):
     return ["compare", str(synthetic_stream), "--methods", "inc,orth", "--model", str(tiny_model_dirs["bert"]),
             "--rank", "2", "--epochs", "1", "--out", str(out), "--quiet"]
@@ -74,6 +88,9 @@ def test_compare_over_seeds_writes_one_comparison_per_seed_and_their_summary(tin
         assert (out / "seed-1" / method / "report.json").is_file()
     assert summary["methods"]["orth"]["overlap"]["mean"] <= 1e-5
     assert "over seeds 0, 1" in (out / "compare.md").read_text() and "± " in result.output
+    gap = summary["gaps"]["inc"]["sum"]
+    assert gap["values"] == pytest.approx([t["methods"]["orth"]["modes"]["sum"]["average_accuracy"]
+                                           - t["methods"]["inc"]["modes"]["sum"]["average_accuracy"] for t in per_seed])
     assert (out / "compare.png").stat().st_size > 1000
 
     # an interruption in the second seed: its orth run and both summaries are gone
@@ -103,3 +120,7 @@ def test_seed_and_seeds_together_are_refused(tmp_path):
     assert not (tmp_path / "c").exists()
     result = CliRunner().invoke(cli, ["compare", "demo", "--seeds", "0,x", "--out", str(tmp_path / "c")])
     assert_one_line_error(result, "seeds must be comma-separated integers")
+    result = CliRunner().invoke(cli, ["compare", "demo", "--methods", "inc,orth", "--seeds", "0,1", "--reference", "olie",
+                                      "--out", str(tmp_path / "c")])
+    assert_one_line_error(result, "reference method 'olie' is not among the compared methods (inc, orth)")
+    assert not (tmp_path / "c").exists()
