@@ -40,8 +40,9 @@ def finished_report(config: RunConfig) -> dict | None:
     """The report of the finished run in ``config.out`` when it used the same stream, tasks,
     method, model and settings as ``config`` would; otherwise ``None`` (the method must run).
 
-    What ``--resume`` keeps. Reports do not record the data folder: a resumed comparison
-    trusts it to be unchanged.
+    What ``--resume`` keeps. The data must be the same too: each task's data reference in
+    the run's library (absolute path, caps and seed) must be the one ``config`` resolves
+    to, so a resumed comparison over another ``--data-dir`` runs every method again.
     """
     from clora.runner import run_settings
     from clora.stream import load_stream
@@ -58,7 +59,22 @@ def finished_report(config: RunConfig) -> dict | None:
             and report.get("method") == config.method and report.get("model") == config.model
             and settings == run_settings(config)
             and (config.targets is None or list(config.targets) == targets))
-    return report if same else None
+    return report if same and _same_data(config, stream) else None
+
+
+def _same_data(config: RunConfig, stream) -> bool:
+    """Did the run in ``config.out`` read each task from where ``config`` would (its library's data references)?"""
+    from clora.formats import data_reference
+    from clora.library.layout import MANIFEST
+
+    try:
+        manifest = json.loads((config.out / "library" / MANIFEST).read_text(encoding="utf-8"))
+        recorded = [entry.get("data") for entry in manifest["tasks"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    wanted = [data_reference(spec, stream, config.data_dir, max_train=config.max_train, max_test=config.max_test,
+                             seed=config.seed) for spec in stream.tasks]
+    return recorded == wanted
 
 
 def _reusable(config: RunConfig, methods: list[str], lr: float | None) -> dict[str, dict]:

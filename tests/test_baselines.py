@@ -140,3 +140,27 @@ def test_compare_resume_keeps_finished_runs_with_the_same_settings(tiny_model_di
     assert result.exit_code == 0, result.output
     assert json.loads((out / "compare.json").read_text())["kept"] == []
     assert json.loads((out / "inc" / "report.json").read_text())["settings"]["epochs"] == 2
+
+
+def test_compare_resume_runs_again_over_another_data_folder(tiny_model_dirs, tmp_path):
+    rows = [{"sentence": f"note number {i} about {['rain', 'sun'][i % 2]}", "label": ["wet", "dry"][i % 2]}
+            for i in range(16)]
+    for root in ("d1", "d2"):  # the same task name and relative path under two data folders
+        folder = tmp_path / root / "weather"
+        folder.mkdir(parents=True)
+        for split, part in (("train", rows), ("test", rows[:6])):
+            (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    stream = tmp_path / "one.yaml"
+    stream.write_text("name: one\ntasks:\n  - name: weather\n    format: jsonl\n    path: weather\n"
+                      "    instruction: Is it wet or dry?\n")
+    out = tmp_path / "cmp"
+    args = ["compare", str(stream), "--methods", "inc", "--model", str(tiny_model_dirs["bert"]), "--rank", "2",
+            "--epochs", "1", "--out", str(out), "--quiet", "--resume"]
+    assert CliRunner().invoke(cli, args + ["--data-dir", str(tmp_path / "d1")]).exit_code == 0
+    same = CliRunner().invoke(cli, args + ["--data-dir", str(tmp_path / "d1")])
+    assert same.exit_code == 0 and json.loads((out / "compare.json").read_text())["kept"] == ["inc"]
+    other = CliRunner().invoke(cli, args + ["--data-dir", str(tmp_path / "d2")])
+    assert other.exit_code == 0, other.output
+    assert json.loads((out / "compare.json").read_text())["kept"] == []  # read elsewhere: trained again
+    manifest = json.loads((out / "inc" / "library" / "manifest.json").read_text())
+    assert manifest["tasks"][0]["data"]["path"] == str((tmp_path / "d2" / "weather").resolve())
