@@ -190,32 +190,44 @@ def comparison_markdown(table: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_comparison(out: Path, table: dict) -> None:
-    """``compare.json``, ``compare.md`` and ``compare.png`` (AA per method and mode)."""
+def write_aa_chart(path: Path, bars: dict[str, dict[str, tuple[float, float | None]]], title: str,
+                   ylabel: str = "average accuracy (%)") -> None:
+    """Grouped bars: one group per method, one bar per mode; ``bars[method][mode] = (AA %, sd % or None)``.
+
+    A method without a mode (mtl and seq have no routed mode) leaves a gap, not an error;
+    an sd becomes an error bar.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.md").write_text(comparison_markdown(table), encoding="utf-8")
-    methods = list(table["methods"])
-    # every mode any method has (mtl and seq have no routed mode): a missing bar, not a KeyError
-    modes = list(dict.fromkeys(mode for row in table["methods"].values() for mode in row["modes"]))
+    methods = list(bars)
+    modes = list(dict.fromkeys(mode for row in bars.values() for mode in row))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(methods) + 2), 4))
     width = 0.8 / len(modes)
     for k, mode in enumerate(modes):
-        have = [i for i, m in enumerate(methods) if mode in table["methods"][m]["modes"]]
-        values = [100 * table["methods"][methods[i]]["modes"][mode]["average_accuracy"] for i in have]
-        bars = ax.bar([i + k * width for i in have], values, width, label=mode)
-        ax.bar_label(bars, fmt="%.0f", fontsize=8)
+        have = [i for i, m in enumerate(methods) if mode in bars[m]]
+        values = [bars[methods[i]][mode] for i in have]
+        errors = [sd for _, sd in values] if all(sd is not None for _, sd in values) else None
+        drawn = ax.bar([i + k * width for i in have], [v for v, _ in values], width, label=mode, yerr=errors, capsize=3)
+        ax.bar_label(drawn, fmt="%.0f", fontsize=8, padding=4 if errors else 0)
     ax.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(methods))], methods)
-    ax.set_ylabel("average accuracy (%)")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 100)
-    ax.set_title(f"{table['stream']}: average accuracy after the last task")
+    ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "compare.png", dpi=100)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def write_comparison(out: Path, table: dict) -> None:
+    """``compare.json``, ``compare.md`` and ``compare.png`` (AA per method and mode)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.md").write_text(comparison_markdown(table), encoding="utf-8")
+    bars = {m: {mode: (100 * block["average_accuracy"], None) for mode, block in row["modes"].items()}
+            for m, row in table["methods"].items()}
+    write_aa_chart(out / "compare.png", bars, f"{table['stream']}: average accuracy after the last task")
     # the marker goes last: its presence means the comparison is complete
     (out / COMPARE_MARKER).write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")

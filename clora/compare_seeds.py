@@ -15,7 +15,7 @@ import logging
 import statistics
 from pathlib import Path
 
-from clora.compare import COMPARE_MARKER, METRICS, compare_methods
+from clora.compare import COMPARE_MARKER, METRICS, compare_methods, write_aa_chart
 from clora.config import RunConfig
 from clora.errors import ConfigError
 from clora.outdir import check_out_dir
@@ -146,31 +146,12 @@ def seeds_markdown(summary: dict) -> str:
 
 def write_seed_summary(out: Path, summary: dict) -> None:
     """``compare.json``, ``compare.md`` and ``compare.png`` (mean AA per method and mode, sd as error bars)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(seeds_markdown(summary), encoding="utf-8")
-    methods = list(summary["methods"])
-    modes = list(dict.fromkeys(mode for row in summary["methods"].values() for mode in row["modes"]))
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(methods) + 2), 4))
-    width = 0.8 / len(modes)
-    for k, mode in enumerate(modes):
-        have = [i for i, m in enumerate(methods) if mode in summary["methods"][m]["modes"]]
-        stats = [summary["methods"][methods[i]]["modes"][mode]["average_accuracy"] for i in have]
-        bars = ax.bar([i + k * width for i in have], [100 * s["mean"] for s in stats], width, label=mode,
-                      yerr=[100 * s["sd"] for s in stats], capsize=3)
-        ax.bar_label(bars, fmt="%.0f", fontsize=8, padding=4)
-    ax.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(methods))], methods)
-    ax.set_ylabel("average accuracy (%), mean ± sd")
-    ax.set_ylim(0, 100)
-    ax.set_title(f"{summary['stream']}: average accuracy over {len(summary['seeds'])} seeds")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "compare.png", dpi=100)
-    plt.close(fig)
+    bars = {m: {mode: (100 * block["average_accuracy"]["mean"], 100 * block["average_accuracy"]["sd"])
+                for mode, block in row["modes"].items()} for m, row in summary["methods"].items()}
+    write_aa_chart(out / "compare.png", bars, f"{summary['stream']}: average accuracy over {len(summary['seeds'])} seeds",
+                   ylabel="average accuracy (%), mean ± sd")
     # the marker goes last: its presence means every seed finished
     (out / COMPARE_MARKER).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
