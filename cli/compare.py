@@ -27,7 +27,8 @@ from clora.cli.options import make_config, training_options
                    "(default: orth when compared, else the first method).")
 @click.option("--resume", is_flag=True,
               help="Keep each method whose finished run in OUT/<method> (OUT/seed-<k>/<method> with --seeds) used "
-                   "the same stream, model and settings; run only the others (goes on after an interruption).")
+                   "the same stream, model, settings and data files; run only the others (goes on after an "
+                   "interruption).")
 @training_options
 def compare(stream, methods, out, jobs, seeds, reference, resume, targets, quiet, **options):
     """Run several methods on STREAM and tabulate AA, BWT, forgetting, FWT, overlap, time.

@@ -180,6 +180,8 @@ def compare_seeds(config: RunConfig, methods: list[str], out: Path, seeds: list[
     if reference is not None and reference not in methods:  # before hours of training, not after
         raise ConfigError(f"reference method {reference!r} is not among the compared methods ({', '.join(methods)})")
     if len(seeds) == 1:
+        if reference is not None:
+            raise ConfigError("--reference gives gaps paired by seed: it needs two or more --seeds")
         return compare_methods(dataclasses.replace(config, seed=seeds[0]), methods, out, lr, jobs, resume)
     _check_seeds_dir(out, seeds, resume)
     tables = {}

@@ -124,3 +124,6 @@ def test_seed_and_seeds_together_are_refused(tmp_path):
                                       "--out", str(tmp_path / "c")])
     assert_one_line_error(result, "reference method 'olie' is not among the compared methods (inc, orth)")
     assert not (tmp_path / "c").exists()
+    result = CliRunner().invoke(cli, ["compare", "demo", "--seeds", "3", "--reference", "orth", "--out", str(tmp_path / "c")])
+    assert_one_line_error(result, "it needs two or more --seeds")
+    assert not (tmp_path / "c").exists()
