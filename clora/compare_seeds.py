@@ -108,6 +108,11 @@ def _pm(stat: dict, scale: float = 100.0, digits: int = 1) -> str:
     return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['sd']:.{digits}f}"
 
 
+def _signed(x: float) -> str:
+    """A gap in points with its sign; a gap that rounds to zero is ``+0.0``, never ``-0.0``."""
+    return f"{round(100 * x, 1) + 0.0:+.1f}"
+
+
 def seeds_markdown(summary: dict) -> str:
     """Mean ± sd per method and mode, then each seed's AA (the numbers behind the mean)."""
     seeds = summary["seeds"]
@@ -117,7 +122,7 @@ def seeds_markdown(summary: dict) -> str:
              "",
              f"settings shared by every method: {shared}", ""]
     for seed, kept in summary.get("kept", {}).items():
-        lines += [f"seed {seed}: kept from an earlier, interrupted invocation (--resume): {', '.join(kept)}", ""]
+        lines += [f"seed {seed}: finished runs kept (--resume): {', '.join(kept)}", ""]
     lines += ["mean ± sample standard deviation over the seeds (%; overlap: the largest of any seed):", "",
               "| method | lr | mode | AA | BWT | forgetting | FWT | overlap (max) | train s |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -133,8 +138,8 @@ def seeds_markdown(summary: dict) -> str:
                   "|---|---|" + "---|" * (len(seeds) + 1)]
         for method, modes in summary["gaps"].items():
             for mode, gap in modes.items():
-                cells = " | ".join(f"{100 * v:+.1f}" for v in gap["values"])
-                lines.append(f"| {method} | {mode} | {cells} | {100 * gap['mean']:+.1f} ± {100 * gap['sd']:.1f} |")
+                cells = " | ".join(_signed(v) for v in gap["values"])
+                lines.append(f"| {method} | {mode} | {cells} | {_signed(gap['mean'])} ± {100 * gap['sd']:.1f} |")
     lines += ["", "AA (%) per seed:", "",
               "| method | mode | " + " | ".join(f"seed {s}" for s in seeds) + " |",
               "|---|---|" + "---|" * len(seeds)]

@@ -50,7 +50,7 @@ def test_summary_averages_every_number_over_the_seeds():
     text = seeds_markdown(summary)
     assert "| orth | 0.003 | sum | 69.0 ± 1.4 | 1.0 ± 0.0 |" in text  # 0.02 / sqrt(2) = 1.41 points
     assert "| inc | sum | 64.0 | 60.0 |" in text  # the per-seed AA table
-    assert "seed 3: kept from an earlier, interrupted invocation (--resume): inc" in text
+    assert "seed 3: finished runs kept (--resume): inc" in text
 
 
 def test_paired_gaps_subtract_seed_by_seed_in_the_modes_both_methods_have():
@@ -61,6 +61,8 @@ def test_paired_gaps_subtract_seed_by_seed_in_the_modes_both_methods_have():
     assert gap["sum"]["values"] == pytest.approx([0.04, 0.10])
     assert gap["sum"]["mean"] == pytest.approx(0.07) and gap["sum"]["sd"] == pytest.approx(0.06 / 2 ** 0.5)
     assert "| inc | sum | +4.0 | +10.0 | +7.0 ± 4.2 |" in seeds_markdown(summary)
+    tie = summarize_seeds({0: _table(0, 0.6, 0.6004), 1: _table(1, 0.6, 0.6)})
+    assert "| inc | sum | +0.0 | +0.0 | +0.0 ± 0.0 |" in seeds_markdown(tie)  # -0.04 points reads +0.0, not -0.0
     against_inc = summarize_seeds({0: _table(0, 0.68, 0.64), 3: _table(3, 0.70, 0.60)}, reference="inc")
     assert against_inc["gaps"]["orth"]["sum"]["mean"] == pytest.approx(-0.07)
     with pytest.raises(ConfigError, match="reference method 'mtl' is not among the compared methods"):
