@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from clora.cli.options import make_config, training_options
 
@@ -42,7 +43,7 @@ def compare(stream, methods, out, jobs, seeds, reference, resume, targets, quiet
     from clora.errors import ConfigError
 
     methods = parse_methods(methods)
-    if seeds is not None and click.get_current_context().get_parameter_source("seed").name == "COMMANDLINE":
+    if seeds is not None and click.get_current_context().get_parameter_source("seed") is ParameterSource.COMMANDLINE:
         raise ConfigError("give --seed or --seeds, not both")
     seeds = parse_seeds(seeds) if seeds is not None else [options["seed"]]
     out = out or Path("clora-runs") / f"{Path(stream).stem}-compare"

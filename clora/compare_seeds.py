@@ -55,6 +55,12 @@ def mean_sd(values: list[float | None]) -> dict:
     return {"mean": statistics.fmean(values), "sd": sd, "values": values}
 
 
+def check_reference(reference: str, methods: list[str]) -> None:
+    """Refuse a reference method that is not compared (its gaps would not exist)."""
+    if reference not in methods:
+        raise ConfigError(f"reference method {reference!r} is not among the compared methods ({', '.join(methods)})")
+
+
 def paired_gaps(tables: dict[int, dict], reference: str) -> dict:
     """``reference``'s AA minus each other method's, seed by seed, per mode both have.
 
@@ -93,8 +99,7 @@ def summarize_seeds(tables: dict[int, dict], reference: str | None = None) -> di
             "train_s": mean_sd([r["train_s"] for r in rows]),
         }
     reference = reference or ("orth" if "orth" in methods else next(iter(methods)))
-    if reference not in methods:
-        raise ConfigError(f"reference method {reference!r} is not among the compared methods ({', '.join(methods)})")
+    check_reference(reference, list(methods))
     return {"stream": first["stream"], "model": first["model"], "tasks": first["tasks"], "seeds": seeds,
             "settings": {k: v for k, v in first["settings"].items() if k != "seed"},
             "methods": methods, "reference": reference, "gaps": paired_gaps(tables, reference),
@@ -182,8 +187,8 @@ def compare_seeds(config: RunConfig, methods: list[str], out: Path, seeds: list[
     ``jobs`` and ``resume`` apply within each seed; a resumed run keeps every finished
     method run of every seed whose settings match. ``reference``: see ``summarize_seeds``.
     """
-    if reference is not None and reference not in methods:  # before hours of training, not after
-        raise ConfigError(f"reference method {reference!r} is not among the compared methods ({', '.join(methods)})")
+    if reference is not None:
+        check_reference(reference, methods)  # before hours of training, not after
     if len(seeds) == 1:
         if reference is not None:
             raise ConfigError("--reference gives gaps paired by seed: it needs two or more --seeds")
