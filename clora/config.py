@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from clora.devices import check_device_name, check_precision_name
 from clora.errors import ConfigError
 
 METHODS = ("seq", "inc", "olora", "olie", "orth", "mtl")
@@ -24,11 +24,35 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_LR = {"seq": 3e-3, "inc": 3e-3, "olora": 3e-3, "olie": 1e-2, "orth": 3e-3, "mtl": 3e-3}
 
 
-def _check_positive(name: str, value, allow_zero: bool = False) -> None:
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def check_device_name(name: str, field: str = "device") -> None:
+    """ConfigError unless ``name`` is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(name)):
+        raise ConfigError(f"unknown device {name!r} (choose from auto, cpu, cuda, cuda:N)", field=field)
+
+
+def check_precision_name(name: str, field: str = "precision") -> None:
+    """ConfigError unless ``name`` is one of ``PRECISIONS``."""
+    if name not in PRECISIONS:
+        raise ConfigError(f"unknown precision {name!r} (choose from {', '.join(PRECISIONS)})", field=field)
+
+
+def _check_number(name: str, value, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number, got {value!r}", field=name)
     bad = value < 0 if allow_zero else value <= 0
     if bad or (isinstance(value, float) and not math.isfinite(value)):
         bound = "non-negative" if allow_zero else "positive"
-        raise ConfigError(f"{name} must be {bound}, got {value!r}")
+        raise ConfigError(f"{name} must be {bound}, got {value!r}", field=name)
+
+
+def _check_count(name: str, value, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}", field=name)
 
 
 @dataclass
@@ -39,7 +63,7 @@ class RunConfig:
     ``max_train`` / ``max_test`` cap the examples per task (``None`` = all).
     ``alpha`` is the LoRA scale numerator: the update is ``(alpha / rank) * B A``.
     ``frame_lr`` is the rate of ``orth``'s Stiefel frames (scaled by ``sqrt(d_in r)`` in
-    ``clora.train.param_groups``); ``None`` means ``lr``.
+    ``clora.training.loop.param_groups``); ``None`` means ``lr``.
     ``energy`` is the GPM energy threshold for the ``activations`` subspace source.
     ``lambda1`` / ``lambda2`` weigh O-LoRA's orthogonality and L2 terms; ``olie_lambda``
     weighs OLieRA's penalty and ``taylor_order`` is the order of its Taylor exp.
@@ -78,38 +102,34 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ConfigError(f"unknown method {self.method!r} (choose from {', '.join(METHODS)})")
+            raise ConfigError(f"unknown method {self.method!r} (choose from {', '.join(METHODS)})", field="method")
         if self.subspace not in SUBSPACE_SOURCES:
-            raise ConfigError(
-                f"unknown subspace source {self.subspace!r} (choose from {', '.join(SUBSPACE_SOURCES)})")
+            raise ConfigError(f"unknown subspace source {self.subspace!r} (choose from {', '.join(SUBSPACE_SOURCES)})",
+                              field="subspace")
         if self.retraction not in RETRACTIONS:
-            raise ConfigError(
-                f"unknown retraction {self.retraction!r} (choose from {', '.join(RETRACTIONS)})")
+            raise ConfigError(f"unknown retraction {self.retraction!r} (choose from {', '.join(RETRACTIONS)})",
+                              field="retraction")
         for name in ("rank", "epochs", "batch_size", "max_length", "eval_batch_size", "taylor_order"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+            _check_count(name, getattr(self, name))
         for name in ("max_train", "max_test", "router_layer", "router_tokens"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+            _check_count(name, getattr(self, name), optional=True)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}", field="seed")
         if self.lr is None:
             self.lr = DEFAULT_LR[self.method]
-        _check_positive("lr", self.lr)
-        if self.frame_lr is not None:
-            _check_positive("frame_lr", self.frame_lr)
-        _check_positive("alpha", self.alpha)
-        _check_positive("temperature", self.temperature)
+        for name in ("lr", "alpha", "temperature") + (("frame_lr",) if self.frame_lr is not None else ()):
+            _check_number(name, getattr(self, name))
         for name in ("lambda1", "lambda2", "olie_lambda"):
-            _check_positive(name, getattr(self, name), allow_zero=True)
+            _check_number(name, getattr(self, name), allow_zero=True)
         check_device_name(self.device)
         check_precision_name(self.precision)
+        _check_number("energy", self.energy)
         if not 0.0 < self.energy < 1.0:
-            raise ConfigError(f"energy must be in (0, 1), got {self.energy!r}")
+            raise ConfigError(f"energy must be in (0, 1), got {self.energy!r}", field="energy")
         if self.targets is not None:
             self.targets = tuple(t.strip() for t in self.targets if t.strip())
             if not self.targets:
-                raise ConfigError("targets must name at least one module")
+                raise ConfigError("targets must name at least one module", field="targets")
         if self.data_dir is not None:
             self.data_dir = Path(self.data_dir)
         if self.out is not None:

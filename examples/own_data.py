@@ -46,7 +46,7 @@ def main(argv=None) -> dict:
     stream = work / "own-data.yaml"
     stream.write_text("\n".join(lines) + "\n")
     report = run_stream(RunConfig(stream=str(stream), model=args.model, out=work / "run", epochs=2))
-    print(f"sum AA={report['modes']['sum']['average_accuracy']:.3f}; report in {work / 'run'}")
+    print(f"sum AA={report.modes['sum'].average_accuracy:.3f}; report in {work / 'run'}")
     return report
 
 

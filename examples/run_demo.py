@@ -15,9 +15,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--max-train", type=int, default=None)
     args = parser.parse_args(argv)
     report = run_stream(RunConfig(stream="demo", method=args.method, out=args.out, max_train=args.max_train))
-    for mode, block in report["modes"].items():
-        print(f"{mode}: AA={block['average_accuracy']:.3f} BWT={block['bwt']:+.3f}")
-    print(f"overlap={report['overlap']}")
+    for mode, block in report.modes.items():
+        print(f"{mode}: AA={block.average_accuracy:.3f} BWT={block.bwt:+.3f}")
+    print(f"overlap={report.overlap}")
     return report
 
 

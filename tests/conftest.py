@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import FAMILY_OF_KIND, save_tiny  # noqa: E402
+from clora.testing import FAMILY_OF_KIND, save_tiny  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "CL_Benchmark"
 
@@ -50,7 +50,7 @@ def write_jsonl(path: Path, examples) -> Path:
 @pytest.fixture
 def new_task_files(tmp_path):
     """``(train.jsonl, test.jsonl)`` of a synthetic task in a domain the tiny libraries have not seen."""
-    from clora.synthetic import synthetic_examples
+    from clora.data.synthetic import synthetic_examples
 
     train, test, _ = synthetic_examples("new", {"domain": "finance", "shift": 2, "n_train": 32, "n_test": 16})
     return write_jsonl(tmp_path / "train.jsonl", train), write_jsonl(tmp_path / "test.jsonl", test)
@@ -60,7 +60,7 @@ def new_task_files(tmp_path):
 def library_factory(tiny_model_dirs, tmp_path_factory):
     """``build(kind, method, model)``: a 2-task library trained once per session (read-only; copy it)."""
     from clora.config import RunConfig
-    from clora.runner import run_stream
+    from clora.workflows.run import run_stream
 
     built = {}
 

@@ -6,17 +6,19 @@ import torch
 from click.testing import CliRunner
 from conftest import assert_one_line_error
 
-from clora.baselines import OLieMethod, OLoRAMethod
+from clora.adapters import LoRASet, inject_lora
+from clora.adapters.penalties import olie_factor, olora_penalty
 from clora.cli.main import cli
 from clora.config import DEFAULT_LR, RunConfig
-from clora.lora import LoRASet, inject_lora
-from clora.penalties import olie_factor, olora_penalty
-from clora.runner import run_stream
+from clora.methods import make_method
+from clora.methods.olie import OLieMethod
+from clora.methods.olora import OLoRAMethod
+from clora.workflows.run import run_stream
 
 
-def _two_module_lora():
+def _two_module_lora(taylor_order=None):
     model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Linear(4, 3))
-    return LoRASet(inject_lora(model, ("0", "1"), rank=2, scaling=1.5))
+    return LoRASet(inject_lora(model, ("0", "1"), rank=2, scaling=1.5, taylor_order=taylor_order))
 
 
 def test_olora_penalty_covers_every_module_and_earlier_task():
@@ -35,11 +37,12 @@ def test_olora_penalty_covers_every_module_and_earlier_task():
     assert not any(p.requires_grad for p in lora.layers["0"].adapters[0].parameters())  # earlier is frozen
 
 
-def test_olie_switches_layers_to_multiplicative_updates():
-    lora = _two_module_lora()
-    method = OLieMethod(RunConfig(stream="x", method="olie", rank=2, olie_lambda=1.0, taylor_order=3))
+def test_olie_makes_layers_multiplicative_and_penalises_overlap():
+    method = make_method(RunConfig(stream="x", method="olie", rank=2, olie_lambda=1.0, taylor_order=3))
+    assert isinstance(method, OLieMethod) and method.taylor_order == 3  # the layers' form, set when they are made
+    assert make_method(RunConfig(stream="x", method="inc")).taylor_order is None
+    lora = _two_module_lora(method.taylor_order)
     method.begin_task(lora, 0)
-    assert all(layer.taylor_order == 3 for layer in lora.layers.values())
     assert method.penalty(lora) is None  # nothing earlier to be orthogonal to
     with torch.no_grad():
         for layer in lora.layers.values():
@@ -109,7 +112,7 @@ def test_compare_jobs_gives_the_same_table_as_one_at_a_time(tiny_model_dirs, syn
 def test_compare_jobs_refused_under_a_launcher(monkeypatch, tmp_path):
     monkeypatch.setenv("WORLD_SIZE", "2")
     result = CliRunner().invoke(cli, ["compare", "demo", "--jobs", "2", "--out", str(tmp_path / "c")])
-    assert result.exit_code != 0 and "under accelerate launch use --jobs 1" in result.output
+    assert result.exit_code != 0 and "under accelerate launch use one job" in result.output and "(--jobs)" in result.output
     assert not (tmp_path / "c").exists()
 
 
@@ -124,7 +127,7 @@ def test_compare_resume_keeps_finished_runs_with_the_same_settings(tiny_model_di
     (out / "compare.json").unlink()
     inc_report = (out / "inc" / "report.json").read_bytes()
     refused = CliRunner().invoke(cli, args)
-    assert_one_line_error(refused, "holds an unfinished comparison (finished: inc); add --resume")
+    assert_one_line_error(refused, "holds an unfinished comparison (finished: inc); resume it to keep those runs")
 
     result = CliRunner().invoke(cli, args + ["--resume"])
     assert result.exit_code == 0, result.output

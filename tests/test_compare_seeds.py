@@ -6,7 +6,8 @@ from click.testing import CliRunner
 from conftest import assert_one_line_error
 
 from clora.cli.main import cli
-from clora.compare_seeds import mean_sd, parse_seeds, seeds_markdown, summarize_seeds
+from clora.workflows.compare import Comparison
+from clora.workflows.compare_seeds import mean_sd, parse_seeds, seeds_markdown, summarize_seeds
 from clora.errors import ConfigError
 
 
@@ -26,16 +27,15 @@ def test_parse_seeds_reads_integers_and_refuses_bad_lists():
             parse_seeds(text)
 
 
-def _table(seed: int, orth_sum: float, inc_sum: float, kept=()) -> dict:
+def _table(seed: int, orth_sum: float, inc_sum: float, kept=()) -> Comparison:
     """A hand-made compare_methods table: two methods, orth with two modes."""
     def block(aa, bwt):
         return {"average_accuracy": aa, "bwt": bwt, "forgetting": -bwt, "fwt": 0.01}
-    return {"stream": "s", "model": "m", "tasks": ["a", "b"], "kept": list(kept),
-            "settings": {"rank": 8, "seed": seed},
-            "methods": {"orth": {"lr": 0.003, "overlap": 1e-8, "train_s": 100.0 + seed,
-                                 "modes": {"oracle": block(0.60, 0.0), "sum": block(orth_sum, 0.01)}},
-                        "inc": {"lr": 0.003, "overlap": 0.4, "train_s": 90.0,
-                                "modes": {"sum": block(inc_sum, -0.07)}}}}
+    return Comparison.from_dict({
+        "stream": "s", "model": "m", "tasks": ["a", "b"], "kept": list(kept), "settings": {"rank": 8, "seed": seed},
+        "methods": {"orth": {"lr": 0.003, "overlap": 1e-8, "train_s": 100.0 + seed,
+                             "modes": {"oracle": block(0.60, 0.0), "sum": block(orth_sum, 0.01)}},
+                    "inc": {"lr": 0.003, "overlap": 0.4, "train_s": 90.0, "modes": {"sum": block(inc_sum, -0.07)}}}})
 
 
 def test_summary_averages_every_number_over_the_seeds():
@@ -99,7 +99,8 @@ def test_compare_over_seeds_writes_one_comparison_per_seed_and_their_summary(tin
     shutil.rmtree(out / "seed-1" / "orth")
     (out / "seed-1" / "compare.json").unlink()
     (out / "compare.json").unlink()
-    assert_one_line_error(CliRunner().invoke(cli, args), "unfinished comparison over seeds (started: 0, 1); add --resume")
+    assert_one_line_error(CliRunner().invoke(cli, args), "unfinished comparison over seeds (started: 0, 1); resume it to keep its finished runs")
+    assert CliRunner().invoke(cli, args).output.rstrip().endswith("(--resume)")  # the CLI names the flag
     result = CliRunner().invoke(cli, args + ["--resume"])
     assert result.exit_code == 0, result.output
     resumed = json.loads((out / "compare.json").read_text())
@@ -127,5 +128,5 @@ def test_seed_and_seeds_together_are_refused(tmp_path):
     assert_one_line_error(result, "reference method 'olie' is not among the compared methods (inc, orth)")
     assert not (tmp_path / "c").exists()
     result = CliRunner().invoke(cli, ["compare", "demo", "--seeds", "3", "--reference", "orth", "--out", str(tmp_path / "c")])
-    assert_one_line_error(result, "it needs two or more --seeds")
+    assert_one_line_error(result, "it needs two or more seeds (--reference)")
     assert not (tmp_path / "c").exists()

@@ -5,8 +5,8 @@ import pytest
 from conftest import shared_data_or_skip
 
 from clora.errors import DataError
-from clora.formats import load_task, load_tasks
-from clora.stream import Stream, TaskSpec
+from clora.data.loaders import load_task, load_tasks
+from clora.data.stream import Stream, TaskSpec
 
 ROWS = [{"sentence": f"text number {i}", "label": ["pos", "neg"][i % 2]} for i in range(10)]
 
@@ -28,7 +28,7 @@ def _write_cl_benchmark(folder: Path, train=ROWS, test=ROWS[:4], labels=("pos", 
 
 def test_cl_benchmark_layout(tmp_path):
     _write_cl_benchmark(tmp_path / "TC" / "t")
-    task = load_task(_spec("cl_benchmark", "TC/t"), _stream(tmp_path, None), tmp_path)
+    task = load_task(_spec("cl_benchmark", "TC/t"), _stream(tmp_path, _spec("cl_benchmark", "t")), tmp_path)
     assert task.labels == ["pos", "neg"]  # order from labels.json
     assert len(task.train) == 10 and len(task.test) == 4
     assert task.train[0].text == "text number 0" and task.train[0].target == "pos"
@@ -39,7 +39,7 @@ def test_jsonl_directory_with_splits(tmp_path):
     folder.mkdir()
     (folder / "train.jsonl").write_text("\n".join(json.dumps(r) for r in ROWS))
     (folder / "test.jsonl").write_text("\n".join(json.dumps(r) for r in ROWS[:3]))
-    task = load_task(_spec("jsonl", "d"), _stream(tmp_path, None))
+    task = load_task(_spec("jsonl", "d"), _stream(tmp_path, _spec("cl_benchmark", "t")))
     assert (len(task.train), len(task.test)) == (10, 3)
     assert task.labels == ["neg", "pos"]  # inferred and sorted
 
@@ -80,7 +80,7 @@ def test_synthetic_is_deterministic_and_conflicting():
     assert a.train == a2.train and len(a.train) == 50
     assert a.labels == b.labels  # shared label set ...
     cue_a = {ex.text.split()[0]: ex.target for ex in a.train}
-    from clora.synthetic import CUES, cue_label
+    from clora.data.synthetic import CUES, cue_label
     assert all(cue_label(i, 0) != cue_label(i, 1) for i in range(len(CUES)))  # ... mapped differently
     assert cue_a
 
@@ -100,25 +100,25 @@ def test_malformed_json_names_file_and_line(tmp_path):
     _write_cl_benchmark(folder)
     (folder / "train.json").write_text('[{"sentence": "a", "label": "pos"},\n oops]')
     with pytest.raises(DataError, match=r"train.json' is not valid JSON \(line 2"):
-        load_task(_spec("cl_benchmark", "t"), _stream(tmp_path, None), tmp_path)
+        load_task(_spec("cl_benchmark", "t"), _stream(tmp_path, _spec("cl_benchmark", "t")), tmp_path)
 
 
 def test_label_outside_label_set(tmp_path):
     _write_cl_benchmark(tmp_path / "t", train=ROWS + [{"sentence": "x", "label": "maybe"}])
     with pytest.raises(DataError, match="label 'maybe' is not in its label set"):
-        load_task(_spec("cl_benchmark", "t"), _stream(tmp_path, None), tmp_path)
+        load_task(_spec("cl_benchmark", "t"), _stream(tmp_path, _spec("cl_benchmark", "t")), tmp_path)
 
 
 def test_task_with_no_examples(tmp_path):
     _write_cl_benchmark(tmp_path / "t", train=[])
     with pytest.raises(DataError, match="has no training examples"):
-        load_task(_spec("cl_benchmark", "t"), _stream(tmp_path, None), tmp_path)
+        load_task(_spec("cl_benchmark", "t"), _stream(tmp_path, _spec("cl_benchmark", "t")), tmp_path)
 
 
 def test_missing_field(tmp_path):
     _write_cl_benchmark(tmp_path / "t", train=[{"text": "a", "label": "pos"}])
     with pytest.raises(DataError, match="has no field 'sentence'"):
-        load_task(_spec("cl_benchmark", "t"), _stream(tmp_path, None), tmp_path)
+        load_task(_spec("cl_benchmark", "t"), _stream(tmp_path, _spec("cl_benchmark", "t")), tmp_path)
 
 
 def test_missing_folders_are_all_named_at_once(tmp_path):
@@ -135,7 +135,7 @@ def test_missing_data_dir(tmp_path):
 
 def test_cl_benchmark_needs_data_dir(tmp_path):
     specs = [TaskSpec(name="a", format="cl_benchmark", instruction="", path="X/a")]
-    with pytest.raises(DataError, match="give --data-dir"):
+    with pytest.raises(DataError, match="read from a data folder: give one"):
         load_tasks(Stream("s", specs, tmp_path / "s.yaml"), None)
 
 

@@ -1,10 +1,10 @@
 import pytest
 import torch
-from tiny_models import make_model, make_tokenizer
 
+from clora.adapters import Factors, LoRASet, inject_lora, no_adapters, use_adapters
 from clora.errors import ModelError
 from clora.families import DEFAULT_TARGETS
-from clora.lora import Factors, LoRASet, inject_lora
+from clora.testing import make_model, make_tokenizer
 
 
 def _inputs(kind):
@@ -30,16 +30,20 @@ def test_zero_init_adapter_leaves_outputs_unchanged(kind):
     assert len(lora.layers) == {"bert": 4, "gpt2": 2, "llama": 4, "t5": 12}[kind]
     gen = torch.Generator().manual_seed(0)
     lora.add(lambda n, layer: Factors(layer.d_in, layer.d_out, 4, gen))
-    lora.activate([0])
-    with_zero_b = _output(model, inputs)
-    with lora.disabled():
+    with use_adapters([0]):
+        with_zero_b = _output(model, inputs)
+    with no_adapters():
         assert torch.equal(_output(model, inputs), with_zero_b)  # B = 0 adds exactly nothing
     # Against the unwrapped model: equal up to float rounding (T5's kernels may reorder sums).
     assert torch.allclose(with_zero_b, before, rtol=0, atol=1e-5)
     # a non-zero B does change the outputs (so the adapter is really wired in)
     for layer in lora.layers.values():
         torch.nn.init.normal_(layer.adapters[0].lora_B, std=0.5)
-    assert not torch.allclose(_output(model, inputs), before, atol=1e-3)
+    with use_adapters([0]):
+        assert not torch.allclose(_output(model, inputs), before, atol=1e-3)
+    assert torch.equal(_output(model, inputs), _output(model, inputs))  # outside a selection: the base model
+    with no_adapters():
+        assert torch.allclose(_output(model, inputs), before, rtol=0, atol=1e-5)
 
 
 def test_lora_forward_matches_merged_weight():
@@ -51,11 +55,12 @@ def test_lora_forward_matches_merged_weight():
     lora.add(lambda n, layer: Factors.frozen(a1, b1))
     lora.add(lambda n, layer: Factors.frozen(a2, b2))
     x = torch.randn(3, 4, 6)
-    lora.activate([0, 1])
     merged = base.weight + 3.0 * (b1 @ a1 + b2 @ a2)
-    assert torch.allclose(model(x), x @ merged.T + base.bias, atol=1e-5)
-    lora.activate([1])
-    assert torch.allclose(model(x), x @ (base.weight + 3.0 * b2 @ a2).T + base.bias, atol=1e-5)
+    with use_adapters([0, 1]):
+        assert torch.allclose(model(x), x @ merged.T + base.bias, atol=1e-5)
+        with use_adapters([1]):  # an inner selection wins, and the outer one is back after it
+            assert torch.allclose(model(x), x @ (base.weight + 3.0 * b2 @ a2).T + base.bias, atol=1e-5)
+        assert torch.allclose(model(x), x @ merged.T + base.bias, atol=1e-5)
 
 
 def test_gpt2_conv1d_dims_are_read_transposed():
@@ -82,7 +87,7 @@ def test_rank_larger_than_module_allows():
 
 
 def test_weights_fingerprint_ignores_adapters_but_not_weights():
-    from clora.models import weights_fingerprint
+    from clora.families.loading import weights_fingerprint
 
     model = make_model("bert")
     before = weights_fingerprint(model)
@@ -103,7 +108,6 @@ def _frozen_and_live(layer, gen):
     with torch.no_grad():
         live.lora_B.normal_(generator=gen)
     layer.adapters.append(live)
-    layer.active = [0, 1, 2]
     return live
 
 
@@ -111,7 +115,7 @@ def _frozen_and_live(layer, gen):
 def test_folding_frozen_adapters_changes_neither_outputs_nor_gradients(base):
     from transformers.pytorch_utils import Conv1D
 
-    from clora.lora import LoRALinear
+    from clora.adapters.lora import LoRALinear
 
     torch.manual_seed(0)
     base = Conv1D(5, 6) if base == "conv1d" else torch.nn.Linear(6, 5)
@@ -121,7 +125,8 @@ def test_folding_frozen_adapters_changes_neither_outputs_nor_gradients(base):
     results = []
     for merge in (True, False):
         layer.merge_frozen = merge
-        y = layer(x)
+        with use_adapters([0, 1, 2]):
+            y = layer(x)
         grads = torch.autograd.grad(y.square().sum(), [x, live.lora_A, live.lora_B])
         results.append((y.detach(), grads))
     (y1, g1), (y0, g0) = results
@@ -134,18 +139,18 @@ def test_folding_frozen_adapters_changes_neither_outputs_nor_gradients(base):
 
 
 def test_folded_weight_follows_edits_and_replacements():
-    from clora.lora import LoRALinear
+    from clora.adapters.lora import LoRALinear
 
     torch.manual_seed(0)
     layer, gen = LoRALinear(torch.nn.Linear(6, 5), scaling=1.0), torch.Generator().manual_seed(1)
     _frozen_and_live(layer, gen)
-    layer.active = [0, 1]
     x = torch.randn(3, 6)
-    first = layer(x)
-    assert layer(x) is not first and torch.equal(layer(x), first)  # cached fold, same answer
-    with torch.no_grad():
-        layer.adapters[0].lora_B.zero_()  # an in-place edit must invalidate the fold
-    assert torch.allclose(layer(x), layer.base(x) + x @ (layer.adapters[1].lora_B @ layer.adapters[1].lora_A).T,
-                          atol=1e-6)
-    layer.adapters[1] = Factors.frozen(torch.zeros(3, 6), torch.zeros(5, 3))  # so must a replacement
-    assert torch.allclose(layer(x), layer.base(x), atol=1e-6)
+    with use_adapters([0, 1]):
+        first = layer(x)
+        assert layer(x) is not first and torch.equal(layer(x), first)  # cached fold, same answer
+        with torch.no_grad():
+            layer.adapters[0].lora_B.zero_()  # an in-place edit must invalidate the fold
+        assert torch.allclose(layer(x), layer.base(x) + x @ (layer.adapters[1].lora_B @ layer.adapters[1].lora_A).T,
+                              atol=1e-6)
+        layer.adapters[1] = Factors.frozen(torch.zeros(3, 6), torch.zeros(5, 3))  # so must a replacement
+        assert torch.allclose(layer(x), layer.base(x), atol=1e-6)

@@ -1,6 +1,6 @@
 import pytest
 
-from clora.metrics import average_accuracy, backward_transfer, forgetting, forward_transfer, summarize
+from clora.evaluation.metrics import average_accuracy, backward_transfer, forgetting, forward_transfer, summarize
 
 # Hand-checked example: rows = after task j, columns = task i.
 ACC = [[0.90, 0.10, 0.20],

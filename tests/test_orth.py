@@ -4,10 +4,10 @@ import torch
 
 from clora.config import RunConfig
 from clora.errors import ConfigError
-from clora.lora import LoRASet, inject_lora
-from clora.orth import OrthMethod, StiefelFactors
-from clora.runner import run_stream
-from clora.subspace import orthonormal_basis
+from clora.adapters import LoRASet, inject_lora
+from clora.methods.orth import OrthMethod, StiefelFactors
+from clora.workflows.run import run_stream
+from clora.adapters.subspace import orthonormal_basis
 
 
 def test_stiefel_factors_stay_orthogonal_to_the_basis_under_training():
@@ -75,7 +75,7 @@ def test_activation_subspace_reserves_directions(source, tiny_model_dirs, synthe
 
 
 def test_stiefel_frames_step_as_far_as_euclidean_adam():
-    from clora.train import param_groups
+    from clora.training.loop import param_groups
 
     gen = torch.Generator().manual_seed(0)
     factors = StiefelFactors(torch.zeros(64, 0), d_out=16, rank=4, retraction="cayley", generator=gen)
@@ -93,7 +93,7 @@ def test_stiefel_frames_step_as_far_as_euclidean_adam():
 
 
 def test_frame_lr_moves_the_frames_and_lr_moves_b():
-    from clora.train import param_groups
+    from clora.training.loop import param_groups
 
     def steps(lr, frame_lr):
         gen = torch.Generator().manual_seed(0)
@@ -123,7 +123,7 @@ def test_frame_lr_must_be_positive():
 def test_low_rank_cayley_step_equals_geoopts_dense_solve():
     import geoopt
 
-    from clora.stiefel import LowRankCayleyStiefel
+    from clora.adapters.stiefel import LowRankCayleyStiefel
 
     torch.manual_seed(0)
     x = torch.linalg.qr(torch.randn(40, 3, dtype=torch.float64))[0]

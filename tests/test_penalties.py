@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from clora.lora import Factors, LoRASet, inject_lora
-from clora.penalties import l2_penalty, olie_factor, olie_penalty, olora_penalty, taylor_exp, taylor_expm1
+from clora.adapters import Factors, LoRASet, inject_lora, use_adapters
+from clora.adapters.penalties import l2_penalty, olie_factor, olie_penalty, olora_penalty, taylor_exp, taylor_expm1
 
 
 def test_olora_penalty_sums_absolute_products():
@@ -62,14 +62,12 @@ def test_olie_penalty_gradient_is_finite_at_zero():
 def test_multiplicative_layer_matches_hadamard_exp():
     base = torch.nn.Linear(2, 2)
     model = torch.nn.Sequential(base)
-    lora = LoRASet(inject_lora(model, ("0",), rank=1, scaling=2.0))
-    layer = lora.layers["0"]
-    layer.taylor_order = 2
+    lora = LoRASet(inject_lora(model, ("0",), rank=1, scaling=2.0, taylor_order=2))
     a1, b1 = torch.tensor([[0.5, 1.0]]), torch.tensor([[1.0], [0.0]])
     a2, b2 = torch.tensor([[0.0, 1.0]]), torch.tensor([[0.0], [0.5]])
     lora.add(lambda n, l: Factors.frozen(a1, b1))
     lora.add(lambda n, l: Factors.frozen(a2, b2))
-    lora.activate([0, 1])
     x = torch.randn(3, 2)
     weight = base.weight * taylor_exp(2.0 * b1 @ a1, 2) * taylor_exp(2.0 * b2 @ a2, 2)
-    assert torch.allclose(model(x), x @ weight.T + base.bias, atol=1e-6)
+    with use_adapters([0, 1]):
+        assert torch.allclose(model(x), x @ weight.T + base.bias, atol=1e-6)

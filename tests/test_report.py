@@ -8,8 +8,9 @@ from safetensors.torch import load_file
 from clora.config import RunConfig
 from clora.library import sha256_file
 from clora.library.tensors import load_subspace
-from clora.report import build_report, oracle_matrix, report_markdown, write_matrix_csv
-from clora.runner import run_stream
+from clora.evaluation.report import build_report, oracle_matrix, report_markdown
+from clora.evaluation.report_files import write_matrix_csv
+from clora.workflows.run import run_stream
 
 AFTER = [[0.9, 0.2], [0.5, 0.8]]
 

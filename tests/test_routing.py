@@ -80,7 +80,7 @@ def test_low_confidence_falls_back():
 def test_trigger_arguments_and_stream_validation(tmp_path):
     from clora.errors import DataError
     from clora.routing.triggers import parse_trigger_args
-    from clora.stream import load_stream
+    from clora.data.stream import load_stream
 
     assert parse_trigger_args(["refund", "regex:^order #\\d+", "prefix:[bill]", "ratio:3"]) == {
         "keywords": ["refund", "ratio:3"], "regex": ["^order #\\d+"], "prefixes": ["[bill]"]}
@@ -92,14 +92,15 @@ def test_trigger_arguments_and_stream_validation(tmp_path):
 
 @pytest.mark.parametrize("kind", ["bert", "gpt2", "llama", "t5"])
 def test_router_features_stop_at_the_router_layer_and_equal_the_full_pass(kind):
-    from tiny_models import make_model, make_tokenizer
+    from clora.testing import make_model, make_tokenizer
 
     from clora.families.base import n_layers
-    from clora.families.early_exit import hidden_states_at, layer_blocks
+    from clora.families.early_exit import hidden_states_at, install_exit_hooks, layer_blocks
 
     model, tok = make_model(kind).eval(), make_tokenizer(kind)
     batch = dict(tok(["red apple near the boat", "blue stone"], padding=True, return_tensors="pt"))
     encoder = model.get_encoder() if kind == "t5" else model
+    install_exit_hooks(encoder, n_layers(model.config))
     blocks = layer_blocks(encoder, n_layers(model.config))
     ran = []
     handle = blocks[-1].register_forward_hook(lambda *a: ran.append(1))
@@ -116,7 +117,7 @@ def test_library_reads_inputs_as_its_router_statistics_were_taken(library_factor
 
     from clora.config import ROUTER_TOKENS
     from clora.library.layout import read_manifest
-    from clora.library.model import open_library_model
+    from clora.workflows.library_model import open_library_model
 
     folder = library_factory("bert", "orth")
     manifest = read_manifest(folder)
@@ -130,8 +131,8 @@ def test_library_reads_inputs_as_its_router_statistics_were_taken(library_factor
 
 def test_router_layer_outside_the_model_is_a_clear_error(tiny_model_dirs, synthetic_stream):
     from clora.config import RunConfig
-    from clora.runner import prepare
+    from clora.workflows.run import prepare
 
-    with pytest.raises(ConfigError, match="router-layer must be between 1 and 2 for this model, got 3"):
+    with pytest.raises(ConfigError, match="router layer must be between 1 and 2 for this model, got 3"):
         prepare(RunConfig(stream=str(synthetic_stream), model=str(tiny_model_dirs["bert"]), router_layer=3,
                           progress=False))

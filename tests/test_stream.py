@@ -3,7 +3,7 @@ from importlib import resources
 import pytest
 
 from clora.errors import DataError
-from clora.stream import load_stream, shipped_streams
+from clora.data.stream import load_stream, shipped_streams
 
 
 def test_every_shipped_stream_validates():
@@ -53,7 +53,7 @@ def test_malformed_streams(tmp_path, text, message):
 
 @pytest.mark.parametrize("name", ["standard-order1", "standard-order2", "standard-order3", "long"])
 def test_benchmark_streams_name_their_missing_folders(name, tmp_path):
-    from clora.formats import load_tasks
+    from clora.data.loaders import load_tasks
 
     for present in ("TC/dbpedia", "SC/amazon", "TC/agnews", "SC/yelp"):
         (tmp_path / present).mkdir(parents=True)

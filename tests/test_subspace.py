@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from clora.subspace import (complement_dim, empty_basis, energy_directions, extend_basis, max_overlap,
+from clora.adapters.subspace import (complement_dim, empty_basis, energy_directions, extend_basis, max_overlap,
                             orthonormal_basis, principal_cosines, project_out, random_complement_frame)
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+import threading
+from collections.abc import Sequence
 
 import torch
 
+from clora.adapters.selection import no_adapters, routed
 from clora.config import RunConfig
+from clora.data.batches import batches
+from clora.data.task import Example, Task
 from clora.errors import ConfigError
-from clora.families.early_exit import hidden_states_at
-from clora.task import Example, Task
+from clora.families.early_exit import hidden_states_at, install_exit_hooks
 
 
 def n_layers(config) -> int:
@@ -26,25 +28,36 @@ def router_layer(config) -> int:
 class Family:
     """Turns a task's examples into a training loss and predictions for one kind of model.
 
-    ``adapters_off()`` is a context manager under which the bare base model runs (used
-    for fixed reference computations such as label embeddings).
+    A family holds no per-call state: the adapters a call uses come from the caller's
+    ``use_adapters`` block, and the batch's token mask is published with ``batch_tokens``
+    for the duration of the forward pass. One family serves concurrent calls.
     """
 
     kind = "?"
 
-    def __init__(self, model, tokenizer, config: RunConfig,
-                 adapters_off: Callable[[], AbstractContextManager]):
+    def __init__(self, model, tokenizer, config: RunConfig):
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
-        self.adapters_off = adapters_off
-        self.token_mask: torch.Tensor | None = None  # (batch, seq) of the batch in flight
         self.router_layer = config.router_layer or router_layer(model.config)
         if not 1 <= self.router_layer <= n_layers(model.config):
-            raise ConfigError(f"router-layer must be between 1 and {n_layers(model.config)} for this model, "
-                              f"got {self.router_layer}")
+            raise ConfigError(f"the router layer must be between 1 and {n_layers(model.config)} for this model, "
+                              f"got {self.router_layer}", field="router_layer")
         self.router_tokens = config.router_tokens or config.max_length
         self.device = next(model.parameters()).device
+        # a fast tokenizer's padding/truncation state is shared: two threads calling it at
+        # once fail ("Already borrowed"). Only tokenizing is serialised, never a forward pass.
+        self._tokenizer_lock = threading.Lock()
+        install_exit_hooks(self.reader(), n_layers(model.config))
+
+    def reader(self):
+        """The module whose blocks the router reads (the encoder of an encoder-decoder)."""
+        return self.model
+
+    def tokenize(self, texts, **kwargs):
+        """``tokenizer(texts, **kwargs)``, safe to call from several threads."""
+        with self._tokenizer_lock:
+            return self.tokenizer(texts, **kwargs)
 
     def loss(self, task: Task, examples: Sequence[Example]) -> torch.Tensor:
         """Scalar training loss on a batch of ``examples`` of ``task``."""
@@ -61,16 +74,16 @@ class Family:
         return [task.labels[i] for i in best]
 
     @torch.no_grad()
-    def predict_mixed(self, tasks: Sequence[Task], texts: Sequence[str], routed: Callable, masks: torch.Tensor) -> list[str]:
+    def predict_mixed(self, tasks: Sequence[Task], texts: Sequence[str], masks: torch.Tensor) -> list[str]:
         """One forward pass for a batch whose inputs belong to different tasks and snapshots.
 
-        ``tasks[b]`` is the task input ``b`` is answered as; ``routed(masks)`` is the LoRA
-        set's context under which input ``b`` uses the adapters ``masks[b]`` selects.
+        ``tasks[b]`` is the task input ``b`` is answered as, with the adapters ``masks[b]``
+        ``(batch, n_adapters)`` selects.
         """
-        scores = self.mixed_option_scores(tasks, texts, routed, masks)
+        scores = self.mixed_option_scores(tasks, texts, masks)
         return [task.labels[int(s.argmax())] for task, s in zip(tasks, scores)]
 
-    def mixed_option_scores(self, tasks, texts, routed, masks) -> list[torch.Tensor]:
+    def mixed_option_scores(self, tasks, texts, masks) -> list[torch.Tensor]:
         raise NotImplementedError
 
     @torch.no_grad()
@@ -87,9 +100,9 @@ class Family:
         short read keeps routing at a fraction of the cost of answering. Unit norm makes
         distances comparable across tasks, which the out-of-distribution check relies on.
         """
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.router_tokens,
-                               return_tensors="pt").to(self.device)
-        with self.adapters_off():
+        batch = self.tokenize(list(texts), padding=True, truncation=True, max_length=self.router_tokens,
+                              return_tensors="pt").to(self.device)
+        with no_adapters():
             hidden = self.hidden_states(batch)
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
@@ -100,6 +113,12 @@ class Family:
         return hidden_states_at(self.model, batch, self.router_layer, n_layers(self.model.config))
 
     @torch.no_grad()
+    def router_features(self, texts: Sequence[str]) -> torch.Tensor:
+        """``(n, hidden)`` router features of ``texts`` on the CPU, in batches of ``eval_batch_size``."""
+        parts = [self.features(list(chunk)).cpu() for chunk in batches(list(texts), self.config.eval_batch_size)]
+        return torch.cat(parts) if parts else torch.zeros(0, 0)
+
+    @torch.no_grad()
     def replay(self, task: Task, examples: Sequence[Example]) -> None:
         """Run the training inputs forward once (for activation statistics)."""
         self.loss(task, examples)
@@ -107,7 +126,7 @@ class Family:
     def target_ids(self, target: str) -> list[int]:
         """Token ids of a target answer, ending with EOS so that a label that is a prefix of
         another ("negative" / "very negative") is scored as a complete answer."""
-        ids = self.tokenizer(target, add_special_tokens=False)["input_ids"]
+        ids = self.tokenize(target, add_special_tokens=False)["input_ids"]
         eos = self.tokenizer.eos_token_id
         return ids + ([eos] if eos is not None else [])
 
@@ -127,7 +146,7 @@ class AnswerFamily(Family):
         prompts = [task.format_prompt(ex.text) for ex in examples]
         return -self.answer_logprob(prompts, [ex.target for ex in examples]).mean()
 
-    def mixed_option_scores(self, tasks, texts, routed, masks):
+    def mixed_option_scores(self, tasks, texts, masks):
         """Every (input, option of its task) pair in one batch, each row routed like its input."""
         prompts, options, owners = [], [], []
         for b, (task, text) in enumerate(zip(tasks, texts)):

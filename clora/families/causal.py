@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from clora.adapters.selection import batch_tokens
 from clora.families.base import AnswerFamily, masked_mean_logprob
 
 
@@ -23,7 +24,7 @@ class CausalFamily(AnswerFamily):
         for prompt, target in zip(prompts, targets):
             answer = self.target_ids(" " + target)
             budget = max(1, self.config.max_length - len(answer) - len(prefix))
-            prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"][-budget:]  # keep the prompt's end
+            prompt_ids = self.tokenize(prompt, add_special_tokens=False)["input_ids"][-budget:]  # keep the prompt's end
             rows.append(prefix + prompt_ids + answer)
             answer_lengths.append(len(answer))
         width = max(len(r) for r in rows)
@@ -39,7 +40,7 @@ class CausalFamily(AnswerFamily):
 
     def answer_logprob(self, prompts, targets) -> torch.Tensor:
         ids, attention, answer_mask = self._batch(prompts, targets)
-        self.token_mask = attention
-        logits = self.model(input_ids=ids, attention_mask=attention).logits
+        with batch_tokens(attention):
+            logits = self.model(input_ids=ids, attention_mask=attention).logits
         # position t predicts token t+1
         return masked_mean_logprob(logits[:, :-1], ids[:, 1:], answer_mask[:, 1:])

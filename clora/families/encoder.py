@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from clora.adapters.selection import batch_tokens, no_adapters, routed
 from clora.families.base import Family
 
 
@@ -24,10 +25,10 @@ class EncoderFamily(Family):
 
     def embed(self, texts) -> torch.Tensor:
         """``(n, hidden)`` unit-norm mean-pooled embeddings of ``texts``."""
-        batch = self.tokenizer(list(texts), padding=True, truncation=True,
-                               max_length=self.config.max_length, return_tensors="pt").to(self.device)
-        self.token_mask = batch["attention_mask"]
-        hidden = self.model(**batch).last_hidden_state
+        batch = self.tokenize(list(texts), padding=True, truncation=True,
+                              max_length=self.config.max_length, return_tensors="pt").to(self.device)
+        with batch_tokens(batch["attention_mask"]):
+            hidden = self.model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
         return F.normalize(pooled.float(), dim=-1)
@@ -37,7 +38,7 @@ class EncoderFamily(Family):
         """``(n_labels, hidden)``: base-model embeddings of the label texts (cached)."""
         key = tuple(task.labels)
         if key not in self._anchors:
-            with self.adapters_off():
+            with no_adapters():
                 self._anchors[key] = self.embed(task.labels)
         return self._anchors[key]
 
@@ -45,7 +46,7 @@ class EncoderFamily(Family):
         prompts = [task.format_prompt(t) for t in texts]
         return self.embed(prompts) @ self.label_anchors(task).T / self.config.temperature
 
-    def mixed_option_scores(self, tasks, texts, routed, masks):
+    def mixed_option_scores(self, tasks, texts, masks):
         anchors = [self.label_anchors(task) for task in tasks]  # adapters off: before routing
         with routed(masks):
             embedded = self.embed([task.format_prompt(t) for task, t in zip(tasks, texts)])

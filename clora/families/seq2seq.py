@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from clora.adapters.selection import batch_tokens
 from clora.families.base import AnswerFamily, masked_mean_logprob, n_layers
 from clora.families.early_exit import hidden_states_at
 
@@ -15,19 +16,22 @@ from clora.families.early_exit import hidden_states_at
 class Seq2SeqFamily(AnswerFamily):
     kind = "seq2seq"
 
+    def reader(self):
+        return self.model.get_encoder()
+
     def hidden_states(self, batch) -> torch.Tensor:
         return hidden_states_at(self.model.get_encoder(), batch, self.router_layer, n_layers(self.model.config))
 
     def answer_logprob(self, prompts, targets) -> torch.Tensor:
-        enc = self.tokenizer(list(prompts), padding=True, truncation=True,
-                             max_length=self.config.max_length, return_tensors="pt").to(self.device)
+        enc = self.tokenize(list(prompts), padding=True, truncation=True,
+                            max_length=self.config.max_length, return_tensors="pt").to(self.device)
         answers = [self.target_ids(t) for t in targets]
         width = max(len(a) for a in answers)
         labels = torch.full((len(answers), width), -100, dtype=torch.long)
         for i, a in enumerate(answers):
             labels[i, :len(a)] = torch.tensor(a)
         labels = labels.to(self.device)
-        self.token_mask = enc["attention_mask"]
         # the model shifts `labels` right (decoder start token) to build the decoder input
-        logits = self.model(**enc, labels=labels).logits
+        with batch_tokens(enc["attention_mask"]):
+            logits = self.model(**enc, labels=labels).logits
         return masked_mean_logprob(logits, labels, labels >= 0)

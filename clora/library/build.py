@@ -13,7 +13,7 @@ from clora.library.store import check_task_name, commit, free_task_dir, new_stag
 from clora.library.tensors import (ADAPTER_FILE, ROUTER_FILE, SUBSPACE_FILE, save_adapter, save_router_stats,
                                    save_subspace)
 from clora.routing.lda import TaskStats
-from clora.task import DEFAULT_PROMPT, Task
+from clora.data.task import DEFAULT_PROMPT, Task
 
 #: RunConfig fields that decide how adapters are built, applied and trained on; kept per library.
 LIBRARY_SETTINGS = ("rank", "alpha", "epochs", "lr", "frame_lr", "batch_size", "seed", "subspace", "energy", "retraction",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -14,7 +15,7 @@ from clora.library.store import (STAGE_PREFIX, check_task_name, commit, files_of
                                  write_lock)
 from clora.library.tensors import load_adapter, load_subspace, module_dims
 from clora.routing.triggers import parse_trigger_args
-from clora.subspace import extend_basis, max_overlap
+from clora.adapters.subspace import extend_basis, max_overlap
 
 
 def capacity(folder: Path, manifest: dict) -> dict[str, dict]:
@@ -25,13 +26,54 @@ def capacity(folder: Path, manifest: dict) -> dict[str, dict]:
     return {name: {"reserved": reserved[name], "d_in": d_in} for name, d_in in module_dims(manifest).items()}
 
 
-def show(folder: Path) -> dict:
+@dataclass
+class LibraryInfo:
+    """What ``library show`` prints: the manifest's description plus the subspace capacity per module."""
+
+    format_version: int
+    version: int
+    previous_version: int | None
+    base_model: str
+    family: str
+    method: str
+    target_modules: list[str]
+    settings: dict
+    created: str | None
+    updated: str | None
+    tasks: list[dict]
+    reserved: list[dict]
+    capacity: dict[str, dict]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+
+@dataclass
+class Verification:
+    """``problems`` make the library unusable; ``notes`` are harmless leftovers."""
+
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __iter__(self):
+        """``problems, notes = verify(...)``, as before this was a dataclass."""
+        return iter((self.problems, self.notes))
+
+
+def show(folder: Path) -> LibraryInfo:
     """The manifest's description of the library plus the subspace capacity used per module."""
     manifest = read_manifest(folder)
     keys = ("format_version", "version", "previous_version", "base_model", "family", "method", "target_modules",
             "settings", "created", "updated")
-    return {**{k: manifest.get(k) for k in keys}, "tasks": manifest["tasks"],
-            "reserved": manifest.get("reserved", []), "capacity": capacity(folder, manifest)}
+    return LibraryInfo(**{k: manifest.get(k) for k in keys}, tasks=manifest["tasks"],
+                       reserved=manifest.get("reserved", []), capacity=capacity(folder, manifest))
 
 
 def _structure_problems(folder: Path, manifest: dict) -> list[str]:
@@ -57,8 +99,8 @@ def _structure_problems(folder: Path, manifest: dict) -> list[str]:
     return problems
 
 
-def verify(folder: Path) -> tuple[list[str], list[str]]:
-    """``(problems, notes)``: problems make the library unusable; notes are harmless leftovers."""
+def verify(folder: Path) -> Verification:
+    """Checksums and structure: problems make the library unusable; notes are harmless leftovers."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     problems = check_files(folder, manifest)
@@ -78,7 +120,7 @@ def verify(folder: Path) -> tuple[list[str], list[str]]:
     stale = sorted(p.name for p in folder.glob(STAGE_PREFIX + "*"))
     if stale:
         notes.append(f"{len(stale)} staging folder(s) of an interrupted write; the next write removes them")
-    return problems, notes
+    return Verification(problems, notes)
 
 
 def remove(folder: Path, name: str, release: bool = False) -> dict:
@@ -109,11 +151,11 @@ def import_peft(folder: Path, peft_dir: Path, name: str, labels: list[str], inst
     folder = Path(folder)
     check_task_name(name)
     if not labels or len(labels) < 2:
-        raise LibraryError("import needs --labels with at least two labels (the task's classes)")
+        raise LibraryError("an imported task needs at least two labels (the task's classes)", field="labels")
     with write_lock(folder):
         manifest = read_manifest(folder)
         if any(t["name"] == name for t in manifest["tasks"]):
-            raise LibraryError(f"the library already has a task named {name!r}; choose another --name")
+            raise LibraryError(f"the library already has a task named {name!r}; choose another name", field="name")
         if manifest["method"] == "olie":
             raise LibraryError("an olie library applies multiplicative updates; a PEFT LoRA cannot join it")
         factors = peft_factors(peft_dir, manifest["modules"], manifest["scaling"])

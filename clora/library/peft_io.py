@@ -17,7 +17,6 @@ from safetensors.torch import load_file, save_file
 
 from clora.library.layout import LibraryError, task_by_name
 from clora.library.tensors import load_adapter
-from clora.models import resolve_model_path
 
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -36,20 +35,23 @@ def snapshot_factors(folder: Path, manifest: dict, task: str) -> dict[str, tuple
             for m in manifest["modules"]}
 
 
-def export_peft(folder: Path, manifest: dict, task: str, out: Path) -> Path:
-    """Write ``adapter_config.json`` and ``adapter_model.safetensors`` for ``task``'s snapshot into ``out``."""
+def export_peft(folder: Path, manifest: dict, task: str, out: Path, base_model_path: str | None = None) -> Path:
+    """Write ``adapter_config.json`` and ``adapter_model.safetensors`` for ``task``'s snapshot into ``out``.
+
+    ``base_model_path`` is what the config names as the base model (default: the library's name for it).
+    """
     if manifest["method"] == "olie":
         raise LibraryError("olie adapters are multiplicative (W * exp(BA)) and have no PEFT LoRA form")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise LibraryError(f"export folder {str(out)!r} exists and is not empty")
+        raise LibraryError(f"export folder {str(out)!r} exists and is not empty", field="out")
     factors = snapshot_factors(folder, manifest, task)
     ranks = {m: a.shape[0] for m, (a, _) in factors.items()}
     rank = max(set(ranks.values()), key=list(ranks.values()).count)  # the most common one
     scale = manifest["scaling"]
     transposed = {bool(d.get("fan_in_fan_out")) for d in manifest["modules"].values()}
     config = {"peft_type": "LORA", "task_type": TASK_TYPES[manifest["family"]],
-              "base_model_name_or_path": resolve_model_path(manifest["base_model"]),
+              "base_model_name_or_path": base_model_path or manifest["base_model"],
               "r": rank, "lora_alpha": scale * rank,
               "rank_pattern": {m: r for m, r in ranks.items() if r != rank},
               "alpha_pattern": {m: scale * r for m, r in ranks.items() if r != rank},

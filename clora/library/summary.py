@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from clora.library.layout import read_manifest
 
 
-def list_tasks(folder: Path) -> list[dict]:
+@dataclass(frozen=True)
+class TaskRow:
+    """One task of a library: its method, rank, label count, accuracies (learnt, sum now) and origin."""
+
+    name: str
+    method: str | None
+    rank: int | None
+    labels: int
+    learned: float | None
+    sum: float | None
+    source: str
+    created: str | None
+
+    def __getitem__(self, key: str):
+        """``row["name"]``: the mapping view, so code written against the dict keeps working."""
+        return getattr(self, key)
+
+
+def list_tasks(folder: Path) -> list[TaskRow]:
     """One row per task: name, method, rank, labels, accuracies and where it came from."""
     manifest = read_manifest(folder)
-    return [{"name": t["name"], "method": t.get("method"), "rank": t.get("rank"), "labels": len(t.get("labels", [])),
-             "learned": (t.get("metrics") or {}).get("learned"), "sum": (t.get("metrics") or {}).get("sum"),
-             "source": t.get("source", "trained"), "created": t.get("created")} for t in manifest["tasks"]]
+    return [TaskRow(name=t["name"], method=t.get("method"), rank=t.get("rank"), labels=len(t.get("labels", [])),
+                    learned=(t.get("metrics") or {}).get("learned"), sum=(t.get("metrics") or {}).get("sum"),
+                    source=t.get("source", "trained"), created=t.get("created")) for t in manifest["tasks"]]

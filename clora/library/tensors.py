@@ -10,7 +10,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from clora.library.layout import LibraryError
-from clora.lora import Factors, LoRASet
 
 ADAPTER_FILE = "adapter.safetensors"
 SUBSPACE_FILE = "subspace.safetensors"
@@ -77,22 +76,6 @@ def load_subspace(folder: Path, manifest: dict) -> dict[str, torch.Tensor]:
             for name, u in load_directions(folder, entry["subspace"], dims).items():
                 bases[name] = torch.cat([bases[name], u], dim=1)
     return bases
-
-
-def attach_adapters(lora: LoRASet, folder: Path, manifest: dict) -> dict[str, int]:
-    """Append every task's adapter to ``lora`` as frozen factors; ``{task name: adapter index}``."""
-    index_of = {}
-    for task in manifest["tasks"]:
-        if not task.get("adapter"):
-            continue
-        factors = load_adapter(folder, task["adapter"], lora.layers)
-        for name, layer in lora.layers.items():
-            a, b = factors[name]
-            if a.shape[1] != layer.d_in or b.shape[0] != layer.d_out or a.shape[0] != b.shape[1]:
-                raise LibraryError(f"{task['adapter']}: factors of {name!r} have shapes {tuple(a.shape)} and "
-                                   f"{tuple(b.shape)}, which do not fit the model ({layer.d_out} x {layer.d_in})")
-        index_of[task["name"]] = lora.add(lambda n, layer: Factors.frozen(*factors[n]))
-    return index_of
 
 
 def save_router_stats(path: Path, stats, task: str) -> None:

@@ -52,6 +52,16 @@ class RouterConfig:
             raise ConfigError(f"router fallback must be one of {', '.join(FALLBACKS)}, got {self.fallback!r}")
 
 
+def adapter_mask(route: Route, n_adapters: int, snapshots: dict[str, list[int]], fallback: str) -> torch.Tensor:
+    """``(n_adapters,)`` 0/1: the routed task's snapshot, or every / no adapter for a fallback."""
+    mask = torch.zeros(n_adapters)
+    if route.task is not None:
+        mask[snapshots[route.task]] = 1.0
+    elif fallback == "sum":
+        mask[:] = 1.0
+    return mask
+
+
 class Router:
     """Routes over ``names`` using their feature statistics and triggers."""
 

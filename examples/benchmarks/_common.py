@@ -68,7 +68,7 @@ def print_json(result: dict, out: Path | None = None) -> None:
 
 def tiny_model(kind: str, folder: Path, hidden: int = 256, layers: int = 4) -> Path:
     """A small random ``bert`` or ``llama`` (seed 0) with a word-level tokenizer, saved to ``folder`` once."""
-    from clora.tiny_models import save_tiny
+    from clora.testing import save_tiny
 
     return folder if (folder / "config.json").is_file() else save_tiny(kind, folder, hidden=hidden, layers=layers)
 

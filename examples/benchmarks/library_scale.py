@@ -34,14 +34,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import interleaved, machine, median_ms, print_json, tiny_model  # noqa: E402
 
-from clora.add_task import AddTaskRequest, add_task  # noqa: E402
+from clora.workflows.add_task import AddTaskRequest, add_task  # noqa: E402
 from clora.config import RunConfig  # noqa: E402
-from clora.runner import run_stream  # noqa: E402
-from clora.synthetic import DOMAINS, synthetic_examples  # noqa: E402
+from clora.workflows.run import run_stream  # noqa: E402
+from clora.data.synthetic import DOMAINS, synthetic_examples  # noqa: E402
 
 MEMORY = """
 import json, sys, time, psutil
-from clora.inference import load_library
+from clora.serving.inference import load_library
 rss = lambda: psutil.Process().memory_info().rss / 2**20
 t0 = time.perf_counter(); first = load_library(sys.argv[1]); t1 = time.perf_counter(); r1 = rss()
 second = load_library(sys.argv[1]); t2 = time.perf_counter()
@@ -72,7 +72,7 @@ def first_task(root: Path, model: Path, rank: int) -> Path:
 
 def checkpoint(library: Path, repeats: int) -> dict:
     """List time, load time and memory (fresh processes), per-mode batch time, capacity."""
-    from clora.inference import load_library
+    from clora.serving.inference import load_library
     from clora.library.layout import read_manifest
     from clora.library.ops import capacity
 

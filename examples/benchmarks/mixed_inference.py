@@ -33,13 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import interleaved, machine, median_ms, parse_timing_args, print_json, timing_args  # noqa: E402
 
 from clora.config import RunConfig  # noqa: E402
-from clora.formats import load_referenced_task  # noqa: E402
-from clora.inference import load_library  # noqa: E402
+from clora.data.loaders import load_referenced_task  # noqa: E402
+from clora.serving.inference import load_library  # noqa: E402
 from clora.library.layout import read_manifest  # noqa: E402
 from clora.library.peft_io import export_peft  # noqa: E402
-from clora.models import load_base_model  # noqa: E402
-from clora.runner import run_stream  # noqa: E402
-from clora.synthetic import DOMAINS  # noqa: E402
+from clora.families.loading import load_base_model  # noqa: E402
+from clora.workflows.run import run_stream  # noqa: E402
+from clora.data.synthetic import DOMAINS  # noqa: E402
 
 
 def build_library(root: Path, model: str, n_tasks: int, rank: int) -> Path:

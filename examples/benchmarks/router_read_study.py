@@ -18,11 +18,11 @@ import json
 import torch
 import torch.nn.functional as F
 
-from clora.formats import load_tasks
-from clora.models import load_base_model
+from clora.data.loaders import load_tasks
+from clora.families.loading import load_base_model
 from clora.routing.lda import TaskStats
 from clora.routing.router import Router, RouterConfig
-from clora.stream import load_stream
+from clora.data.stream import load_stream
 
 
 @torch.no_grad()

@@ -17,13 +17,11 @@ import torch
 
 from clora.config import RunConfig
 from clora.families import FAMILIES
-from clora.formats import load_tasks
-from clora.lora import LoRASet, inject_lora
-from clora.models import load_base_model
-from clora.routed_eval import features_of
+from clora.data.loaders import load_tasks
+from clora.families.loading import load_base_model
 from clora.routing.lda import TaskStats
 from clora.routing.router import Router, RouterConfig
-from clora.stream import load_stream
+from clora.data.stream import load_stream
 
 
 def features(args):
@@ -32,10 +30,9 @@ def features(args):
     tasks = load_tasks(load_stream(args.stream), args.data_dir, max_train=args.max_train, max_test=args.max_test,
                        seed=args.seed)
     base = load_base_model(args.model)
-    lora = LoRASet(inject_lora(base.model, base.default_targets, 1, 1.0))
-    family = FAMILIES[base.kind](base.model, base.tokenizer, config, lora.disabled)
-    return tasks, {t.name: (features_of(family, [e.text for e in t.train], config),
-                            features_of(family, [e.text for e in t.test], config)) for t in tasks}
+    family = FAMILIES[base.kind](base.model, base.tokenizer, config)  # features read the bare base model
+    return tasks, {t.name: (family.router_features([e.text for e in t.train]),
+                            family.router_features([e.text for e in t.test])) for t in tasks}
 
 
 def route_counts(names, stats, test, config):

@@ -7,7 +7,7 @@ optimiser step: forward, loss, backward, update (clora: Riemannian Adam; PEFT: A
 Two ablations show what clora's optimisations save: ``orth-unfolded`` applies the frozen
 adapters as factors instead of folding them into the weight, and ``orth-dense-cayley``
 takes geoopt's Cayley step with its dense ``(d, d)`` solve instead of the Woodbury form
-(``clora.stiefel``). Prints JSON: median ms per step and ratios to PEFT per position.
+(``clora.adapters.stiefel``). Prints JSON: median ms per step and ratios to PEFT per position.
 
     python examples/benchmarks/train_step.py --stream cl-benchmark-4 --data-dir ../shared/data/CL_Benchmark
     python examples/benchmarks/train_step.py --model tiny-llama
@@ -28,11 +28,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import interleaved, machine, median_ms, parse_timing_args, print_json, tiny_llama, timing_args  # noqa: E402
 
+from clora.adapters import use_adapters  # noqa: E402
 from clora.config import RunConfig  # noqa: E402
 from clora.families import FAMILIES  # noqa: E402
-from clora.models import load_base_model  # noqa: E402
-from clora.runner import Session, prepare  # noqa: E402
-from clora.train import param_groups, replay_inputs, train_step  # noqa: E402
+from clora.families.loading import load_base_model  # noqa: E402
+from clora.workflows.run import Session, prepare  # noqa: E402
+from clora.training.loop import param_groups, replay_inputs, train_step  # noqa: E402
 
 
 def peft_step_fn(config: RunConfig, targets, task, batch):
@@ -42,7 +43,7 @@ def peft_step_fn(config: RunConfig, targets, task, batch):
     base = load_base_model(config.model)
     model = get_peft_model(base.model, LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0,
                                                   target_modules=list(targets)))
-    family = FAMILIES[base.kind](model.base_model.model, base.tokenizer, config, model.disable_adapter)
+    family = FAMILIES[base.kind](model.base_model.model, base.tokenizer, config)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
 
@@ -62,12 +63,17 @@ def clora_step_fn(s: Session, k: int, task, batch, dense_cayley: bool = False):
             if isinstance(p, geoopt.ManifoldParameter):
                 p.manifold = geoopt.CanonicalStiefel()  # geoopt's own step: a dense (d, d) solve
     optimizer = geoopt.optim.RiemannianAdam(param_groups(params, s.config.lr), lr=s.config.lr)
-    return functools.partial(train_step, s.family, task, batch, params, optimizer, lambda: s.method.penalty(s.lora))
+    step = functools.partial(train_step, s.family, task, batch, params, optimizer, lambda: s.method.penalty(s.lora))
+
+    def run_step():
+        with use_adapters(s.method.snapshot(k + 1)):  # task k trains with snapshot k+1 selected
+            return step()
+    return run_step
 
 
 def end_task(s: Session, k: int, task) -> None:
-    s.method.end_task(s.lora, k, run_inputs=lambda: replay_inputs(s.family, task, s.config),
-                      masks=lambda: s.family.token_mask)
+    with use_adapters(s.method.snapshot(k + 1)):
+        s.method.end_task(s.lora, k, run_inputs=lambda: replay_inputs(s.family, task, s.config))
 
 
 def main(argv=None) -> dict:

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from clora.formats import load_referenced_task
+from clora.data.loaders import load_referenced_task
 from clora.library import read_manifest
 
 

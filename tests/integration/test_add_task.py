@@ -12,7 +12,7 @@ from clora.library.build import stage_task
 from clora.library.layout import read_manifest
 from clora.library.store import commit, write_lock
 from clora.library.tensors import load_adapter, load_subspace
-from clora.subspace import orthonormal_basis
+from clora.adapters.subspace import orthonormal_basis
 
 
 def _clora(*args):
@@ -46,7 +46,7 @@ def test_add_task_trains_orthogonally_and_never_rewrites_old_files(library_copy,
         assert (a @ old_subspace[name]).abs().max() < 1e-5
     assert _clora("library", "verify", lib).exit_code == 0
     # the keyword trigger routes to the new task, whatever the learned trigger thinks
-    from clora.inference import load_library
+    from clora.serving.inference import load_library
 
     rows = load_library(lib).predict(["apple oven recipe invoice", "apple oven recipe"])
     assert (rows[0]["task"], rows[0]["source"], rows[0]["confidence"]) == ("t2", "trigger", 1.0)
@@ -137,7 +137,7 @@ def _bad_input_cases(tmp_path, train, tiny_model_dirs):
 
 @pytest.fixture(scope="session")
 def other_bert(tiny_model_dirs, tmp_path_factory):
-    from tiny_models import save_tiny
+    from clora.testing import save_tiny
 
     return save_tiny("bert", tmp_path_factory.mktemp("other") / "bert", seed=1)
 
@@ -184,7 +184,7 @@ def test_seq_libraries_cannot_grow(library_copy, new_task_files):
 
 
 def test_labels_are_read_from_the_training_file(library_copy, tmp_path):
-    from clora.synthetic import synthetic_examples
+    from clora.data.synthetic import synthetic_examples
 
     train, _, _ = synthetic_examples("x", {"domain": "finance", "n_train": 24, "n_test": 8})
     lib = library_copy(method="inc")
@@ -194,7 +194,7 @@ def test_labels_are_read_from_the_training_file(library_copy, tmp_path):
 
 
 def test_eval_files_re_evaluate_named_earlier_tasks(library_copy, new_task_files, tmp_path):
-    from clora.synthetic import synthetic_examples
+    from clora.data.synthetic import synthetic_examples
 
     _, test, _ = synthetic_examples("t0", {"domain": "cooking", "shift": 0, "n_train": 8, "n_test": 16})
     lib = library_copy()

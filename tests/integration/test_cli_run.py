@@ -112,7 +112,7 @@ def test_error_bad_numbers(tmp_path):
 @pytest.mark.parametrize("kind", ["bert", "llama"])
 def test_bf16_base_model_trains_fp32_adapters_and_the_library_loads_in_fp32(kind, tiny_model_dirs, synthetic_stream,
                                                                              tmp_path):
-    from clora.inference import load_library
+    from clora.serving.inference import load_library
 
     out = tmp_path / "bf16"
     result = CliRunner().invoke(cli, ["run", str(synthetic_stream), "--model", str(tiny_model_dirs[kind]), "--rank",
@@ -148,7 +148,7 @@ def test_cli_defaults_are_the_library_defaults(monkeypatch, tmp_path):
     """`clora run STREAM` with no options trains with exactly ``RunConfig``'s defaults."""
     import dataclasses
 
-    import clora.runner
+    import clora.workflows.run
     from clora.config import RunConfig
 
     seen = {}
@@ -157,7 +157,7 @@ def test_cli_defaults_are_the_library_defaults(monkeypatch, tmp_path):
         seen["config"] = config
         raise SystemExit(0)
 
-    monkeypatch.setattr(clora.runner, "run_stream", capture)
+    monkeypatch.setattr(clora.workflows.run, "run_stream", capture)
     _run("demo", "--out", tmp_path / "o")
     assert "config" in seen, "the run command did not reach run_stream"
     expected = RunConfig(stream="demo", out=tmp_path / "o")

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from clora.cli.main import cli
-from clora.distributed import Workers
+from clora.training.distributed import Workers
 
 pytest.importorskip("accelerate")
 # Two processes; the sum of gradients over shares differs from the one-process sum only

@@ -3,8 +3,10 @@
 import pytest
 import torch
 
-from clora.library.model import open_library_model
-from clora.task import Example, Task
+from clora.adapters import no_adapters, use_adapters
+from clora.adapters.selection import NO_ADAPTERS, current_selection
+from clora.data.task import Example, Task
+from clora.workflows.library_model import open_library_model
 
 TEXTS = ["apple oven the recipe", "river boat very mast quick", "stone flour again", "cloud anchor tide",
          "lamp spoon kitchen", "horse deck crew there"]
@@ -26,20 +28,20 @@ def test_mixed_batch_equals_each_input_alone(kind, method, library_factory):
     masks = torch.zeros(len(TEXTS), len(lm.lora))
     for b, snap in enumerate(snapshots):
         masks[b, snap] = 1.0
-    mixed = lm.family.mixed_option_scores([tasks[n] for n in names], TEXTS, lm.lora.routed, masks)
+    mixed = lm.family.mixed_option_scores([tasks[n] for n in names], TEXTS, masks)
     for b, (name, snap) in enumerate(zip(names, snapshots)):
-        lm.lora.activate(snap)
-        alone = lm.family.option_scores(tasks[name], [TEXTS[b]])[0]
+        with use_adapters(snap):
+            alone = lm.family.option_scores(tasks[name], [TEXTS[b]])[0]
         assert torch.allclose(mixed[b], alone, atol=1e-5), (b, (mixed[b] - alone).abs().max())
     # and the snapshots really differ, so the test can tell a wrong routing apart
-    lm.lora.activate([])
-    bare = lm.family.option_scores(tasks["t1"], [TEXTS[1]])[0]
+    with no_adapters():
+        bare = lm.family.option_scores(tasks["t1"], [TEXTS[1]])[0]
     assert (bare - mixed[1]).abs().max() > 1e-4
 
 
 def test_predict_with_one_task_per_text_equals_asking_per_task(library_factory):
     from clora.errors import ConfigError
-    from clora.inference import load_library
+    from clora.serving.inference import load_library
 
     lib = load_library(library_factory("bert", "orth"))
     names = ["t0", "t1", "t1", "t0", "t1", "t0"]
@@ -56,8 +58,8 @@ def test_a_batch_with_one_adapter_set_runs_as_that_snapshot(method, library_fact
     lm = open_library_model(library_factory("bert", method), progress=False)
     tasks = _tasks(lm)
     masks = torch.ones(len(TEXTS), len(lm.lora))  # sum mode: every input, every adapter
-    mixed = lm.family.mixed_option_scores([tasks["t1"]] * len(TEXTS), TEXTS, lm.lora.routed, masks)
-    lm.lora.activate([0, 1])
-    alone = lm.family.option_scores(tasks["t1"], TEXTS)
+    mixed = lm.family.mixed_option_scores([tasks["t1"]] * len(TEXTS), TEXTS, masks)
+    with use_adapters([0, 1]):
+        alone = lm.family.option_scores(tasks["t1"], TEXTS)
     assert torch.allclose(torch.stack(mixed), alone, atol=1e-5)
-    assert all(layer.route_mask is None for layer in lm.lora.layers.values())
+    assert current_selection() is NO_ADAPTERS  # the call's selection ended with the call

@@ -7,12 +7,14 @@ last hidden state; causal LM: logits) on a padded batch, to 1e-5.
 import pytest
 import torch
 from click.testing import CliRunner
+
+from clora.adapters import use_adapters
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from clora.cli.main import cli
 from clora.library.layout import read_manifest
-from clora.library.model import open_library_model
-from clora.models import load_base_model
+from clora.workflows.library_model import open_library_model
+from clora.families.loading import load_base_model
 
 TEXTS = ["red kitchen note", "the harbour market signal is blue", "sky"]
 KINDS = {"bert": ("query", "value"), "llama": ("q_proj", "v_proj"), "minilm": ("query", "value")}
@@ -40,8 +42,8 @@ def test_exported_snapshot_loads_in_peft_with_the_same_outputs(kind, library_cop
     result = CliRunner().invoke(cli, ["library", "export", str(lib), "--task", "t1", "--format", "peft", str(out)])
     assert result.exit_code == 0, result.output
     lm = open_library_model(lib, progress=False)
-    lm.activate_task("t1")
-    ours = _outputs(lm.base_model.model, lm.base_model.tokenizer, kind)
+    with use_adapters(lm.snapshot("t1")):
+        ours = _outputs(lm.base_model.model, lm.base_model.tokenizer, kind)
     base = _fresh_base(kind, tiny_model_dirs)
     peft_model = PeftModel.from_pretrained(base.model, str(out)).eval()
     theirs = _outputs(peft_model, base.tokenizer, kind)
@@ -66,8 +68,8 @@ def test_a_peft_made_adapter_imports_with_the_same_outputs(kind, library_copy, t
     manifest = read_manifest(lib)
     assert manifest["tasks"][-1]["snapshot"] == ["imported"]
     lm = open_library_model(lib, progress=False)
-    lm.activate_task("imported")
-    ours = _outputs(lm.base_model.model, lm.base_model.tokenizer, kind)
+    with use_adapters(lm.snapshot("imported")):
+        ours = _outputs(lm.base_model.model, lm.base_model.tokenizer, kind)
     assert (ours - theirs).abs().max() <= 1e-5
     assert CliRunner().invoke(cli, ["library", "verify", str(lib)]).exit_code == 0
 

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from conftest import assert_one_line_error
 
 from clora.cli.main import cli
-from clora.inference import load_library
-from clora.synthetic import synthetic_examples
+from clora.serving.inference import load_library
+from clora.data.synthetic import synthetic_examples
 
 TEXTS = [e.text for d in ("cooking", "sailing") for e in synthetic_examples(d, {"domain": d, "n_train": 1,
                                                                                 "n_test": 10})[1]]

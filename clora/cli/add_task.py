@@ -1,0 +1,89 @@
+"""``clora add-task``: train one new task onto an existing library."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from clora.errors import ConfigError
+
+
+def _pct(x) -> str:
+    return "  n/a" if x is None else f"{100 * x:5.1f}"
+
+
+def _eval_files(values) -> dict[str, Path]:
+    files = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--eval expects NAME=FILE, got {value!r}")  # the CLI may name its flags
+        files[name] = Path(path)
+    return files
+
+
+def print_result(result) -> None:
+    click.echo(f"added {result.task!r} to {result.library} (version {result.version}): "
+               f"accuracy {_pct(result.accuracy).strip()}%")
+    if result.earlier:
+        click.echo("earlier tasks, every adapter active (sum mode):")
+        click.echo(f"  {'task':<20} before  after  change")
+        for row in result.earlier:
+            change = "  n/a" if row.before is None else f"{100 * (row.after - row.before):+5.1f}"
+            click.echo(f"  {row.task:<20} {_pct(row.before)}  {_pct(row.after)}  {change}")
+    t = result.timing
+    click.echo(f"time: load {t['load_s']:.1f} s, train {t['train_s']:.1f} s, eval {t['eval_s']:.1f} s, "
+               f"commit {t['commit_s']:.2f} s")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+
+
+@click.command("add-task")
+@click.argument("library", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Name of the new task (letters, digits, '.', '_', '-').")
+@click.option("--train", "train", required=True, type=click.Path(path_type=Path),
+              help="Training data file (jsonl, json or csv).")
+@click.option("--test", type=click.Path(path_type=Path), default=None,
+              help="Test data file (default: 20% of --train, split with --seed).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "csv"]), default=None,
+              help="Data format (default: from the file name).")
+@click.option("--labels", default=None, help="Comma-separated label set (default: the labels found in --train).")
+@click.option("--instruction", default="", help="Task instruction (used in the prompt of causal/seq2seq models).")
+@click.option("--trigger", "triggers", multiple=True, help="Routes matching inputs to this task (repeatable): a keyword, 'regex:PATTERN' or 'prefix:TEXT'.")
+@click.option("--text-field", default="sentence", show_default=True, help="Field holding the input text.")
+@click.option("--label-field", default="label", show_default=True, help="Field holding the label.")
+@click.option("--eval", "evals", multiple=True, metavar="NAME=FILE",
+              help="Test file of an earlier task to re-evaluate (repeatable; tasks the library references are always evaluated).")
+@click.option("--model", default=None, help="Base model (default: the one named in the library; must have the same weights).")
+@click.option("--epochs", type=int, default=None, help="Training epochs (default: the library's).")
+@click.option("--lr", type=float, default=None, help="Learning rate (default: the library's).")
+@click.option("--batch-size", type=int, default=None, help="Training batch size (default: the library's).")
+@click.option("--max-train", type=int, default=None, help="Cap on training examples (sampled with --seed).")
+@click.option("--max-test", type=int, default=None, help="Cap on test examples (sampled with --seed).")
+@click.option("--seed", type=int, default=None, help="Random seed (default: the library's).")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (a GPU when there is one, else the CPU), cpu, cuda or cuda:N.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def add_task(library, name, train, test, fmt, labels, instruction, triggers, text_field, label_field, evals,
+             model, epochs, lr, batch_size, max_train, max_test, seed, device, quiet):
+    """Train task NAME onto LIBRARY without touching the tasks already there.
+
+    The new adapter is trained with the library's method (orth: orthogonal to the stored
+    subspace) on the library's base model, every earlier task with test data is
+    re-evaluated, their forgetting printed, and the new version committed atomically.
+    """
+    from clora.workflows.add_task import AddTaskRequest, add_task as run_add_task
+
+    if quiet:
+        logging.getLogger("clora").setLevel(logging.WARNING)
+    request = AddTaskRequest(
+        library=library, name=name, train=train, test=test, format=fmt,
+        labels=[x.strip() for x in labels.split(",") if x.strip()] if labels else None, instruction=instruction,
+        triggers=list(triggers), text_field=text_field, label_field=label_field, eval_files=_eval_files(evals),
+        model=model, epochs=epochs, lr=lr, batch_size=batch_size, max_train=max_train, max_test=max_test,
+        seed=seed, device=device, progress=not quiet)
+    result = run_add_task(request)
+    if result.version is not None:  # under accelerate launch only the main process commits and reports
+        print_result(result)

@@ -1,0 +1,127 @@
+"""``clora library ...``: inspect and maintain an adapter library."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from clora.errors import CloraError
+
+LIBRARY = click.argument("library", type=click.Path(path_type=Path))
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+@click.group("library")
+def library():
+    """Inspect and maintain an adapter library (a run's `library/` folder or one grown by add-task)."""
+
+
+@library.command("list")
+@LIBRARY
+def list_cmd(library):
+    """One line per task: name, method, rank, labels, accuracy when learnt and in sum mode now."""
+    from clora.library.summary import list_tasks
+
+    rows = list_tasks(library)
+    click.echo(f"{'task':<20} {'method':<7} {'rank':>4} {'labels':>6} {'learnt':>7} {'sum':>6}  source")
+    for r in rows:
+        click.echo(f"{r.name:<20} {r.method or '?':<7} {r.rank or 0:>4} {r.labels:>6} "
+                   f"{_pct(r.learned):>7} {_pct(r.sum):>6}  {r.source}")
+
+
+@library.command()
+@LIBRARY
+@click.option("--json", "as_json", is_flag=True, help="Print the whole description as JSON.")
+def show(library, as_json):
+    """The library's base model, method, settings, tasks and subspace capacity per module."""
+    from clora.library.ops import show as describe
+
+    info = describe(library)
+    if as_json:
+        click.echo(json.dumps(info.to_dict(), indent=2))
+        return
+    click.echo(f"version {info.version} (format {info.format_version}), base model {info.base_model} "
+               f"({info.family}), method {info.method}, targets {', '.join(info.target_modules)}")
+    click.echo(f"tasks: {', '.join(t['name'] for t in info.tasks) or 'none'}")
+    if info.reserved:
+        click.echo(f"directions still reserved by removed tasks: {', '.join(r['name'] for r in info.reserved)}")
+    click.echo("subspace capacity used (reserved / d_in):")
+    for name, c in info.capacity.items():
+        click.echo(f"  {name:<50} {c['reserved']:>5} / {c['d_in']:<5} ({100 * c['reserved'] / c['d_in']:.0f}%)")
+
+
+@library.command()
+@LIBRARY
+def verify(library):
+    """Check checksums and structure; exit non-zero naming what is wrong."""
+    from clora.library.ops import verify as check
+
+    result = check(library)
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    if not result.ok:
+        for problem in result.problems[1:]:
+            click.echo(f"problem: {problem}", err=True)
+        raise CloraError(f"library {str(library)!r} is damaged: {result.problems[0]}")
+    click.echo(f"ok: {library}")
+
+
+@library.command()
+@LIBRARY
+@click.argument("task")
+@click.option("--release", is_flag=True, help="Also free the input directions the task reserved (orth).")
+def remove(library, task, release):
+    """Remove TASK (a new version; the previous one is kept for rollback)."""
+    from clora.library.ops import remove as drop
+
+    manifest = drop(library, task, release=release)
+    kept = "" if release else " (its subspace directions stay reserved; --release frees them)"
+    click.echo(f"removed {task!r}: library is at version {manifest['version']}{kept}")
+
+
+@library.command()
+@LIBRARY
+def rollback(library):
+    """Make the previous version current again (run twice to undo)."""
+    from clora.library.store import rollback as back
+
+    manifest = back(library)
+    tasks = ", ".join(t["name"] for t in manifest["tasks"]) or "none"
+    click.echo(f"rolled back: version {manifest['version']} restores the content before version "
+               f"{manifest['rolled_back_from']} (tasks: {tasks})")
+
+
+@library.command("export")
+@LIBRARY
+@click.option("--task", required=True, help="Task whose snapshot to export.")
+@click.option("--format", "fmt", type=click.Choice(["peft"]), default="peft", show_default=True)
+@click.argument("out", type=click.Path(path_type=Path))
+def export_cmd(library, task, fmt, out):
+    """Write TASK's snapshot as a standard PEFT LoRA folder OUT."""
+    from clora.api import export_task
+
+    export_task(library, task, out)
+    click.echo(f"wrote {out}/adapter_config.json and adapter_model.safetensors (load with PeftModel.from_pretrained)")
+
+
+@library.command("import")
+@LIBRARY
+@click.argument("peft_dir", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Name of the new task.")
+@click.option("--labels", required=True, help="Comma-separated label set of the task.")
+@click.option("--instruction", default="", help="Task instruction.")
+@click.option("--trigger", "triggers", multiple=True, help="Routes matching inputs to this task (repeatable): a keyword, 'regex:PATTERN' or 'prefix:TEXT'.")
+def import_cmd(library, peft_dir, name, labels, instruction, triggers):
+    """Add the PEFT LoRA folder PEFT_DIR to LIBRARY as task NAME."""
+    from clora.library.ops import import_peft
+
+    manifest, notes = import_peft(library, peft_dir, name, [x.strip() for x in labels.split(",") if x.strip()],
+                                  instruction, list(triggers))
+    click.echo(f"imported {name!r}: library is at version {manifest['version']}")
+    for note in notes:
+        click.echo(f"note: {note}")

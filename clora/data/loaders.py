@@ -1,0 +1,213 @@
+"""Reading a task's examples from disk or a hub id, one loader per stream format.
+
+``jsonl``, ``json``, ``csv`` and ``hf`` go through the ``datasets`` library, so any file
+or data set it understands works. ``cl_benchmark`` is the O-LoRA folder layout:
+``<dir>/{train,test}.json`` (lists of ``{"sentence", "label"}``) and ``labels.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from clora.errors import DataError
+from clora.data.stream import Stream, TaskSpec
+from clora.data.synthetic import synthetic_examples
+from clora.data.task import DEFAULT_PROMPT, Example, Task
+
+_FILE_BUILDERS = {"jsonl": "json", "json": "json", "csv": "csv"}
+
+
+def resolve_path(spec: TaskSpec, stream: Stream, data_dir: Path | None) -> Path:
+    """Where a task's data lives: under ``data_dir`` when given, else beside the stream file."""
+    path = Path(spec.path).expanduser()
+    if path.is_absolute():
+        return path
+    if spec.format == "cl_benchmark":
+        if data_dir is None:
+            raise DataError(f"task {spec.name!r} uses format cl_benchmark, which is read from a data folder: give one",
+                            field="data_dir")
+        return Path(data_dir) / path
+    return (Path(data_dir) if data_dir is not None else stream.folder) / path
+
+
+def check_paths(stream: Stream, data_dir: Path | None) -> None:
+    """Fail early, naming every missing folder or file, before any model is loaded."""
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise DataError(f"data dir {str(data_dir)!r} not found")
+    missing = []
+    for spec in stream.tasks:
+        if spec.format in ("synthetic", "hf", "dataset"):
+            continue
+        path = resolve_path(spec, stream, data_dir)
+        if not path.exists():
+            missing.append(f"{spec.name} ({path})")
+    if missing:
+        raise DataError(f"stream {stream.name!r}: missing task data: {'; '.join(missing)}")
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"file {str(path)!r} not found") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"file {str(path)!r} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {str(path)!r}: {exc}") from None
+
+
+def _rows_to_examples(rows, spec: TaskSpec, source: str, label_names=None) -> list[Example]:
+    examples = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DataError(f"{source}: row {i + 1} is not an object")
+        for key in (spec.text_field, spec.label_field):
+            if key not in row:
+                raise DataError(f"{source}: row {i + 1} has no field {key!r} (task {spec.name!r})")
+        target = row[spec.label_field]
+        if label_names is not None and isinstance(target, int):
+            target = label_names[target]
+        examples.append(Example(text=str(row[spec.text_field]), target=str(target)))
+    return examples
+
+
+def _load_cl_benchmark(spec: TaskSpec, root: Path):
+    train = _rows_to_examples(_read_json(root / "train.json"), spec, str(root / "train.json"))
+    test = _rows_to_examples(_read_json(root / "test.json"), spec, str(root / "test.json"))
+    labels = spec.labels
+    if labels is None and (root / "labels.json").exists():
+        labels = [str(label) for label in _read_json(root / "labels.json")]
+    return train, test, labels
+
+
+def _hf_split_to_examples(split, spec: TaskSpec, source: str) -> list[Example]:
+    feature = split.features.get(spec.label_field) if hasattr(split, "features") else None
+    names = getattr(feature, "names", None)
+    return _rows_to_examples(split, spec, source, label_names=names)
+
+
+def _load_with_datasets(spec: TaskSpec, path: Path | str, seed: int):
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        if spec.format == "hf":
+            loaded = datasets.load_dataset(str(path), spec.subset)
+        elif spec.test_path:  # separate training and test files
+            files = {spec.train_split: str(path), spec.test_split: str(spec.test_path)}
+            absent = [f for f in files.values() if not Path(f).is_file()]
+            if absent:
+                raise DataError(f"task {spec.name!r}: file {absent[0]!r} not found")
+            loaded = datasets.load_dataset(_FILE_BUILDERS[spec.format], data_files=files)
+        elif Path(path).is_dir():
+            ext = "jsonl" if spec.format == "jsonl" else spec.format
+            files = {s: str(Path(path) / f"{s}.{ext}") for s in (spec.train_split, spec.test_split)}
+            absent = [f for f in files.values() if not Path(f).is_file()]
+            if absent:
+                raise DataError(f"task {spec.name!r}: file {absent[0]!r} not found")
+            loaded = datasets.load_dataset(_FILE_BUILDERS[spec.format], data_files=files)
+        else:
+            loaded = datasets.load_dataset(_FILE_BUILDERS[spec.format], data_files={"rows": str(path)})
+            split = loaded["rows"].train_test_split(test_size=spec.test_size, seed=seed)
+            loaded = {spec.train_split: split["train"], spec.test_split: split["test"]}
+    except DataError:
+        raise
+    except Exception as exc:  # datasets raises many types; the user needs one line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"task {spec.name!r}: cannot read {str(path)!r} ({reason[:200]})") from None
+    for split in (spec.train_split, spec.test_split):
+        if split not in loaded:
+            raise DataError(f"task {spec.name!r}: {str(path)!r} has no split {split!r}")
+    train = _hf_split_to_examples(loaded[spec.train_split], spec, f"{path} [{spec.train_split}]")
+    test = _hf_split_to_examples(loaded[spec.test_split], spec, f"{path} [{spec.test_split}]")
+    return train, test, spec.labels
+
+
+def _load_in_memory(spec: TaskSpec, seed: int):
+    """``(train, test, labels)`` from data given in Python (``TaskSpec.data``)."""
+    import datasets
+
+    data = spec.data
+    if isinstance(data, list):
+        data = datasets.Dataset.from_list(data)
+    if isinstance(data, dict) or hasattr(data, "keys"):  # DatasetDict or a mapping of splits
+        missing = [s for s in (spec.train_split, spec.test_split) if s not in data]
+        if missing:
+            raise DataError(f"task {spec.name!r}: its data has no split {missing[0]!r} (splits: "
+                            f"{', '.join(map(str, data.keys()))})", field="data")
+        splits = {s: datasets.Dataset.from_list(data[s]) if isinstance(data[s], list) else data[s]
+                  for s in (spec.train_split, spec.test_split)}
+    else:
+        split = data.train_test_split(test_size=spec.test_size, seed=seed)
+        splits = {spec.train_split: split["train"], spec.test_split: split["test"]}
+    train = _hf_split_to_examples(splits[spec.train_split], spec, f"task {spec.name!r} [{spec.train_split}]")
+    test = _hf_split_to_examples(splits[spec.test_split], spec, f"task {spec.name!r} [{spec.test_split}]")
+    return train, test, spec.labels
+
+
+def _subsample(examples: list[Example], limit: int | None, rng: random.Random) -> list[Example]:
+    if limit is None or len(examples) <= limit:
+        return list(examples)
+    return rng.sample(examples, limit)
+
+
+def load_task(spec: TaskSpec, stream: Stream, data_dir: Path | None = None, *,
+              max_train: int | None = None, max_test: int | None = None, seed: int = 0) -> Task:
+    """Read one task's examples, cap them, and validate the label set."""
+    if spec.format == "synthetic":
+        train, test, labels = synthetic_examples(spec.name, spec.options, seed=seed)
+        labels = spec.labels or labels
+    elif spec.format == "dataset":
+        train, test, labels = _load_in_memory(spec, seed)
+    elif spec.format == "cl_benchmark":
+        train, test, labels = _load_cl_benchmark(spec, resolve_path(spec, stream, data_dir))
+    elif spec.format == "hf":
+        local = resolve_path(spec, stream, data_dir)
+        train, test, labels = _load_with_datasets(spec, local if local.exists() else spec.path, seed)
+    else:
+        train, test, labels = _load_with_datasets(spec, resolve_path(spec, stream, data_dir), seed)
+    if labels is None:  # infer a stable label set from the training data
+        labels = sorted({ex.target for ex in train})
+    # Validate every row (labels in the label set) before capping, then cap reproducibly.
+    task = Task(name=spec.name, instruction=spec.instruction, labels=labels, train=train,
+                test=test, prompt=spec.prompt or DEFAULT_PROMPT, triggers=dict(spec.triggers))
+    rng = random.Random(seed)
+    task.train = _subsample(task.train, max_train, rng)
+    task.test = _subsample(task.test, max_test, rng)
+    return task
+
+
+def data_reference(spec: TaskSpec, stream: Stream, data_dir: Path | None, *, max_train: int | None,
+                   max_test: int | None, seed: int) -> dict | None:
+    """What a library keeps to re-read a task's test data later: the spec with absolute paths.
+
+    ``None`` for data given in Python (``format: dataset``): there is nothing to re-read.
+    """
+    if spec.format == "dataset":
+        return None
+    ref = {k: v for k, v in vars(spec).items() if v is not None and k != "data"}
+    if spec.format != "synthetic":
+        local = resolve_path(spec, stream, data_dir)
+        if spec.format != "hf" or local.exists():
+            ref["path"] = str(local.resolve())
+    if spec.test_path:
+        ref["test_path"] = str(Path(spec.test_path).expanduser().resolve())
+    ref.update(max_train=max_train, max_test=max_test, seed=seed)  # both caps decide the test sample
+    return ref
+
+
+def load_referenced_task(ref: dict) -> Task:
+    """Re-read a task from a library's data reference (see :func:`data_reference`)."""
+    fields = {k: v for k, v in ref.items() if k not in ("max_train", "max_test", "seed")}
+    spec = TaskSpec(**fields)
+    anchor = Stream(name="library", tasks=[spec])
+    return load_task(spec, anchor, None, max_train=ref.get("max_train"), max_test=ref.get("max_test"),
+                     seed=ref.get("seed", 0))
+
+
+def load_tasks(stream: Stream, data_dir: Path | None = None, **kwargs) -> list[Task]:
+    """All tasks of a stream, in order (paths are checked first, all at once)."""
+    check_paths(stream, data_dir)
+    return [load_task(spec, stream, data_dir, **kwargs) for spec in stream.tasks]

@@ -1,0 +1,168 @@
+"""Stream files: an ordered list of task specs in YAML (schema in DESIGN.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from clora.errors import ConfigError, DataError
+
+FORMATS = ("cl_benchmark", "jsonl", "json", "csv", "hf", "synthetic", "dataset")
+
+
+def _is_in_memory_data(data) -> bool:
+    """A ``datasets.Dataset`` / ``DatasetDict``, a mapping of splits, or a list of row mappings."""
+    if isinstance(data, list):
+        return all(isinstance(row, dict) for row in data)
+    if isinstance(data, dict):
+        return all(_is_in_memory_data(split) or hasattr(split, "column_names") for split in data.values())
+    return hasattr(data, "column_names")  # datasets.Dataset and DatasetDict both have it
+
+
+@dataclass
+class TaskSpec:
+    """One task of a stream, before its data is read.
+
+    From a stream file: ``format`` and ``path`` say where the data is. From Python, ``data``
+    may hold it instead: a ``datasets.Dataset`` (split into train/test by ``test_size``),
+    a ``datasets.DatasetDict`` or ``{"train": ..., "test": ...}`` (``train_split`` /
+    ``test_split``), or a list of row dicts; ``format`` is then ``dataset``.
+    """
+
+    name: str
+    format: str | None = None
+    instruction: str = ""
+    path: str | None = None
+    test_path: str | None = None
+    text_field: str = "sentence"
+    label_field: str = "label"
+    labels: list[str] | None = None
+    train_split: str = "train"
+    test_split: str = "test"
+    test_size: float = 0.2
+    subset: str | None = None
+    prompt: str | None = None
+    triggers: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+    data: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        where = f"task {self.name!r}"
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise DataError(f"every task needs a non-empty 'name', got {self.name!r}")
+        if self.data is not None:
+            if not _is_in_memory_data(self.data):
+                raise DataError(f"{where}: data must be a datasets.Dataset, a DatasetDict, a mapping of splits or a "
+                                f"list of row dicts, got {type(self.data).__name__}", field="data")
+            self.format = self.format or "dataset"
+        if self.format == "dataset" and self.data is None:
+            raise DataError(f"{where}: format 'dataset' needs its data", field="data")
+        if self.format is None:
+            raise DataError(f"{where}: give a format ({', '.join(FORMATS)}) or the data itself", field="format")
+        if self.format not in FORMATS:
+            raise DataError(f"{where}: unknown format {self.format!r} (choose from {', '.join(FORMATS)})")
+        if self.format not in ("synthetic", "dataset") and not self.path:
+            raise DataError(f"{where}: format {self.format!r} needs a 'path'")
+        if not isinstance(self.instruction, str):
+            raise DataError(f"{where}: 'instruction' must be a string")
+        if self.labels is not None:
+            if not isinstance(self.labels, list) or not self.labels:
+                raise DataError(f"{where}: 'labels' must be a non-empty list")
+            self.labels = [str(label) for label in self.labels]
+        if not isinstance(self.triggers, dict):
+            raise DataError(f"{where}: 'triggers' must be a mapping of keywords / regex / prefixes lists")
+        from clora.routing.triggers import TriggerSet
+
+        try:
+            TriggerSet.compile(self.name, self.triggers)  # fail at load time, not at the first input
+        except ConfigError as exc:
+            raise DataError(str(exc)) from None
+        if not 0.0 < float(self.test_size) < 1.0:
+            raise DataError(f"{where}: test_size must be in (0, 1), got {self.test_size!r}")
+
+
+@dataclass
+class Stream:
+    """A named, ordered list of task specs; ``source`` is the file it came from (relative task
+    paths are read beside it; ``None``: a stream made in Python, read from the working folder)."""
+
+    name: str
+    tasks: list[TaskSpec]
+    source: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tasks, list) or not self.tasks or not all(isinstance(t, TaskSpec) for t in self.tasks):
+            raise DataError(f"stream {self.name!r} needs a non-empty list of TaskSpec tasks", field="stream")
+        names = [t.name for t in self.tasks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise DataError(f"stream {self.name!r} repeats task name(s) {', '.join(dupes)}", field="stream")
+
+    @property
+    def folder(self) -> Path:
+        """Where relative task paths are read from."""
+        return self.source.parent if self.source is not None else Path.cwd()
+
+
+def shipped_streams() -> list[str]:
+    """Names of the stream files installed with clora."""
+    root = resources.files("clora.streams")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_stream_path(name_or_path: str) -> Path:
+    """A user's YAML file if ``name_or_path`` is one, else the shipped stream of that name."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.is_file():  # a folder named like a stream does not shadow it
+        if not path.is_file():
+            raise DataError(f"stream file {str(path)!r} not found")
+        return path
+    shipped = resources.files("clora.streams") / f"{name_or_path}.yaml"
+    if not shipped.is_file():
+        raise DataError(f"unknown stream {name_or_path!r} (shipped: {', '.join(shipped_streams())}; "
+                        "or give the path of a YAML stream file)")
+    return Path(str(shipped))
+
+
+def _task_spec(entry, index: int) -> TaskSpec:
+    if not isinstance(entry, dict):
+        raise DataError(f"task #{index + 1} must be a mapping with name, format and instruction")
+    known = {f.name for f in fields(TaskSpec)}
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise DataError(f"task #{index + 1} ({entry.get('name', '?')}): unknown key(s) {', '.join(unknown)}")
+    missing = [k for k in ("name", "format") if k not in entry]
+    if missing:
+        raise DataError(f"task #{index + 1} is missing {', '.join(missing)}")
+    return TaskSpec(**{"instruction": "", **entry})
+
+
+def load_stream(name_or_path) -> Stream:
+    """Parse and validate a stream (a shipped name or a YAML path); a :class:`Stream` is returned as it is."""
+    if isinstance(name_or_path, Stream):
+        return name_or_path
+    if not isinstance(name_or_path, (str, Path)):
+        raise DataError(f"a stream is a shipped name, a YAML file or a clora.Stream, got {type(name_or_path).__name__}",
+                        field="stream")
+    path = resolve_stream_path(str(name_or_path))
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise DataError(f"stream file {str(path)!r} is not valid YAML{where}") from None
+    except OSError as exc:
+        raise DataError(f"cannot read stream file {str(path)!r}: {exc.strerror}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), list) or not raw["tasks"]:
+        raise DataError(f"stream file {str(path)!r} needs a non-empty 'tasks' list")
+    tasks = [_task_spec(entry, i) for i, entry in enumerate(raw["tasks"])]
+    names = [t.name for t in tasks]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataError(f"stream file {str(path)!r} repeats task name(s) {', '.join(dupes)}")
+    if any(t.format == "dataset" for t in tasks):
+        raise DataError(f"stream file {str(path)!r}: format 'dataset' is for data given in Python")
+    return Stream(name=str(raw.get("name") or path.stem), tasks=tasks, source=path)

@@ -1,0 +1,104 @@
+"""Routed evaluation: each test input runs in the snapshot of the task the router picks.
+
+Used by ``clora run`` for the ``routed`` mode. The router after task ``j`` knows tasks
+``1..j``. An input routed to its own task ``i`` runs in snapshot ``i`` exactly as in
+the oracle evaluation, so its result is taken from there; every other input (routed
+elsewhere, or a fallback) is answered in one mixed-task forward pass per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from clora.config import RunConfig
+from clora.data.batches import batches
+from clora.data.task import Task
+from clora.families import Family
+from clora.routing.lda import TaskStats
+from clora.routing.router import Route, Router, RouterConfig, adapter_mask
+
+
+def task_stats(family: Family, task: Task) -> TaskStats:
+    """The learned trigger's statistics of ``task``'s training inputs."""
+    return TaskStats.of(family.router_features([ex.text for ex in task.train]))
+
+
+@torch.no_grad()
+def routed_answers(family: Family, n_adapters: int, tasks: dict[str, Task], texts: Sequence[str],
+                   routes: list[Route], snapshots: dict[str, list[int]], fallback: str, config: RunConfig) -> list[str]:
+    """The label each input gets when it is answered as its route says (mixed-task batches)."""
+    answers = [""] * len(texts)
+    n = n_adapters
+    by_length = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for chunk in batches(by_length, config.eval_batch_size):
+        chunk_tasks = [tasks[routes[i].task or routes[i].guess] for i in chunk]
+        masks = torch.stack([adapter_mask(routes[i], n, snapshots, fallback) for i in chunk]).to(family.device)
+        predicted = family.predict_mixed(chunk_tasks, [texts[i] for i in chunk], masks)
+        for i, p in zip(chunk, predicted):
+            answers[i] = p
+    return answers
+
+
+class RoutedRun:
+    """Incremental routed evaluation alongside a continual run."""
+
+    def __init__(self, family: Family, n_adapters, config: RunConfig, tasks: list[Task],
+                 router_config: RouterConfig | None = None):
+        """``n_adapters()``: how many adapters the model holds now (it grows with the stream)."""
+        self.family, self.n_adapters, self.config, self.tasks = family, n_adapters, config, tasks
+        self.router_config = router_config or RouterConfig()
+        self.stats: list[TaskStats] = []
+        self.own_flags: dict[int, list[bool]] = {}  # task i in snapshot i (the oracle diagonal)
+        self._features: dict[int, torch.Tensor] = {}
+        self.last_routes: dict[int, list[Route]] = {}
+
+    def learned(self, j: int, diagonal_flags: list[bool]) -> None:
+        """Task ``j`` has been trained: add its statistics and keep its oracle results."""
+        self.stats.append(task_stats(self.family, self.tasks[j]))
+        self.own_flags[j] = diagonal_flags
+
+    def _test_features(self, i: int) -> torch.Tensor:
+        if i not in self._features:
+            self._features[i] = self.family.router_features([ex.text for ex in self.tasks[i].test])
+        return self._features[i]
+
+    def row(self, j: int, snapshots: dict[str, list[int]]) -> list[float]:
+        """Routed accuracy of every task after task ``j`` (router over tasks ``0..j``)."""
+        seen = self.tasks[:j + 1]
+        router = Router([t.name for t in seen], self.stats[:j + 1], [t.triggers for t in seen], self.router_config)
+        by_name = {t.name: t for t in seen}
+        row = []
+        for i, task in enumerate(self.tasks):
+            texts = [ex.text for ex in task.test]
+            features = self._test_features(i)
+            index = {text: k for k, text in enumerate(texts)}
+            routes = router.route(texts, lambda ts: features[[index[t] for t in ts]])
+            self.last_routes[i] = routes
+            flags = [False] * len(texts)
+            rest = []
+            for k, route in enumerate(routes):
+                if route.task == task.name and i in self.own_flags:
+                    flags[k] = self.own_flags[i][k]
+                else:
+                    rest.append(k)
+            if rest:
+                answers = routed_answers(self.family, self.n_adapters(), by_name, [texts[k] for k in rest],
+                                         [routes[k] for k in rest], snapshots, self.router_config.fallback, self.config)
+                for k, answer in zip(rest, answers):
+                    flags[k] = answer == task.test[k].target
+            row.append(sum(flags) / len(flags))
+        return row
+
+    def routing_summary(self) -> dict:
+        """Routing accuracy and confusion (true task x routed task or 'fallback') at the last row."""
+        names = [t.name for t in self.tasks]
+        confusion = {n: {m: 0 for m in names + ["fallback"]} for n in names}
+        hits = total = 0
+        for i, routes in self.last_routes.items():
+            for route in routes:
+                confusion[names[i]][route.task or "fallback"] += 1
+                hits += route.task == names[i]
+                total += 1
+        return {"routing_accuracy": hits / max(total, 1), "routing_confusion": confusion}

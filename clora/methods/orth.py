@@ -1,0 +1,100 @@
+"""``orth``: exactly orthogonal LoRA on the Stiefel manifold (clora's method).
+
+Per module, ``U`` ``(d_in, k)`` is an orthonormal basis of the input directions earlier
+tasks use. The new adapter's ``A_t = X_t^T (I - U U^T)`` with ``X_t`` ``(d_in, r)`` a point
+of the Stiefel manifold (``X^T X = I``), trained by geoopt's Riemannian Adam (Bécigneul &
+Ganea, ICLR 2019) with a Cayley (Lie-group) or QR retraction. Then ``A_t U = 0`` whatever
+the optimiser does, so the new update ``B_t A_t`` is blind to the reserved directions.
+
+Subspace sources: ``adapters`` adds the row space of each finished ``A_t`` (as O-LoRA
+orthogonalises against earlier A's); ``activations`` adds the principal directions of the
+task's layer inputs up to an energy threshold (GPM, Saha et al. 2021; InfLoRA, Liang &
+Li 2024); ``both`` adds both.
+"""
+
+from __future__ import annotations
+
+import geoopt
+import torch
+from torch import nn
+
+from clora.adapters.activations import input_second_moments
+from clora.adapters.factor_set import LoRASet
+from clora.adapters.stiefel import stiefel_manifold
+from clora.adapters.subspace import complement_dim, empty_basis, energy_directions, extend_basis, random_complement_frame
+from clora.errors import ConfigError
+from clora.methods.base import Method
+
+
+class StiefelFactors(nn.Module):
+    """``A = X^T (I - U U^T)`` with ``X`` ``(d_in, r)`` on the Stiefel manifold; ``B`` ``(d_out, r)`` starts at zero."""
+
+    def __init__(self, basis: torch.Tensor, d_out: int, rank: int, retraction: str,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        frame = random_complement_frame(basis, rank, generator)
+        self.x = geoopt.ManifoldParameter(frame, manifold=stiefel_manifold(retraction))
+        self.register_buffer("basis", basis.clone())
+        self.lora_B = nn.Parameter(torch.zeros(d_out, rank))
+
+    def factor_a(self) -> torch.Tensor:
+        """``(r, d_in)``: the frame's rows with any component inside span(U) removed."""
+        xt = self.x.T
+        if self.basis.shape[1] == 0:
+            return xt
+        return xt - (xt @ self.basis) @ self.basis.T
+
+    def factor_b(self) -> torch.Tensor:
+        return self.lora_B
+
+
+class OrthMethod(Method):
+    """A new Stiefel-constrained adapter per task, orthogonal to every reserved direction."""
+
+    name = "orth"
+    uses_subspace = True
+
+    def __init__(self, config, reserved: dict[str, torch.Tensor] | None = None):
+        super().__init__(config)
+        #: per module, the reserved subspace U (d_in, k): a library's, then each task's directions
+        self.bases: dict[str, torch.Tensor] = {name: u.clone() for name, u in (reserved or {}).items()}
+        self.contributions: dict[int, dict[str, torch.Tensor]] = {}
+
+    def _rank_for(self, name: str, basis: torch.Tensor) -> int:
+        free = complement_dim(basis)
+        if free == 0:
+            raise ConfigError(f"module {name!r} has no free directions left (subspace holds all "
+                              f"{basis.shape[0]}); lower the energy threshold or use fewer tasks", field="energy")
+        if free < self.config.rank:
+            self.notes.append(f"module {name}: only {free} free directions left, rank reduced "
+                              f"from {self.config.rank} to {free}")
+        return min(self.config.rank, free)
+
+    def begin_task(self, lora: LoRASet, task_index: int):
+        gen = self._generator(task_index)
+
+        def make(name, layer):
+            basis = self.bases.setdefault(name, empty_basis(layer.d_in))
+            return StiefelFactors(basis, layer.d_out, self._rank_for(name, basis), self.config.retraction, gen)
+
+        index = lora.add(make)
+        return lora.parameters(index)
+
+    def end_task(self, lora: LoRASet, task_index: int, run_inputs):
+        lora.freeze(task_index)
+        before = {name: u.shape[1] for name, u in self.bases.items()}
+        if self.config.subspace in ("activations", "both"):
+            moments = input_second_moments(lora.layers, run_inputs)
+            for name, r in moments.items():
+                self.bases[name] = extend_basis(self.bases[name], energy_directions(r, self.bases[name], self.config.energy))
+        if self.config.subspace in ("adapters", "both"):
+            for name, (a, _) in lora.factors(task_index).items():
+                self.bases[name] = extend_basis(self.bases[name], a.T)
+        # what this task reserved; a library stores it per task so a removal can release it
+        self.contributions[task_index] = {name: u[:, before[name]:] for name, u in self.bases.items()}
+
+    def reserved_by(self, task_index: int) -> dict[str, torch.Tensor] | None:
+        return self.contributions.get(task_index)
+
+    def subspace_report(self) -> dict:
+        return {name: {"reserved": int(u.shape[1]), "d_in": int(u.shape[0])} for name, u in self.bases.items()}

@@ -1,0 +1,176 @@
+"""Serving a library: ``load_library(path).predict(texts)``, for the CLI, the server and Python users.
+
+Modes: ``routed`` (the router picks each input's task and snapshot; unsure inputs fall
+back), ``oracle`` (the snapshot of the task given), ``sum`` (every adapter) and ``base``
+(no adapter). With ``task`` given, routing is skipped and the input is answered as that
+task. Mixed batches run in one forward pass. A loaded library notices a newer version
+on disk (``clora add-task``, ``library remove`` / ``rollback``) and switches to it
+atomically: a prediction already running finishes on the version it started with.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from clora.data.task import DEFAULT_PROMPT, Example, Task
+from clora.errors import ConfigError
+from clora.library.layout import MANIFEST, LibraryError, read_manifest
+from clora.library.tensors import load_router_stats
+from clora.routing.router import Route, Router, RouterConfig, adapter_mask
+from clora.training.devices import resolve_device, resolve_precision
+from clora.workflows.library_model import LibraryModel, open_library_model
+
+MODES = ("routed", "oracle", "sum", "base")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The answer to one input: the task it was answered as, the router's confidence and why.
+
+    ``source``: ``trigger``, ``learned``, ``fallback`` or ``given`` (a task named by the caller).
+    """
+
+    input: str
+    task: str
+    confidence: float
+    prediction: str
+    source: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __getitem__(self, key: str):
+        """``p["prediction"]``: the mapping view, so code written against the dict keeps working."""
+        return getattr(self, key)
+
+
+def _task_of(entry: dict) -> Task:
+    placeholder = [Example("-", entry["labels"][0])]  # answering needs the label set and prompt only
+    return Task(name=entry["name"], instruction=entry.get("instruction", ""), labels=entry["labels"],
+                train=placeholder, test=placeholder, prompt=entry.get("prompt") or DEFAULT_PROMPT,
+                triggers=entry.get("triggers") or {})
+
+
+class _Version:
+    """One library version, loaded: model, tasks, router."""
+
+    def __init__(self, folder: Path, model, tokenizer, router_config: RouterConfig, device: str, dtype):
+        self.lm: LibraryModel = open_library_model(folder, model=model, tokenizer=tokenizer, progress=False,
+                                                   device=device, dtype=dtype)
+        manifest = self.lm.manifest
+        self.version = manifest["version"]
+        self.tasks = {t["name"]: _task_of(t) for t in manifest["tasks"]}
+        self.snapshots = {name: self.lm.snapshot(name) for name in self.tasks}
+        stats = [load_router_stats(folder, t.get("router")) for t in manifest["tasks"]]
+        self.router = Router(list(self.tasks), stats, [t.triggers for t in self.tasks.values()], router_config)
+
+
+class LoadedLibrary:
+    """A library ready to answer; follows new versions on disk.
+
+    Thread-safe without a lock around answering: each call passes its adapter selection
+    down with it (``clora.adapters.selection``), so concurrent calls overlap and each
+    gets the answers it would get alone.
+    """
+
+    def __init__(self, folder: Path, *, model=None, tokenizer=None, threshold: float | None = None,
+                 fallback: str | None = None, device: str = "cpu", precision: str = "fp32"):
+        self.folder = Path(folder)
+        self.model, self.tokenizer = model, tokenizer
+        self.device = resolve_device(device)
+        self.dtype = resolve_precision(precision, self.device)
+        stored = read_manifest(self.folder).get("router") or {}
+        self.router_config = RouterConfig(**{**{k: v for k, v in stored.items() if k in ("threshold", "margin",
+                                                                                            "shrinkage", "fallback")},
+                                             **({"threshold": threshold} if threshold is not None else {}),
+                                             **({"fallback": fallback} if fallback is not None else {})})
+        self._current = self._load()
+        self._reload_lock = threading.Lock()
+
+    def _load(self) -> _Version:
+        return _Version(self.folder, self.model, self.tokenizer, self.router_config, self.device, self.dtype)
+
+    @property
+    def version(self) -> int:
+        return self._current.version
+
+    def tasks(self) -> list[dict]:
+        current = self._current
+        return [{"name": t.name, "labels": t.labels, "instruction": t.instruction, "triggers": t.triggers}
+                for t in current.tasks.values()]
+
+    def refresh(self) -> bool:
+        """Load the version on disk if it is newer than the one in use; True when it switched."""
+        try:
+            on_disk = json.loads((self.folder / MANIFEST).read_text(encoding="utf-8")).get("version")
+        except (OSError, ValueError):
+            return False
+        if on_disk == self._current.version:
+            return False
+        with self._reload_lock:
+            if on_disk != self._current.version:
+                self._current = self._load()  # one reference swap
+        return True
+
+    def predict(self, texts: list[str], mode: str = "routed", task: str | list[str] | None = None) -> list[Prediction]:
+        """One :class:`Prediction` per text (``.to_dict()``: ``{"input", "task", "confidence", "prediction", "source"}``).
+
+        ``task``: one task name for every text, or a list with one name per text (a mixed
+        batch with known tasks: no routing, one forward pass).
+        """
+        if mode not in MODES:
+            raise ConfigError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
+        current = self._current  # this call uses this version to the end
+        if isinstance(task, (list, tuple)) and len(task) != len(texts):
+            raise ConfigError(f"{len(task)} task names for {len(texts)} texts (give one per text)")
+        for name in dict.fromkeys(task if isinstance(task, (list, tuple)) else [task]):
+            if name is not None and name not in current.tasks:
+                raise LibraryError(f"no task {name!r} in the library (tasks: {', '.join(current.tasks)})")
+        if mode == "oracle" and task is None:
+            raise ConfigError("mode oracle needs a task (the snapshot to run in)")
+        if not texts:
+            return []
+        routes = self._routes(current, texts, task)
+        masks = torch.stack([self._mask(current, r, mode) for r in routes])
+        answer_tasks = [current.tasks[r.task or r.guess or next(iter(current.tasks))] for r in routes]
+        predictions = self._answer(current, answer_tasks, texts, masks)
+        return [Prediction(text, t.name, r.confidence, p, r.source)
+                for text, r, t, p in zip(texts, routes, answer_tasks, predictions)]
+
+    def _routes(self, current: _Version, texts: list[str], task: str | list[str] | None) -> list[Route]:
+        if isinstance(task, (list, tuple)):
+            return [Route(t, 1.0, "given", guess=t) for t in task]
+        if task is not None:
+            return [Route(task, 1.0, "given", guess=task) for _ in texts]
+        return current.router.route(texts, current.lm.family.router_features)
+
+    def _mask(self, current: _Version, route: Route, mode: str) -> torch.Tensor:
+        n = len(current.lm.lora)
+        if mode == "base":
+            return torch.zeros(n)
+        if mode == "sum":
+            return torch.ones(n)
+        return adapter_mask(route, n, current.snapshots, self.router_config.fallback)
+
+    def _answer(self, current: _Version, tasks: list[Task], texts: list[str], masks: torch.Tensor) -> list[str]:
+        lm, size = current.lm, current.lm.config.eval_batch_size
+        out = []
+        for start in range(0, len(texts), size):
+            out += lm.family.predict_mixed(tasks[start:start + size], texts[start:start + size],
+                                           masks[start:start + size].to(lm.family.device))
+        return out
+
+
+def load_library(path, **kwargs) -> LoadedLibrary:
+    """Open a library for inference: ``load_library("run/library").predict(["some text"])``.
+
+    Keywords: ``model`` / ``tokenizer`` (a model object instead of the library's base
+    model; it must have the same weights), ``threshold``, ``fallback`` (router settings),
+    ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``) and ``precision``.
+    """
+    return LoadedLibrary(Path(path), **kwargs)

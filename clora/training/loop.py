@@ -1,0 +1,112 @@
+"""The training loop for one task's adapter, top to bottom."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import geoopt
+import torch
+from tqdm.auto import tqdm
+
+from clora.config import RunConfig
+from clora.training.distributed import Workers
+from clora.families import Family
+from clora.data.batches import batches
+from clora.data.task import Example, Task
+
+
+def epoch_batches(tasks: Sequence[Task], size: int, generator: torch.Generator) -> list[tuple[Task, list[Example]]]:
+    """One epoch: every task's training set cut into single-task batches, all shuffled together.
+
+    Batches hold one task each because a batch is scored against one label set.
+    """
+    pairs = []
+    for task in tasks:
+        order = torch.randperm(len(task.train), generator=generator).tolist()
+        pairs += [(task, batch) for batch in batches(task.train, size, order)]
+    if len(tasks) > 1:
+        pairs = [pairs[i] for i in torch.randperm(len(pairs), generator=generator).tolist()]
+    return pairs
+
+
+def param_groups(params: Sequence[torch.nn.Parameter], lr: float, frame_lr: float | None = None) -> list[dict]:
+    """Optimiser groups: Euclidean parameters at ``lr``; each manifold parameter at
+    ``frame_lr * sqrt(numel)`` (``frame_lr`` ``None``: ``lr``).
+
+    geoopt's Riemannian Adam keeps one second-moment scalar per manifold point
+    (``component_inner``), so a Stiefel frame's whole step has Frobenius norm about
+    ``lr``, while element-wise Adam moves a matrix of ``n`` entries by about
+    ``lr * sqrt(n)``. Scaling by ``sqrt(n)`` gives the frame the same step size as the
+    Euclidean factors; without it the frame barely leaves its random start.
+    """
+    frame_lr = lr if frame_lr is None else frame_lr
+    groups = [{"params": [p for p in params if not isinstance(p, geoopt.ManifoldParameter)], "lr": lr}]
+    for p in params:
+        if isinstance(p, geoopt.ManifoldParameter):
+            groups.append({"params": [p], "lr": frame_lr * math.sqrt(p.numel())})
+    return [g for g in groups if g["params"]]
+
+
+def train_step(family: Family, task: Task, batch: Sequence[Example], params: Sequence[torch.nn.Parameter],
+               optimizer: torch.optim.Optimizer, penalty: Callable[[], torch.Tensor | None] | None = None,
+               workers: Workers | None = None) -> float:
+    """One optimiser step on ``batch``; returns its mean task loss.
+
+    With several processes each one takes its share of the batch, scales its loss by its
+    share's size and the gradients are summed: the step equals the one-process step on
+    the whole batch. The penalty, the same on every process, counts once (on the main one).
+    """
+    workers = workers or Workers()
+    share = workers.share(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss_value = 0.0
+    total = None
+    if share:
+        loss = family.loss(task, share) * (len(share) / len(batch))
+        total, loss_value = loss, loss.item()
+    extra = penalty() if penalty is not None and workers.is_main else None
+    if extra is not None:
+        total = extra if total is None else total + extra
+    if total is not None:
+        total.backward()
+    workers.sum_gradients(params)
+    optimizer.step()
+    return workers.sum(loss_value)
+
+
+def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.nn.Parameter], config: RunConfig,
+               task_index: int = 0, penalty: Callable[[], torch.Tensor | None] | None = None,
+               workers: Workers | None = None) -> dict:
+    """Train ``params`` on ``tasks`` (one task, or several jointly) for ``config.epochs`` epochs.
+
+    The step minimises the family's loss plus ``penalty()`` (a method's regulariser).
+    One Riemannian Adam optimiser serves every parameter: it takes Riemannian steps
+    (projected gradient, retraction) on geoopt ManifoldParameters and plain Adam steps
+    on Euclidean ones. ``workers`` splits each batch over processes (``clora.training.distributed``).
+    Returns the step count, the last epoch's mean loss and seconds.
+    """
+    tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
+    workers = workers or Workers()
+    optimizer = geoopt.optim.RiemannianAdam(param_groups(params, config.lr, config.frame_rate), lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed * 7919 + task_index)
+    steps_per_epoch = sum(-(-len(t.train) // config.batch_size) for t in tasks)
+    started, losses = time.perf_counter(), []
+    bar = tqdm(total=steps_per_epoch * config.epochs, desc=f"train {'+'.join(t.name for t in tasks)}",
+               unit="step", disable=not config.progress or not workers.is_main, leave=False)
+    for _ in range(config.epochs):
+        for task, batch in epoch_batches(tasks, config.batch_size, generator):
+            losses.append(train_step(family, task, batch, params, optimizer, penalty, workers))
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    bar.close()
+    tail = losses[-steps_per_epoch:]
+    return {"steps": len(losses), "final_loss": sum(tail) / len(tail), "seconds": time.perf_counter() - started}
+
+
+@torch.no_grad()
+def replay_inputs(family: Family, task: Task, config: RunConfig) -> None:
+    """Run every training input of ``task`` forward once (for activation statistics)."""
+    for batch in batches(task.train, config.eval_batch_size):
+        family.replay(task, batch)

@@ -1,0 +1,241 @@
+"""``add_task``: train one new task onto a deployed library and commit it atomically.
+
+Nothing already in the library is retrained or rewritten: the earlier adapters are
+loaded frozen, the new adapter is trained with the library's method (for ``orth``,
+orthogonal to the stored subspace), the tasks whose test data the library references
+are evaluated with every adapter active (``sum`` mode), and a new library version is
+committed that adds one task folder and a new manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clora.adapters import use_adapters
+from clora.data.loaders import data_reference, load_referenced_task, load_task
+from clora.data.stream import Stream, TaskSpec
+from clora.data.task import Task
+from clora.errors import ConfigError, DataError
+from clora.evaluation.evaluate import accuracy
+from clora.evaluation.routed import task_stats
+from clora.library.build import entry_of, stage_task
+from clora.library.layout import LibraryError, read_manifest
+from clora.library.store import check_task_name, commit, kept_files, write_lock
+from clora.library.tensors import load_subspace
+from clora.methods import Method, make_method
+from clora.routing.triggers import parse_trigger_args
+from clora.training.devices import resolve_device
+from clora.training.distributed import Workers
+from clora.training.loop import replay_inputs, train_task
+from clora.training.seeding import seed_everything
+from clora.workflows.library_model import LibraryModel, open_library_model
+
+log = logging.getLogger("clora")
+SUFFIX_FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv"}
+
+
+def infer_format(path: Path, given: str | None) -> str:
+    if given:
+        return given
+    fmt = SUFFIX_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise DataError(f"cannot tell the format of {str(path)!r} from its name; give the format (jsonl, json "
+                        "or csv)", field="format")
+    return fmt
+
+
+def _has_content(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 16):
+            if chunk.strip():
+                return True
+    return False
+
+
+@dataclass
+class AddTaskRequest:
+    """A task to add to a library; ``None`` training settings mean the library's.
+
+    ``train`` / ``test`` are files (jsonl, json or csv); ``eval_files`` maps an earlier
+    task's name to a test file to re-evaluate it on.
+    """
+
+    library: Path
+    name: str
+    train: Path
+    test: Path | None = None
+    format: str | None = None
+    labels: list[str] | None = None
+    instruction: str = ""
+    triggers: list[str] = field(default_factory=list)
+    text_field: str = "sentence"
+    label_field: str = "label"
+    eval_files: dict[str, Path] = field(default_factory=dict)
+    model: str | None = None
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    max_train: int | None = None
+    max_test: int | None = None
+    seed: int | None = None
+    device: str = "auto"
+    progress: bool = True
+
+    def spec(self) -> TaskSpec:
+        for what, path in (("training", self.train), ("test", self.test)):
+            if path is not None and not Path(path).is_file():
+                raise DataError(f"{what} file {str(path)!r} not found", field=what.replace("training", "train"))
+            if path is not None and not _has_content(Path(path)):
+                raise DataError(f"{what} file {str(path)!r} has no rows", field=what.replace("training", "train"))
+        return TaskSpec(name=self.name, format=infer_format(self.train, self.format), instruction=self.instruction,
+                        path=str(self.train), test_path=str(self.test) if self.test else None,
+                        text_field=self.text_field, label_field=self.label_field, labels=self.labels,
+                        triggers=parse_trigger_args(list(self.triggers)))
+
+
+def _anchor(spec: TaskSpec) -> Stream:
+    return Stream(name="add-task", tasks=[spec], source=Path.cwd() / "add-task.yaml")
+
+
+def _check_new_name(manifest: dict, name: str) -> None:
+    check_task_name(name)
+    if any(t["name"] == name for t in manifest["tasks"]):
+        raise LibraryError(f"the library already has a task named {name!r}; choose another name", field="name")
+    if manifest["method"] in ("seq", "mtl"):
+        raise LibraryError(f"this library's method {manifest['method']!r} keeps one adapter for every task; "
+                           "add-task needs a method with one adapter per task (inc, olora, olie, orth)")
+
+
+def _earlier_tasks(manifest: dict, eval_files: dict[str, Path]) -> tuple[list[Task], list[str]]:
+    """Earlier tasks to re-evaluate (library data references, or files the user passes) and notes."""
+    tasks, notes = [], []
+    unknown = sorted(set(eval_files) - {t["name"] for t in manifest["tasks"]})
+    if unknown:
+        raise DataError(f"evaluation files name task(s) not in the library: {', '.join(unknown)}", field="eval_files")
+    for entry in manifest["tasks"]:
+        ref = entry.get("data")
+        if entry["name"] in eval_files:
+            path = str(eval_files[entry["name"]])
+            ref = {"name": entry["name"], "format": infer_format(Path(path), None), "path": path, "test_path": path,
+                   "instruction": entry.get("instruction", ""), "labels": entry["labels"]}
+        if not ref:
+            notes.append(f"{entry['name']}: no test data referenced; not re-evaluated (give an evaluation file for it)")
+            continue
+        try:
+            tasks.append(load_referenced_task(ref))
+        except DataError as exc:
+            notes.append(f"{entry['name']}: not re-evaluated ({exc})")
+    return tasks, notes
+
+
+def _train(lm: LibraryModel, task: Task, workers: Workers) -> tuple[Method, int, dict]:
+    """Train the new adapter with every library adapter selected and frozen; returns (method, index, stats)."""
+    method = make_method(lm.config, reserved=load_subspace(lm.folder, lm.manifest))
+    index = len(lm.lora)
+    params = method.begin_task(lm.lora, index)
+    with use_adapters(range(index + 1)):
+        stats = train_task(lm.family, [task], params, lm.config, task_index=index,
+                           penalty=lambda: method.penalty(lm.lora), workers=workers)
+        method.end_task(lm.lora, index, run_inputs=lambda: replay_inputs(lm.family, task, lm.config))
+    return method, index, stats
+
+
+@dataclass
+class EarlierTask:
+    """An earlier task's accuracy with every adapter active, before (as recorded) and after the new task."""
+
+    task: str
+    before: float | None
+    after: float
+
+
+@dataclass
+class AddTaskResult:
+    """What ``add_task`` did: the new task's accuracy, each earlier task's change, the new version."""
+
+    task: str
+    accuracy: float
+    earlier: list[EarlierTask]
+    library: str
+    version: int | None
+    notes: list[str]
+    training: dict
+    timing: dict
+
+    def __getitem__(self, key: str):
+        """``result["accuracy"]``: the mapping view, so code written against the dict keeps working."""
+        value = getattr(self, key)
+        return [vars(row) for row in value] if key == "earlier" else value
+
+
+def add_task(request: AddTaskRequest) -> AddTaskResult:
+    """Add ``request.name`` to the library; returns the accuracies, the forgetting, the version and timing."""
+    folder = Path(request.library)
+    manifest = read_manifest(folder)
+    _check_new_name(manifest, request.name)
+    spec = request.spec()
+    settings = manifest["settings"]
+    seed = request.seed if request.seed is not None else settings.get("seed", 0)
+    task = load_task(spec, _anchor(spec), None, max_train=request.max_train, max_test=request.max_test, seed=seed)
+    device = resolve_device(request.device)
+    workers = Workers(device)  # under accelerate launch: train together, the main process commits
+    with write_lock(folder) if workers.is_main else contextlib.nullcontext():
+        manifest = read_manifest(folder)  # what is current now that we are the only writer
+        _check_new_name(manifest, request.name)
+        earlier, notes = _earlier_tasks(manifest, request.eval_files)
+        started = time.perf_counter()
+        seed_everything(seed)
+        lm = open_library_model(folder, model=request.model, manifest=manifest, epochs=request.epochs,
+                                lr=request.lr, batch_size=request.batch_size, seed=seed,
+                                progress=request.progress and workers.is_main, device=device)
+        if len(lm.lora) == 0:
+            raise ConfigError("the library holds no adapters to add a task to", field="library")
+        load_s = time.perf_counter() - started
+        method, index, stats = _train(lm, task, workers)
+        notes += method.notes
+        train_s = time.perf_counter() - started - load_s
+        with use_adapters(lm.all_adapters()):
+            accuracy_new, rows = _evaluate(lm, task, earlier)
+        eval_s = time.perf_counter() - started - load_s - train_s
+        new = _next_manifest(manifest, task, spec, request, seed, accuracy_new, rows, list(lm.index_of))
+        committed = _commit(folder, manifest, new, lm, method, index, task) if workers.is_main else {"version": None}
+    workers.barrier()
+    commit_s = time.perf_counter() - started - load_s - train_s - eval_s
+    return AddTaskResult(task=task.name, accuracy=accuracy_new, earlier=rows, library=str(folder),
+                         version=committed["version"], notes=notes,
+                         training={"steps": stats["steps"], "final_loss": stats["final_loss"]},
+                         timing={"load_s": load_s, "train_s": train_s, "eval_s": eval_s, "commit_s": commit_s})
+
+
+def _commit(folder: Path, manifest: dict, new: dict, lm: LibraryModel, method: Method, index: int, task: Task) -> dict:
+    """Stage the new task's files and commit the new manifest (``clora.library.store``)."""
+    rel_dir, stage = stage_task(folder, new["tasks"][-1], lm.lora.factors(index), method.reserved_by(index),
+                                kept_files(folder, manifest), router=task_stats(lm.family, task))
+    return commit(folder, manifest, new, {rel_dir: stage})
+
+
+def _evaluate(lm: LibraryModel, task: Task, earlier: list[Task]) -> tuple[float, list[EarlierTask]]:
+    """Accuracy of the new task and of each earlier one under the caller's selection (every adapter)."""
+    before = {t["name"]: (t.get("metrics") or {}).get("sum") for t in lm.manifest["tasks"]}
+    rows = [EarlierTask(old.name, before.get(old.name), accuracy(lm.family, old, lm.config, desc=f"eval {old.name}"))
+            for old in earlier]
+    return accuracy(lm.family, task, lm.config, desc=f"eval {task.name}"), rows
+
+
+def _next_manifest(manifest: dict, task: Task, spec: TaskSpec, request: AddTaskRequest, seed: int,
+                   accuracy_new: float, rows: list[EarlierTask], adapter_tasks: list[str]) -> dict:
+    new = copy.deepcopy(manifest)
+    after = {row.task: row.after for row in rows}
+    for entry in new["tasks"]:  # metadata only: the adapter files stay as they are
+        if entry["name"] in after:
+            entry.setdefault("metrics", {})["sum"] = after[entry["name"]]
+    data = data_reference(spec, _anchor(spec), None, max_train=request.max_train, max_test=request.max_test, seed=seed)
+    new["tasks"].append(entry_of(task, method=manifest["method"], rank=manifest["settings"]["rank"],
+                                   snapshot=adapter_tasks + [task.name], data=data,
+                                   metrics={"learned": accuracy_new, "sum": accuracy_new}))
+    return new

@@ -1,0 +1,110 @@
+"""A base model with a library's adapters attached, ready to evaluate, train on or answer with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from clora.adapters import Factors, LoRASet, inject_lora
+from clora.config import RunConfig
+from clora.families import FAMILIES, Family
+from clora.families.loading import BaseModel, load_base_model
+from clora.library.build import LIBRARY_SETTINGS
+from clora.library.layout import LibraryError, check_files, read_manifest
+from clora.library.tensors import load_adapter
+from clora.methods import make_method
+
+
+def library_config(manifest: dict, **overrides) -> RunConfig:
+    """A RunConfig with the library's method and settings; ``overrides`` (e.g. epochs, lr) win."""
+    settings = {k: v for k, v in manifest["settings"].items() if k in LIBRARY_SETTINGS}
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return RunConfig(stream="library", model=manifest["base_model"], method=manifest["method"],
+                     targets=tuple(manifest["target_modules"]), **settings)
+
+
+def check_base_model(manifest: dict, base: BaseModel) -> None:
+    """Refuse a base model whose family or weights differ from the library's."""
+    if base.kind != manifest["family"]:
+        raise LibraryError(f"the library was built on a {manifest['family']} model ({manifest['base_model']}); "
+                           f"{base.name!r} is a {base.kind} model", field="model")
+    found = base.fingerprint
+    if found != manifest["base_fingerprint"]:
+        raise LibraryError(f"the library was built on base model {manifest['base_model']!r} (weights "
+                           f"{manifest['base_fingerprint'][:12]}); {base.name!r} has other weights ({found[:12]})",
+                           field="model")
+
+
+@dataclass
+class LibraryModel:
+    """The base model with every task adapter of a library version loaded (frozen)."""
+
+    folder: Path
+    manifest: dict
+    config: RunConfig
+    base_model: BaseModel
+    lora: LoRASet
+    family: Family
+    index_of: dict[str, int]
+
+    def snapshot(self, task: str) -> list[int]:
+        """Adapter indices of the snapshot a task was learnt in."""
+        entry = next(t for t in self.manifest["tasks"] if t["name"] == task)
+        return [self.index_of[name] for name in entry["snapshot"] if name in self.index_of]
+
+    def all_adapters(self) -> list[int]:
+        """Every adapter's index (sum mode)."""
+        return list(range(len(self.lora)))
+
+
+def attach_adapters(lora: LoRASet, folder: Path, manifest: dict) -> dict[str, int]:
+    """Append every task's adapter to ``lora`` as frozen factors; ``{task name: adapter index}``."""
+    index_of = {}
+    for task in manifest["tasks"]:
+        if not task.get("adapter"):
+            continue
+        factors = load_adapter(folder, task["adapter"], lora.layers)
+        for name, layer in lora.layers.items():
+            a, b = factors[name]
+            if a.shape[1] != layer.d_in or b.shape[0] != layer.d_out or a.shape[0] != b.shape[1]:
+                raise LibraryError(f"{task['adapter']}: factors of {name!r} have shapes {tuple(a.shape)} and "
+                                   f"{tuple(b.shape)}, which do not fit the model ({layer.d_out} x {layer.d_in})")
+        index_of[task["name"]] = lora.add(lambda n, layer: Factors.frozen(*factors[n]))
+    return index_of
+
+
+def _check_modules(lora: LoRASet, manifest: dict) -> None:
+    for name, layer in lora.layers.items():
+        expected = manifest.get("modules", {}).get(name)
+        if expected and (expected["d_in"], expected["d_out"]) != (layer.d_in, layer.d_out):
+            raise LibraryError(f"module {name!r} is {layer.d_out} x {layer.d_in} in this model but "
+                               f"{expected['d_out']} x {expected['d_in']} in the library")
+    if set(lora.layers) != set(manifest.get("modules", lora.layers)):
+        raise LibraryError("the model's adapted modules differ from the library's")
+
+
+def open_library_model(folder: Path, *, model=None, tokenizer=None, manifest: dict | None = None,
+                       device: str = "cpu", dtype=None, **overrides) -> LibraryModel:
+    """Check the library's files, load its base model (or ``model``: a name or a model object with its
+    ``tokenizer``), refuse other weights, attach the adapters. ``overrides`` change training settings."""
+    folder = Path(folder)
+    manifest = manifest or read_manifest(folder)
+    problems = check_files(folder, manifest)
+    if problems:
+        raise LibraryError(f"library {str(folder)!r}: {problems[0]}" + (f" (and {len(problems) - 1} more; verify "
+                           "the library for the full list)" if len(problems) > 1 else ""))
+    config = library_config(manifest, **overrides)
+    base = load_base_model(model if model is not None else manifest["base_model"], device=device, dtype=dtype,
+                           tokenizer=tokenizer)
+    check_base_model(manifest, base)
+    taylor_order = make_method(config).taylor_order
+    lora = LoRASet(inject_lora(base.model, config.targets, config.rank, config.scaling, taylor_order))
+    _check_modules(lora, manifest)
+    index_of = attach_adapters(lora, folder, manifest)
+    stored = manifest.get("router") or {}
+    if stored.get("layer") is not None:
+        # read inputs as the stored router statistics were taken: this layer, this many tokens
+        # (a library from before the token cap read max_length tokens)
+        config.router_layer, config.router_tokens = stored["layer"], stored.get("tokens") or config.max_length
+    family = FAMILIES[base.kind](base.model, base.tokenizer, config)
+    return LibraryModel(folder, manifest, config, base, lora, family, index_of)

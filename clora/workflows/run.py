@@ -1,0 +1,249 @@
+"""``run_stream``: train a stream task by task, evaluate after each, write the report.
+
+The flow, top to bottom: :func:`prepare` reads the stream and its data (failing early)
+and adapts the model; :func:`learn_stream` trains each task with the adapters of its
+snapshot selected and evaluates every task after it; :func:`run_stream` turns the
+results into a :class:`~clora.evaluation.report.Report` and writes the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clora.adapters import LoRASet, inject_lora, no_adapters, use_adapters
+from clora.adapters.subspace import max_overlap
+from clora.config import RunConfig
+from clora.data.loaders import data_reference, load_tasks
+from clora.data.stream import Stream, load_stream
+from clora.data.task import Task
+from clora.evaluation.evaluate import accuracy, correct_flags
+from clora.evaluation.report import Report, build_report, oracle_matrix
+from clora.evaluation.report_files import write_report_files
+from clora.evaluation.routed import RoutedRun
+from clora.families import FAMILIES, Family
+from clora.families.loading import BaseModel, load_base_model, model_reference
+from clora.library.build import create_library, entry_of, manifest_header
+from clora.methods import Method, make_method
+from clora.training.devices import resolve_device, resolve_precision
+from clora.training.distributed import Workers
+from clora.training.loop import replay_inputs, train_task
+from clora.training.seeding import seed_everything
+from clora.workflows.outdir import check_out_dir, staged_out_dir
+
+log = logging.getLogger("clora")
+
+
+def default_out(config: RunConfig) -> Path:
+    """``clora-runs/<stream>-<method>`` when no output folder is given."""
+    name = config.stream.name if isinstance(config.stream, Stream) else Path(config.stream).stem
+    return Path("clora-runs") / f"{name}-{config.method}"
+
+
+@dataclass
+class Session:
+    """Everything a run works with once the inputs are read and the model is adapted."""
+
+    config: RunConfig
+    stream: Stream
+    tasks: list[Task]
+    base_model: BaseModel
+    targets: tuple[str, ...]
+    lora: LoRASet
+    family: Family
+    method: Method
+    workers: Workers
+
+
+@dataclass
+class StreamResults:
+    """What :func:`learn_stream` measured.
+
+    ``base[i]``: task i with no adapter; ``after[j][i]``: snapshot j+1 on task i;
+    ``routed[j][i]``: the router over tasks 1..j+1 picks each input's snapshot (methods
+    that keep snapshots); ``routing``: the last row's routing accuracy and confusion;
+    ``router_stats[j]``: task j's learned-trigger statistics.
+    """
+
+    base: list[float]
+    after: list[list[float]] = field(default_factory=list)
+    training: list[dict] = field(default_factory=list)
+    timing: dict = field(default_factory=lambda: {"train_s": 0.0, "eval_s": 0.0})
+    routed: list[list[float]] = field(default_factory=list)
+    routing: dict | None = None
+    router_stats: list = field(default_factory=list)
+
+
+def prepare(config: RunConfig, model=None, tokenizer=None) -> Session:
+    """Read the stream and its data (failing early on bad input), load and adapt the model.
+
+    ``model`` / ``tokenizer``: an already-loaded transformers model and its tokenizer,
+    used (as a copy) instead of loading ``config.model``. Under ``accelerate launch``
+    every process prepares the same session; only the main one shows progress.
+    """
+    device = resolve_device(config.device)
+    workers = Workers(device)
+    if not workers.is_main:
+        config = dataclasses.replace(config, progress=False)
+    elif workers.size > 1:
+        log.info("training data-parallel over %d processes on %s", workers.size, device)
+    stream = load_stream(config.stream)
+    tasks = load_tasks(stream, config.data_dir, max_train=config.max_train, max_test=config.max_test, seed=config.seed)
+    seed_everything(config.seed)
+    base_model = load_base_model(model if model is not None else config.model, device=device,
+                                 dtype=resolve_precision(config.precision, device), tokenizer=tokenizer)
+    targets = config.targets or base_model.default_targets
+    method = make_method(config)
+    lora = LoRASet(inject_lora(base_model.model, targets, config.rank, config.scaling, method.taylor_order))
+    family = FAMILIES[base_model.kind](base_model.model, base_model.tokenizer, config)
+    return Session(config, stream, tasks, base_model, targets, lora, family, method, workers)
+
+
+def _evaluate_all(family, tasks, config, label: str) -> list[float]:
+    return [accuracy(family, t, config, desc=f"eval {label} on {t.name}") for t in tasks]
+
+
+def learn_stream(s: Session) -> StreamResults:
+    """Train task by task (task j with the adapters of snapshot j+1); after each, evaluate every task.
+
+    A joint method (``mtl``) trains once on every task; its single evaluation fills each row.
+    """
+    started = time.perf_counter()
+    with no_adapters():
+        results = StreamResults(base=_evaluate_all(s.family, s.tasks, s.config, "base"))
+    results.timing["eval_s"] = time.perf_counter() - started
+    routing = s.method.keeps_snapshots and not s.method.joint  # one adapter for all: nothing to route
+    routed = RoutedRun(s.family, lambda: len(s.lora), s.config, s.tasks) if routing else None
+    rounds = [s.tasks] if s.method.joint else [[task] for task in s.tasks]
+    for j, tasks in enumerate(rounds):
+        label = "+".join(t.name for t in tasks)
+        log.info("task %d/%d: %s (%d train, %d test)", j + 1, len(rounds), label,
+                 sum(len(t.train) for t in tasks), sum(len(t.test) for t in tasks))
+        started = time.perf_counter()
+        params = s.method.begin_task(s.lora, j)
+        with use_adapters(s.method.snapshot(j + 1)):
+            stats = train_task(s.family, tasks, params, s.config, task_index=j,
+                               penalty=lambda: s.method.penalty(s.lora), workers=s.workers)
+            s.method.end_task(s.lora, j, run_inputs=lambda: replay_inputs(s.family, tasks[0], s.config))
+        results.timing["train_s"] += time.perf_counter() - started
+        results.training.append({"task": label, "steps": stats["steps"], "final_loss": stats["final_loss"]})
+        started = time.perf_counter()
+        _evaluate_step(s, j, routed, label, results)
+        results.timing["eval_s"] += time.perf_counter() - started
+    if s.method.joint:
+        results.after = results.after * len(s.tasks)
+    if routed is not None:
+        results.routing, results.router_stats = routed.routing_summary(), routed.stats
+    return results
+
+
+def _evaluate_step(s: Session, j: int, routed: RoutedRun | None, label: str, results: StreamResults) -> None:
+    """Every task in snapshot ``j+1`` (sum mode; task j's results kept per example), then routed."""
+    row = []
+    with use_adapters(s.method.snapshot(j + 1)):
+        for i, task in enumerate(s.tasks):
+            flags = correct_flags(s.family, task, s.config, desc=f"eval after {label} on {task.name}")
+            row.append(sum(flags) / len(flags))
+            if routed is not None and i == j:
+                routed.learned(j, flags)
+    results.after.append(row)
+    if routed is not None:
+        snapshots = {t.name: s.method.snapshot(k + 1) for k, t in enumerate(s.tasks[:j + 1])}
+        results.routed.append(routed.row(j, snapshots))
+
+
+def library_tasks(s: Session, results: StreamResults) -> list[tuple]:
+    """``(entry, factors, directions, router stats)`` per task for the run's library (``clora.library.build``)."""
+    names = [t.name for t in s.tasks]
+    # task name -> index of the adapter it owns (seq/mtl: one adapter, owned by the last task)
+    owner = {name: j for j, name in enumerate(names)} if s.method.keeps_snapshots else {names[-1]: 0}
+    tasks = []
+    for j, (task, spec) in enumerate(zip(s.tasks, s.stream.tasks)):
+        data = data_reference(spec, s.stream, s.config.data_dir, max_train=s.config.max_train,
+                              max_test=s.config.max_test, seed=s.config.seed)
+        metrics = {"learned": results.after[j][j], "sum": results.after[-1][j]}
+        snapshot = [n for n in names[:j + 1] if n in owner] or [names[-1]]
+        entry = entry_of(task, method=s.config.method, rank=s.config.rank, snapshot=snapshot, data=data,
+                         metrics=metrics)
+        factors = s.lora.factors(owner[task.name]) if task.name in owner else None
+        stats = results.router_stats[j] if j < len(results.router_stats) else None
+        tasks.append((entry, factors, s.method.reserved_by(j), stats))
+    return tasks
+
+
+def write_run(s: Session, out: Path, report: Report, results: StreamResults) -> None:
+    """Write the report files and the library into ``out``, atomically."""
+    header = manifest_header(s.config, model=s.base_model.reference, fingerprint=s.base_model.fingerprint,
+                             family=s.base_model.kind, targets=s.targets, layers=s.lora.layers,
+                             router_layer=s.family.router_layer, router_tokens=s.family.router_tokens)
+    with staged_out_dir(out) as stage:
+        write_report_files(stage, report)
+        create_library(stage / "library", header, library_tasks(s, results))
+
+
+def run_stream(config: RunConfig, *, model=None, tokenizer=None) -> Report:
+    """Run ``config.stream`` end to end; returns the :class:`Report` also written to ``<out>/report.json``.
+
+    ``model`` / ``tokenizer``: an already-loaded transformers model and tokenizer to use
+    instead of ``config.model`` (clora adapts a copy; the object passed in is not changed).
+    """
+    out = config.out or default_out(config)
+    check_out_dir(out)
+    session = prepare(config, model=model, tokenizer=tokenizer)
+    results = learn_stream(session)
+    report = build_report(
+        stream=session.stream.name, method=config.method, model=session.base_model.name,
+        tasks=[t.name for t in session.tasks], base=results.base, matrices=_matrices(session, results),
+        overlap=_overlap(session.lora), timing=results.timing, settings=_settings(config, session.targets),
+        training=results.training, subspace=session.method.subspace_report(), notes=session.method.notes)
+    if results.routing:
+        report.modes["routed"].extra.update(results.routing)
+    if session.method.joint:
+        _mark_not_continual(report)
+    if session.workers.is_main:  # every process holds the same result; one writes it
+        write_run(session, out, report, results)
+    session.workers.barrier()
+    report.out, report.main_process = Path(out), session.workers.is_main
+    return report
+
+
+def _matrices(s: Session, results: StreamResults) -> dict[str, list[list[float]]]:
+    matrices = {"oracle": oracle_matrix(results.after, s.method.keeps_snapshots), "sum": results.after}
+    if results.routed:
+        matrices["routed"] = results.routed
+    return matrices
+
+
+def _mark_not_continual(report: Report) -> None:
+    """A joint run has one evaluation: transfer and forgetting are undefined, not zero."""
+    for block in report.modes.values():
+        block.bwt = block.forgetting = block.fwt = None
+    report.notes.append("mtl trains once on the union of all tasks: every matrix row repeats its single "
+                        "evaluation; BWT, forgetting and FWT are not defined")
+
+
+def _overlap(lora: LoRASet) -> float | None:
+    """Max over modules and adapter pairs of the largest principal cosine (DESIGN.md)."""
+    if len(lora) < 2:
+        return None
+    per_adapter = [lora.factors(i) for i in range(len(lora))]
+    return max(max_overlap([f[name][0] for f in per_adapter]) for name in lora.layers)
+
+
+def run_settings(config: RunConfig) -> dict:
+    """The settings a report records for ``config`` (its method's own knobs included), less targets."""
+    keys = ("rank", "alpha", "epochs", "lr", "batch_size", "max_train", "max_test", "seed", "temperature",
+            "max_length")
+    keys += {"orth": ("frame_lr", "subspace", "energy", "retraction"), "olora": ("lambda1", "lambda2"),
+             "olie": ("olie_lambda", "taylor_order")}.get(config.method, ())
+    settings = {k: getattr(config, k) for k in keys}
+    if config.method == "orth":
+        settings["frame_lr"] = config.frame_rate  # the resolved rate, so a report says what ran
+    return settings
+
+
+def _settings(config: RunConfig, targets) -> dict:
+    return {**run_settings(config), "targets": list(targets)}
