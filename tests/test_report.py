@@ -101,3 +101,36 @@ def test_routed_mode_routes_distinct_domains_and_matches_oracle(tiny_model_dirs,
     own = confusion["cooking"]["cooking"] + confusion["sailing"]["sailing"]
     assert decided >= 16 and own / decided >= 0.9, confusion
     assert abs(routed["average_accuracy"] - oracle["average_accuracy"]) <= 0.15
+
+
+def _overlap_by_hand(library) -> float:
+    """Max over modules and adapter pairs of cos(smallest principal angle) between the A's row spaces,
+    from the adapter files with scipy (independent of clora's own subspace maths)."""
+    import itertools
+
+    import numpy as np
+    from scipy.linalg import subspace_angles
+
+    from clora.library.layout import read_manifest
+
+    manifest = read_manifest(library)
+    adapters = [load_file(str(library / t["adapter"])) for t in manifest["tasks"] if t.get("adapter")]
+    worst = 0.0
+    for module in manifest["modules"]:
+        rows = [a[f"{module}.lora_A"].double().numpy() for a in adapters]
+        for a_i, a_t in itertools.combinations(rows, 2):
+            worst = max(worst, float(np.cos(subspace_angles(a_i.T, a_t.T).min())))
+    return worst
+
+
+@pytest.mark.parametrize("kind,method", [("gpt2", "inc"), ("bert", "orth")])
+def test_reported_overlap_is_the_principal_cosine_of_the_stored_adapters(kind, method, library_factory):
+    library = library_factory(kind, method)
+    report = json.loads((library.parent / "report.json").read_text())
+    expected = _overlap_by_hand(library)
+    if method == "inc":  # unconstrained random factors share directions: a report of 0 would be a lie
+        assert expected > 0.05
+        assert report["overlap"] == pytest.approx(expected, rel=1e-4)
+        assert f"{report['overlap']:.2e}" in (library.parent / "report.md").read_text()
+    else:
+        assert expected < 1e-5 and report["overlap"] < 1e-5

@@ -1,0 +1,1 @@
+"""Metrics (pure functions), evaluation of a model state on a task, routed evaluation, the report."""
