@@ -163,3 +163,24 @@ def test_cli_defaults_are_the_library_defaults(monkeypatch, tmp_path):
     expected = RunConfig(stream="demo", out=tmp_path / "o")
     for field in dataclasses.fields(RunConfig):
         assert getattr(seen["config"], field.name) == getattr(expected, field.name), field.name
+
+
+@pytest.mark.parametrize("args,line", [
+    (["demo", "--epochs", "0"], "Error: epochs must be a positive integer, got 0 (--epochs)"),
+    (["demo", "--seed", "-1"], "Error: seed must be a non-negative integer, got -1 (--seed)"),
+    (["demo", "--frame-lr", "-2"], "Error: frame_lr must be positive, got -2.0 (--frame-lr)"),
+    (["cl-benchmark-4"], "which is read from a data folder: give one (--data-dir)"),
+])
+def test_the_cli_adds_the_flag_to_clora_messages_that_name_a_setting(args, line, tmp_path):
+    result = _run(*args, "--out", tmp_path / "o")
+    assert_one_line_error(result, line)
+    assert not (tmp_path / "o").exists()
+
+
+def test_library_messages_name_no_flag_for_python_callers(tmp_path):
+    from clora.config import RunConfig
+    from clora.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        RunConfig(stream="demo", frame_lr=-2.0)
+    assert info.value.field == "frame_lr" and "--" not in str(info.value)
