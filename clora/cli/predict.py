@@ -18,8 +18,16 @@ ROUTER_OPTIONS = [
 ]
 
 
+DEVICE_OPTIONS = [
+    click.option("--device", default="auto", show_default=True,
+                 help="Where the model runs: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N."),
+    click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+                 help="Base model weights: auto (bf16 on a GPU that has it, else fp32), fp32, bf16, fp16 (GPU only)."),
+]
+
+
 def router_options(command):
-    for option in reversed(ROUTER_OPTIONS):
+    for option in reversed(ROUTER_OPTIONS + DEVICE_OPTIONS):
         command = option(command)
     return command
 
@@ -59,7 +67,7 @@ def _read_inputs(path: Path) -> list[str]:
               help="routed: the router picks the task; oracle: the snapshot of --task; sum: every adapter; base: none.")
 @click.option("--task", default=None, help="Answer every input as this task (skips routing).")
 @router_options
-def predict(library, texts, input_file, mode, task, threshold, fallback):
+def predict(library, texts, input_file, mode, task, threshold, fallback, device, precision):
     """Answer TEXT... (or --input FILE) with LIBRARY; one JSON line per input.
 
     Each line is {"input", "task", "confidence", "prediction", "source"}: the task the
@@ -71,7 +79,7 @@ def predict(library, texts, input_file, mode, task, threshold, fallback):
     inputs = list(texts) + (_read_inputs(input_file) if input_file else [])
     if not inputs:
         raise DataError("give texts to answer, or --input FILE")
-    loaded = load_library(library, threshold=threshold, fallback=fallback)
+    loaded = load_library(library, threshold=threshold, fallback=fallback, device=device, precision=precision)
     for row in loaded.predict(inputs, mode=mode, task=task):
         click.echo(json.dumps(row.to_dict()))
 
@@ -79,20 +87,46 @@ def predict(library, texts, input_file, mode, task, threshold, fallback):
 @click.command()
 @click.argument("library", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on (0: any free port).")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on, 1-65535 (0: any free port).")
 @router_options
-def serve(library, host, port, threshold, fallback):
-    """Serve LIBRARY over HTTP: POST /predict, GET /tasks, GET /health.
+@click.option("--max-batch", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Inputs answered together in one forward pass (requests are batched across clients; 1: one "
+                   "request at a time).")
+@click.option("--batch-wait-ms", default=5.0, show_default=True, type=click.FloatRange(min=0),
+              help="How long a request may wait for others to share its batch.")
+@click.option("--max-queue", default=1024, show_default=True, type=click.IntRange(min=1),
+              help="Inputs that may wait for a batch; beyond it requests get 503.")
+@click.option("--max-inputs", default=64, show_default=True, type=click.IntRange(min=1), help="Inputs per request.")
+@click.option("--max-input-chars", default=10_000, show_default=True, type=click.IntRange(min=1),
+              help="Characters per input.")
+@click.option("--max-body-bytes", default=1 << 20, show_default=True, type=click.IntRange(min=1),
+              help="Request body size; larger bodies get 413 without being read.")
+@click.option("--body-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds within which each part of a request body must arrive (else 408).")
+@click.option("--max-connections", default=256, show_default=True, type=click.IntRange(min=1),
+              help="Open connections and requests at once; beyond them new requests get 503.")
+@click.option("--api-key", envvar="CLORA_API_KEY", default=None,
+              help="Require 'Authorization: Bearer KEY' on every route but /health (or set CLORA_API_KEY).")
+def serve(library, host, port, threshold, fallback, device, precision, max_batch, batch_wait_ms, max_queue,
+          max_inputs, max_input_chars, max_body_bytes, body_timeout, max_connections, api_key):
+    """Serve LIBRARY over HTTP: POST /predict, GET /tasks, GET /health, GET /metrics (docs at /docs).
 
-    POST /predict takes {"inputs": [...], "mode": "routed", "task": null}. Tasks added
-    with `clora add-task` are picked up without a restart.
+    POST /predict takes {"inputs": [...], "mode": "routed", "task": null}. Concurrent
+    requests are answered together in mixed-adapter batches. Tasks added with
+    `clora add-task` are picked up without a restart. See docs/serving.md.
     """
+    from clora.serving.app import ServeSettings
+    from clora.serving.guard import Limits
     from clora.serving.inference import load_library
-    from clora.serving.server import serve as run_server
+    from clora.serving.server import check_port, serve as run_server
 
-    loaded = load_library(library, threshold=threshold, fallback=fallback)
+    check_port(port)  # before the model loads
+    loaded = load_library(library, threshold=threshold, fallback=fallback, device=device, precision=precision)
+    settings = ServeSettings(max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue,
+                             max_inputs=max_inputs, max_input_chars=max_input_chars,
+                             limits=Limits(max_body_bytes=max_body_bytes, body_timeout_s=body_timeout, api_key=api_key))
 
-    def ready(server):
-        click.echo(f"serving {library} (version {loaded.version}) on http://{host}:{server.server_port}", err=True)
+    def ready(bound):
+        click.echo(f"serving {library} (version {loaded.version}) on http://{host}:{bound}", err=True)
 
-    run_server(loaded, host, port, ready=ready)
+    run_server(loaded, host, port, settings, ready=ready, max_connections=max_connections)

@@ -8,6 +8,7 @@ adapter at all). See ``docs/routing.md`` for how to choose.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -85,6 +86,7 @@ class Router:
         best, confidence = posterior_and_confidence(d2, self.typical, self.config.margin)
         routes = []
         for b, c in zip(best.tolist(), confidence.tolist()):
+            c = c if math.isfinite(c) else 0.0  # broken statistics (NaN) fall back, never a NaN confidence
             ok = c >= self.config.threshold
             name = self.learned_names[b]
             routes.append(Route(name if ok else None, c, "learned" if ok else "fallback", guess=name))

@@ -11,14 +11,16 @@ atomically: a prediction already running finishes on the version it started with
 from __future__ import annotations
 
 import json
+import math
 import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from clora.data.task import DEFAULT_PROMPT, Example, Task
-from clora.errors import ConfigError
+from clora.errors import CloraError, ConfigError
 from clora.library.layout import MANIFEST, LibraryError, read_manifest
 from clora.library.tensors import load_router_stats
 from clora.routing.router import Route, Router, RouterConfig, adapter_mask
@@ -26,6 +28,28 @@ from clora.training.devices import resolve_device, resolve_precision
 from clora.workflows.library_model import LibraryModel, open_library_model
 
 MODES = ("routed", "oracle", "sum", "base")
+
+
+def finite(x: float) -> float:
+    """``x``, or 0.0 when it is NaN or infinite: every answer must be valid JSON."""
+    return float(x) if math.isfinite(x) else 0.0
+
+
+@dataclass(frozen=True)
+class Query:
+    """One input to answer: ``mode`` (routed, oracle, sum, base) and, optionally, the task to answer it as."""
+
+    text: str
+    mode: str = "routed"
+    task: str | None = None
+
+    def check(self, tasks: dict) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown mode {self.mode!r} (choose from {', '.join(MODES)})", field="mode")
+        if self.task is not None and self.task not in tasks:
+            raise LibraryError(f"no task {self.task!r} in the library (tasks: {', '.join(tasks)})", field="task")
+        if self.mode == "oracle" and self.task is None:
+            raise ConfigError("mode oracle needs a task (the snapshot to run in)", field="task")
 
 
 @dataclass(frozen=True)
@@ -91,6 +115,10 @@ class LoadedLibrary:
                                              **({"fallback": fallback} if fallback is not None else {})})
         self._current = self._load()
         self._reload_lock = threading.Lock()
+        self._failed_version, self._failures, self._retry_at = None, 0, 0.0
+        self._disk_key, self._disk_version = None, None
+        #: why the newest version on disk is not served (None when it is)
+        self.reload_error: str | None = None
 
     def _load(self) -> _Version:
         return _Version(self.folder, self.model, self.tokenizer, self.router_config, self.device, self.dtype)
@@ -104,18 +132,51 @@ class LoadedLibrary:
         return [{"name": t.name, "labels": t.labels, "instruction": t.instruction, "triggers": t.triggers}
                 for t in current.tasks.values()]
 
-    def refresh(self) -> bool:
-        """Load the version on disk if it is newer than the one in use; True when it switched."""
+    def _version_on_disk(self):
+        """The version ``manifest.json`` names (read again only when the file changed), or None."""
         try:
-            on_disk = json.loads((self.folder / MANIFEST).read_text(encoding="utf-8")).get("version")
-        except (OSError, ValueError):
+            stat = (self.folder / MANIFEST).stat()
+            key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            if key != self._disk_key:
+                self._disk_version = json.loads((self.folder / MANIFEST).read_text(encoding="utf-8")).get("version")
+                self._disk_key = key
+        except (OSError, ValueError, AttributeError):
+            return None
+        return self._disk_version
+
+    def newer_on_disk(self) -> bool:
+        """True when another version is on disk and is due to be loaded (not waiting out a failure's backoff)."""
+        on_disk = self._version_on_disk()
+        if on_disk is None or on_disk == self._current.version:
             return False
-        if on_disk == self._current.version:
+        return not (on_disk == self._failed_version and time.monotonic() < self._retry_at)
+
+    def refresh(self) -> bool:
+        """Load the version on disk if it is newer than the one in use; True when it switched.
+
+        A version that fails to load is not retried on every call: the next try waits
+        1 s, then 2, 4, ... up to a minute (``reload_error`` says why, for ``/health``); the
+        version in use keeps answering meanwhile.
+        """
+        if not self.newer_on_disk():
             return False
+        on_disk = self._disk_version
         with self._reload_lock:
-            if on_disk != self._current.version:
+            if on_disk == self._current.version:
+                return True
+            try:
                 self._current = self._load()  # one reference swap
+            except CloraError as exc:
+                self._backoff(on_disk, exc)
+                return False
+            self._failed_version, self._failures, self.reload_error = None, 0, None
         return True
+
+    def _backoff(self, version, exc: Exception) -> None:
+        self._failures = self._failures + 1 if version == self._failed_version else 1
+        self._failed_version = version
+        self._retry_at = time.monotonic() + min(60.0, 2.0 ** (self._failures - 1))
+        self.reload_error = f"version {version} failed to load ({exc}); still serving version {self.version}"
 
     def predict(self, texts: list[str], mode: str = "routed", task: str | list[str] | None = None) -> list[Prediction]:
         """One :class:`Prediction` per text (``.to_dict()``: ``{"input", "task", "confidence", "prediction", "source"}``).
@@ -123,31 +184,37 @@ class LoadedLibrary:
         ``task``: one task name for every text, or a list with one name per text (a mixed
         batch with known tasks: no routing, one forward pass).
         """
-        if mode not in MODES:
-            raise ConfigError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
-        current = self._current  # this call uses this version to the end
         if isinstance(task, (list, tuple)) and len(task) != len(texts):
-            raise ConfigError(f"{len(task)} task names for {len(texts)} texts (give one per text)")
-        for name in dict.fromkeys(task if isinstance(task, (list, tuple)) else [task]):
-            if name is not None and name not in current.tasks:
-                raise LibraryError(f"no task {name!r} in the library (tasks: {', '.join(current.tasks)})")
-        if mode == "oracle" and task is None:
-            raise ConfigError("mode oracle needs a task (the snapshot to run in)")
-        if not texts:
-            return []
-        routes = self._routes(current, texts, task)
-        masks = torch.stack([self._mask(current, r, mode) for r in routes])
-        answer_tasks = [current.tasks[r.task or r.guess or next(iter(current.tasks))] for r in routes]
-        predictions = self._answer(current, answer_tasks, texts, masks)
-        return [Prediction(text, t.name, r.confidence, p, r.source)
-                for text, r, t, p in zip(texts, routes, answer_tasks, predictions)]
+            raise ConfigError(f"{len(task)} task names for {len(texts)} texts (give one per text)", field="task")
+        tasks = list(task) if isinstance(task, (list, tuple)) else [task] * len(texts)
+        return self.predict_queries([Query(text, mode, name) for text, name in zip(texts, tasks)])
 
-    def _routes(self, current: _Version, texts: list[str], task: str | list[str] | None) -> list[Route]:
-        if isinstance(task, (list, tuple)):
-            return [Route(t, 1.0, "given", guess=t) for t in task]
-        if task is not None:
-            return [Route(task, 1.0, "given", guess=task) for _ in texts]
-        return current.router.route(texts, current.lm.family.router_features)
+    def predict_queries(self, queries: list["Query"]) -> list[Prediction]:
+        """Answer inputs that each bring their own mode and task, in one mixed forward pass per batch.
+
+        What a serving micro-batch is made of: requests of every kind answered together,
+        each as it would be alone.
+        """
+        current = self._current  # this call uses this version to the end
+        for q in queries:
+            q.check(current.tasks)
+        if not queries:
+            return []
+        routes = self._routes(current, queries)
+        masks = torch.stack([self._mask(current, r, q.mode) for r, q in zip(routes, queries)])
+        answer_tasks = [current.tasks[r.task or r.guess or next(iter(current.tasks))] for r in routes]
+        predictions = self._answer(current, answer_tasks, [q.text for q in queries], masks)
+        return [Prediction(q.text, t.name, finite(r.confidence), p, r.source)
+                for q, r, t, p in zip(queries, routes, answer_tasks, predictions)]
+
+    def _routes(self, current: _Version, queries: list["Query"]) -> list[Route]:
+        routes: list[Route | None] = [Route(q.task, 1.0, "given", guess=q.task) if q.task else None for q in queries]
+        rest = [i for i, r in enumerate(routes) if r is None]
+        if rest:
+            routed = current.router.route([queries[i].text for i in rest], current.lm.family.router_features)
+            for i, route in zip(rest, routed):
+                routes[i] = route
+        return routes
 
     def _mask(self, current: _Version, route: Route, mode: str) -> torch.Tensor:
         n = len(current.lm.lora)

@@ -1,107 +1,56 @@
-"""``clora serve``: a small JSON HTTP API over a loaded library (Werkzeug).
-
-``POST /predict`` ``{"inputs": [...], "mode": "routed", "task": null}`` ->
-``{"version": n, "predictions": [{"input", "task", "confidence", "prediction", "source"}]}``;
-``GET /tasks``; ``GET /health``. Malformed requests get 400 with ``{"error": "..."}``.
-Before each request the server checks the library's version on disk and switches to a
-newer one (``clora add-task``) without a restart.
-"""
+"""``clora serve``: the HTTP API (``clora.serving.app``) on uvicorn, with connection limits."""
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Callable
 
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from werkzeug.routing import Map, Rule
-from werkzeug.wrappers import Request, Response
+from clora.errors import ConfigError
+from clora.serving.app import ServeSettings, create_app
+from clora.serving.inference import LoadedLibrary
 
-from clora.errors import CloraError
-from clora.serving.inference import MODES, LoadedLibrary
-
-MAX_INPUTS = 1024
 log = logging.getLogger("clora")
 
 
-def _json(data: dict, status: int = 200) -> Response:
-    return Response(json.dumps(data), status=status, mimetype="application/json")
+def check_port(port: int) -> None:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"port must be in 1-65535 (0: any free port), got {port!r}", field="port")
 
 
-class BadRequest(ValueError):
-    """A request the client must fix (HTTP 400)."""
+def make_server(library: LoadedLibrary, host: str, port: int, settings: ServeSettings = ServeSettings(),
+                max_connections: int = 256, keep_alive_s: float = 5.0):
+    """A uvicorn ``Server`` for ``library`` (not started). Over ``max_connections`` open connections or
+    requests, new requests get 503; an idle keep-alive connection is closed after ``keep_alive_s``."""
+    import uvicorn
+
+    check_port(port)
+    config = uvicorn.Config(create_app(library, settings), host=host, port=port, log_level="warning",
+                            access_log=False, limit_concurrency=max_connections, timeout_keep_alive=keep_alive_s,
+                            h11_max_incomplete_event_size=64 * 1024, lifespan="on")
+    return uvicorn.Server(config)
 
 
-def parse_predict(body: bytes) -> tuple[list[str], str, str | None]:
-    """``(inputs, mode, task)`` from a request body, or BadRequest naming the problem."""
+def listen(host: str, port: int):
+    """A listening socket on ``host:port`` (port 0: any free one), or one line saying why not."""
+    import socket
+
+    check_port(port)
     try:
-        data = json.loads(body or b"")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise BadRequest("body must be a JSON object with 'inputs'")
-    inputs = data.get("inputs")
-    if not isinstance(inputs, list) or not inputs or not all(isinstance(x, str) for x in inputs):
-        raise BadRequest("'inputs' must be a non-empty list of strings")
-    if len(inputs) > MAX_INPUTS:
-        raise BadRequest(f"at most {MAX_INPUTS} inputs per request")
-    mode, task = data.get("mode", "routed"), data.get("task")
-    if mode not in MODES:
-        raise BadRequest(f"'mode' must be one of {', '.join(MODES)}")
-    if task is not None and not isinstance(task, str):
-        raise BadRequest("'task' must be a string")
-    return inputs, mode, task
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except (OSError, OverflowError) as exc:
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc})", field="port") from None
+    return sock
 
 
-class App:
-    """The WSGI application."""
-
-    def __init__(self, library: LoadedLibrary):
-        self.library = library
-        self.urls = Map([Rule("/predict", endpoint="predict", methods=["POST"]),
-                         Rule("/tasks", endpoint="tasks", methods=["GET"]),
-                         Rule("/health", endpoint="health", methods=["GET"])])
-
-    def _refresh(self) -> None:
-        try:
-            if self.library.refresh():
-                log.info("serving library version %d", self.library.version)
-        except CloraError as exc:  # keep serving the version in use rather than failing requests
-            log.warning("library on disk not loadable, still serving version %d: %s", self.library.version, exc)
-
-    def predict(self, request: Request) -> Response:
-        inputs, mode, task = parse_predict(request.get_data())
-        try:
-            predictions = [p.to_dict() for p in self.library.predict(inputs, mode=mode, task=task)]
-        except CloraError as exc:  # e.g. an unknown task: the client's mistake
-            raise BadRequest(str(exc)) from None
-        return _json({"version": self.library.version, "predictions": predictions})
-
-    def tasks(self, request: Request) -> Response:
-        return _json({"version": self.library.version, "tasks": self.library.tasks()})
-
-    def health(self, request: Request) -> Response:
-        return _json({"status": "ok", "version": self.library.version})
-
-    def __call__(self, environ, start_response):
-        request = Request(environ)
-        try:
-            endpoint, _ = self.urls.bind_to_environ(environ).match()
-            self._refresh()
-            response = getattr(self, endpoint)(request)
-        except BadRequest as exc:
-            response = _json({"error": str(exc)}, 400)
-        except (NotFound, MethodNotAllowed) as exc:
-            response = _json({"error": exc.description}, exc.code)
-        except HTTPException as exc:
-            response = _json({"error": exc.description}, exc.code or 400)
-        return response(environ, start_response)
-
-
-def serve(library: LoadedLibrary, host: str, port: int, ready=None) -> None:
-    """Serve until interrupted (threaded; concurrent predictions overlap, each with its own adapters)."""
-    from werkzeug.serving import make_server
-
-    server = make_server(host, port, App(library), threaded=True)
+def serve(library: LoadedLibrary, host: str, port: int, settings: ServeSettings = ServeSettings(),
+          ready: Callable[[int], None] | None = None, **options) -> None:
+    """Serve until interrupted; ``ready(port)`` is called once the socket listens (with the real port for 0)."""
+    sock = listen(host, port)
+    server = make_server(library, host, sock.getsockname()[1], settings, **options)
     if ready is not None:
-        ready(server)
-    server.serve_forever()
+        ready(sock.getsockname()[1])
+    server.run(sockets=[sock])

@@ -1,0 +1,135 @@
+"""The HTTP API (FastAPI on uvicorn): ``POST /predict``, ``GET /tasks``, ``GET /health``, ``GET /metrics``.
+
+``POST /predict`` ``{"inputs": [...], "mode": "routed", "task": null}`` ->
+``{"version": n, "predictions": [{"input", "task", "confidence", "prediction", "source"}]}``.
+Requests are validated (OpenAPI docs at ``/docs``), queued and answered in mixed-adapter
+micro-batches (``clora.serving.batching``); every error is JSON ``{"error": ...}``.
+A newer library version on disk is picked up by the request that notices it, while the
+others go on with the version in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from clora.errors import CloraError
+from clora.serving.batching import MicroBatcher, QueueFull
+from clora.serving.guard import Guard, Limits
+from clora.serving.inference import LoadedLibrary, Query
+from clora.serving.metrics import ServerMetrics
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How a server batches and what it accepts (every field a ``clora serve`` option)."""
+
+    max_batch: int = 32
+    batch_wait_ms: float = 5.0
+    max_queue: int = 1024
+    max_inputs: int = 64
+    max_input_chars: int = 10_000
+    limits: Limits = Limits()
+
+
+class PredictRequest(BaseModel):
+    inputs: list[str] = Field(min_length=1, description="Texts to answer.")
+    mode: Literal["routed", "oracle", "sum", "base"] = "routed"
+    task: str | list[str] | None = Field(None, description="Answer as this task (one name, or one per input).")
+
+
+def _queries(body: PredictRequest, settings: ServeSettings) -> list[Query]:
+    if len(body.inputs) > settings.max_inputs:
+        raise CloraError(f"at most {settings.max_inputs} inputs per request, got {len(body.inputs)}")
+    for i, text in enumerate(body.inputs):
+        if len(text) > settings.max_input_chars:
+            raise CloraError(f"input {i + 1} has {len(text)} characters (at most {settings.max_input_chars})")
+    tasks = body.task if isinstance(body.task, list) else [body.task] * len(body.inputs)
+    if len(tasks) != len(body.inputs):
+        raise CloraError(f"{len(tasks)} task names for {len(body.inputs)} inputs (give one per input)")
+    return [Query(text, body.mode, name) for text, name in zip(body.inputs, tasks)]
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc):
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return JSONResponse({"error": f"{where + ': ' if where else ''}{first.get('msg')}"}, status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, exc):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(CloraError)
+    async def bad_input(request, exc):
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(QueueFull)
+    async def busy(request, exc):
+        return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
+
+def create_app(library: LoadedLibrary, settings: ServeSettings = ServeSettings()):
+    """The ASGI application (wrapped in the request :class:`Guard`) serving ``library``."""
+    metrics = ServerMetrics()
+    batcher = MicroBatcher(library.predict_queries, settings.max_batch, settings.batch_wait_ms / 1000,
+                           settings.max_queue, observe=metrics.batch_size.observe)
+    reloads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clora-reload")
+    reloading: dict = {"task": None}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        batcher.start()
+        metrics.version.set(library.version)
+        yield
+        await batcher.stop()
+        reloads.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="clora", summary="Answer inputs with a continual-learning adapter library", lifespan=lifespan)
+    _error_handlers(app)
+
+    async def fresh() -> None:
+        """The request that notices a newer version waits for it; the others keep the version in use."""
+        if reloading["task"] is None and library.newer_on_disk():
+            reloading["task"] = asyncio.get_running_loop().run_in_executor(reloads, library.refresh)
+            try:
+                await reloading["task"]
+            finally:
+                reloading["task"] = None
+                metrics.version.set(library.version)
+
+    @app.post("/predict")
+    async def predict(body: PredictRequest):
+        await fresh()
+        answers = await batcher.submit(_queries(body, settings))
+        for answer in answers:
+            metrics.routes.labels(answer.source).inc()
+        return {"version": library.version, "predictions": [a.to_dict() for a in answers]}
+
+    @app.get("/tasks")
+    async def tasks():
+        await fresh()
+        return {"version": library.version, "tasks": library.tasks()}
+
+    @app.get("/health")
+    async def health():
+        error = library.reload_error
+        return {"status": "degraded" if error else "ok", "version": library.version, "queue": batcher.waiting,
+                **({"reload_error": error} if error else {})}
+
+    @app.get("/metrics")
+    async def prometheus(request: Request):
+        metrics.queue.set(batcher.waiting)
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    return Guard(app, settings.limits, on_response=metrics.response)

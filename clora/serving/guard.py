@@ -1,0 +1,142 @@
+"""The limits every request passes before the application sees it (a plain ASGI middleware).
+
+- API key: with a key set, every route but ``/health`` needs ``Authorization: Bearer
+  <key>`` (compared in constant time); otherwise 401.
+- Body size: a ``Content-Length`` over the limit is answered 413 at once, without reading
+  the body; a body sent without a length is counted as it arrives and cut off at the limit.
+- Body time: each chunk of the body must arrive within ``body_timeout_s`` (408), so a
+  half-sent request cannot hold the server.
+- Nesting: JSON nested deeper than ``max_depth`` is refused (400) before it is parsed.
+
+Every refusal is a JSON ``{"error": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from dataclasses import dataclass
+
+OPEN_PATHS = ("/health",)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a request may be: body bytes, seconds per body chunk, JSON depth; the API key (None: none)."""
+
+    max_body_bytes: int = 1 << 20
+    body_timeout_s: float = 10.0
+    max_depth: int = 32
+    api_key: str | None = None
+
+
+class Refused(Exception):
+    def __init__(self, status: int, message: str, headers: list | None = None):
+        super().__init__(message)
+        self.status, self.headers = status, headers or []
+
+
+def json_depth_exceeds(body: bytes, limit: int) -> bool:
+    """True when ``body`` (JSON text) opens more than ``limit`` arrays/objects at once (strings skipped)."""
+    depth, in_string, escaped = 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
+async def send_json(send, status: int, data: dict, headers: list | None = None) -> None:
+    body = json.dumps(data).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    """Wraps an ASGI ``app``; ``on_response(path, status, seconds)`` is told of every HTTP response."""
+
+    def __init__(self, app, limits: Limits, on_response=None):
+        self.app, self.limits = app, limits
+        self.on_response = on_response or (lambda path, status, seconds: None)
+
+    def _check_key(self, scope) -> None:
+        if self.limits.api_key is None or scope["path"] in OPEN_PATHS:
+            return
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        expected = f"Bearer {self.limits.api_key}".encode()
+        if not hmac.compare_digest(given, expected):
+            raise Refused(401, "missing or wrong API key (send Authorization: Bearer <key>)",
+                          [(b"www-authenticate", b"Bearer")])
+
+    async def _read_body(self, scope, receive) -> bytes:
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limits.max_body_bytes):
+            raise Refused(413, f"request body over {self.limits.max_body_bytes} bytes")
+        chunks, size = [], 0
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), self.limits.body_timeout_s)
+            except asyncio.TimeoutError:
+                raise Refused(408, f"request body not received within {self.limits.body_timeout_s:g} s") from None
+            if message["type"] == "http.disconnect":
+                raise Refused(400, "client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limits.max_body_bytes:
+                raise Refused(413, f"request body over {self.limits.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = asyncio.get_running_loop().time()
+        status = {"code": 500}
+
+        async def tracked_send(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            self._check_key(scope)
+            if scope["method"] in ("POST", "PUT", "PATCH"):
+                body = await self._read_body(scope, receive)
+                if json_depth_exceeds(body, self.limits.max_depth):
+                    raise Refused(400, f"JSON nested deeper than {self.limits.max_depth} levels")
+                receive = _replay(body)
+            await self.app(scope, receive, tracked_send)
+        except Refused as refused:
+            await send_json(tracked_send, refused.status, {"error": str(refused)}, refused.headers)
+        finally:
+            self.on_response(scope["path"], status["code"], asyncio.get_running_loop().time() - started)
+
+
+def _replay(body: bytes):
+    """A ``receive`` that hands the already-read body to the application once."""
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}  # pragma: no cover - the app reads the body once
+
+    return receive

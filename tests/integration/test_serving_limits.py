@@ -1,0 +1,249 @@
+"""The HTTP server as a deployment sees it: auth, limits, queue, JSON errors, metrics, live reload.
+
+Each test runs a real uvicorn server on loopback in a thread of the test process.
+"""
+
+import contextlib
+import json
+import math
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from click.testing import CliRunner
+from conftest import assert_one_line_error
+
+from clora.cli.main import cli
+from clora.serving.app import ServeSettings
+from clora.serving.guard import Limits, json_depth_exceeds
+from clora.serving.inference import Prediction, load_library
+from clora.serving.server import listen, make_server
+
+
+@contextlib.contextmanager
+def running(library, settings=ServeSettings(), **options):
+    sock = listen("127.0.0.1", 0)
+    server = make_server(library, "127.0.0.1", 0, settings, **options)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    port = sock.getsockname()[1]
+    deadline = time.time() + 30
+    while not server.started:
+        assert time.time() < deadline and thread.is_alive()
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def call(port, path, body=None, headers=None, method=None):
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def raw(port, data: bytes, wait: float = 5.0) -> tuple[bytes, float]:
+    """Send ``data`` as is and read what comes back (and how long it took) until the server closes or ``wait``."""
+    started = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(data)
+        chunks = []
+        with contextlib.suppress(socket.timeout, ConnectionResetError):
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+                if b"\r\n\r\n" in b"".join(chunks) and b'"error"' in b"".join(chunks):
+                    break
+    return b"".join(chunks), time.perf_counter() - started
+
+
+def predict_body(*texts, **extra) -> bytes:
+    return json.dumps({"inputs": list(texts), **extra}).encode()
+
+
+@pytest.fixture(scope="module")
+def library(library_factory):
+    return load_library(library_factory("bert", "orth"))
+
+
+def test_an_api_key_guards_every_route_but_health(library):
+    settings = ServeSettings(limits=Limits(api_key="s3cret"))
+    with running(library, settings) as port:
+        assert call(port, "/predict", predict_body("apple oven"))[0] == 401
+        status, headers, body = call(port, "/tasks", headers={"Authorization": "Bearer wrong"})
+        assert status == 401 and json.loads(body)["error"].startswith("missing or wrong API key")
+        assert headers["WWW-Authenticate"] == "Bearer"
+        assert call(port, "/metrics")[0] == 401
+        assert call(port, "/health")[0] == 200
+        assert call(port, "/predict", predict_body("apple oven"), {"Authorization": "Bearer s3cret"})[0] == 200
+
+
+def test_an_oversized_body_gets_413_without_being_read(library):
+    settings = ServeSettings(limits=Limits(max_body_bytes=1000))
+    with running(library, settings) as port:
+        # announces a terabyte, sends 20 bytes: answered at once, not after reading (or waiting for) the rest
+        reply, seconds = raw(port, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                   b"Content-Length: 1000000000000\r\n\r\n" + b"x" * 20)
+        assert reply.startswith(b"HTTP/1.1 413") and b"request body over 1000 bytes" in reply and seconds < 5
+        # a chunked body with no length is counted as it arrives
+        chunk = b"x" * 600
+        reply, _ = raw(port, b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             + (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 2 + b"0\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 413")
+        status, _, body = call(port, "/predict", predict_body("a" * 11))
+        assert status == 200
+
+
+def test_a_half_sent_body_times_out_with_408(library):
+    settings = ServeSettings(limits=Limits(body_timeout_s=0.5))
+    with running(library, settings) as port:
+        reply, seconds = raw(port, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                   b"Content-Length: 100\r\n\r\n{\"inputs\":")
+        assert reply.startswith(b"HTTP/1.1 408") and 0.4 < seconds < 5
+
+
+def test_bad_requests_are_json_400s_not_html(library):
+    settings = ServeSettings(max_inputs=3, max_input_chars=50)
+    with running(library, settings) as port:
+        for body, fragment in [(b"[" * 100_000, "nested deeper than 32"), (b"{not json", "JSON"),
+                               (b'{"inputs": []}', "inputs"), (predict_body("a", mode="x"), "mode"),
+                               (predict_body("a", task="nope"), "no task 'nope'"),
+                               (predict_body("a", "b", "c", "d"), "at most 3 inputs"),
+                               (predict_body("x" * 51), "has 51 characters (at most 50)"),
+                               (predict_body("a", task=["t0"] * 2), "2 task names for 1 inputs")]:
+            status, headers, reply = call(port, "/predict", body)
+            assert status == 400 and headers["Content-Type"] == "application/json", (body[:30], status)
+            assert fragment in json.loads(reply)["error"], (fragment, reply)
+        status, _, reply = call(port, "/nowhere")
+        assert status == 404 and "error" in json.loads(reply)
+        assert call(port, "/predict", method="GET")[0] == 405
+
+
+def test_the_json_depth_check_skips_strings():
+    assert json_depth_exceeds(b"[[[1]]]", 2) and not json_depth_exceeds(b"[[[1]]]", 3)
+    assert not json_depth_exceeds(b'{"a": "[[[[[[[[\\"[[["}', 1)
+
+
+class _Blocking:
+    """A stand-in library whose answering waits for ``release``: the queue can be filled deterministically."""
+
+    version, reload_error = 1, None
+
+    def __init__(self):
+        self.release, self.entered = threading.Event(), threading.Event()
+
+    def tasks(self):
+        return []
+
+    def newer_on_disk(self):
+        return False
+
+    def predict_queries(self, queries):
+        self.entered.set()
+        self.release.wait(timeout=30)
+        return [Prediction(q.text, "t", 1.0, "x", "given") for q in queries]
+
+
+def test_a_full_queue_answers_503():
+    fake = _Blocking()
+    with running(fake, ServeSettings(max_batch=1, max_queue=1, batch_wait_ms=0)) as port:
+        results = {}
+        first = threading.Thread(target=lambda: results.update(first=call(port, "/predict", predict_body("a"))))
+        first.start()
+        assert fake.entered.wait(timeout=30)  # the first request is being answered
+        second = threading.Thread(target=lambda: results.update(second=call(port, "/predict", predict_body("b"))))
+        second.start()
+        deadline = time.time() + 10
+        while json.loads(call(port, "/health")[2])["queue"] < 1:  # the second waits in the queue
+            assert time.time() < deadline
+            time.sleep(0.02)
+        status, headers, body = call(port, "/predict", predict_body("c"))
+        assert status == 503 and headers["Retry-After"] == "1" and "queue holds 1" in json.loads(body)["error"]
+        fake.release.set()
+        first.join(30)
+        second.join(30)
+        assert results["first"][0] == 200 and results["second"][0] == 200
+
+
+def test_nan_router_statistics_never_reach_the_json(library_factory):
+    loaded = load_library(library_factory("bert", "orth"))
+    texts = ["apple oven the recipe", "river boat"]
+    assert all(math.isfinite(a.confidence) for a in loaded.predict(texts))
+    loaded._current.router.means.fill_(float("nan"))  # broken statistics, as a bad file would give
+    answers = loaded.predict(texts)
+    assert all(a.confidence == 0.0 and a.source == "fallback" for a in answers)
+    json.dumps([a.to_dict() for a in answers], allow_nan=False)  # valid JSON
+
+
+def test_a_new_version_that_fails_to_load_is_retried_with_backoff(library_copy, monkeypatch):
+    from clora.library.layout import MANIFEST
+
+    lib = library_copy()
+    loaded = load_library(lib)
+    broken = json.loads((lib / MANIFEST).read_text())
+    broken["version"] = 7
+    broken["files"] = {rel: "0" * 64 for rel in broken["files"]}  # every checksum wrong: version 7 cannot load
+    (lib / MANIFEST).write_text(json.dumps(broken))
+    loads = []
+    real_load = loaded._load
+    monkeypatch.setattr(loaded, "_load", lambda: loads.append(1) or real_load())
+    clock = [1000.0]
+    monkeypatch.setattr("clora.serving.inference.time.monotonic", lambda: clock[0])
+    assert loaded.refresh() is False and len(loads) == 1 and loaded.version == 1
+    assert "version 7 failed to load" in loaded.reload_error and "still serving version 1" in loaded.reload_error
+    for _ in range(5):  # within the backoff: no new attempt, however often asked
+        assert loaded.refresh() is False
+    assert len(loads) == 1
+    clock[0] += 1.1  # first wait: 1 s
+    loaded.refresh()
+    assert len(loads) == 2
+    clock[0] += 1.1  # second wait: 2 s, not yet over
+    loaded.refresh()
+    assert len(loads) == 2
+    clock[0] += 1.0
+    loaded.refresh()
+    assert len(loads) == 3
+    assert loaded.predict(["apple oven"])[0].task in ("t0", "t1")  # still answering with version 1
+
+
+def test_health_reports_a_failing_version(library_copy):
+    from clora.library.layout import MANIFEST
+
+    lib = library_copy()
+    loaded = load_library(lib)
+    with running(loaded) as port:
+        broken = json.loads((lib / MANIFEST).read_text())
+        broken["version"], broken["files"] = 9, {rel: "0" * 64 for rel in broken["files"]}
+        (lib / MANIFEST).write_text(json.dumps(broken))
+        status, _, body = call(port, "/tasks")
+        assert status == 200 and json.loads(body)["version"] == 1
+        health = json.loads(call(port, "/health")[2])
+        assert health["status"] == "degraded" and "version 9 failed to load" in health["reload_error"]
+
+
+def test_metrics_count_requests_batches_and_routes(library):
+    with running(library) as port:
+        for _ in range(3):
+            assert call(port, "/predict", predict_body("apple oven the recipe", "river boat"))[0] == 200
+        call(port, "/predict", b"{bad")
+        status, headers, body = call(port, "/metrics")
+        text = body.decode()
+        assert status == 200 and headers["Content-Type"].startswith("text/plain")
+        assert 'clora_requests_total{route="/predict",status="200"} 3.0' in text
+        assert 'clora_requests_total{route="/predict",status="400"} 1.0' in text
+        assert "clora_batch_inputs_count 3.0" in text and "clora_library_version 1.0" in text
+        assert 'clora_routed_inputs_total{source=' in text and "clora_request_seconds_bucket" in text
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "70000"])
+def test_a_port_outside_the_range_is_one_line_before_the_model_loads(port, library_factory):
+    result = CliRunner().invoke(cli, ["serve", str(library_factory("bert", "orth")), "--port", port])
+    assert_one_line_error(result, "port must be in 1-65535")
