@@ -136,3 +136,27 @@ def test_router_layer_outside_the_model_is_a_clear_error(tiny_model_dirs, synthe
     with pytest.raises(ConfigError, match="router layer must be between 1 and 2 for this model, got 3"):
         prepare(RunConfig(stream=str(synthetic_stream), model=str(tiny_model_dirs["bert"]), router_layer=3,
                           progress=False))
+
+
+def test_pathological_trigger_regexes_are_refused_where_tasks_are_made(library_copy, tmp_path):
+    from click.testing import CliRunner
+    from conftest import assert_one_line_error, library_state
+
+    from clora.cli.main import cli
+    from clora.routing.triggers import TriggerSet
+
+    for pattern in ("(a|aa)+$", "(a+)+$"):
+        with pytest.raises(ConfigError, match="backtracks catastrophically"):
+            TriggerSet.compile("t", {"regex": [pattern]})
+    assert TriggerSet.compile("t", {"regex": ["(a+)+$"]}, strict=False).matches("aaa")  # a library on disk still loads
+    slow = TriggerSet.compile("t", {"regex": ["(a+)+$"]}, strict=False)
+    assert slow.matches("a" * 9999 + "!") is False  # cut off by the time budget: treated as no match
+    stream = tmp_path / "s.yaml"
+    stream.write_text("tasks:\n  - {name: a, format: synthetic, triggers: {regex: ['(a|aa)+$']}}\n")
+    assert_one_line_error(CliRunner().invoke(cli, ["run", str(stream), "--out", str(tmp_path / "o")]), "backtracks")
+    lib = library_copy()
+    before = library_state(lib)
+    result = CliRunner().invoke(cli, ["library", "import", str(lib), str(tmp_path), "--name", "x", "--labels", "a,b",
+                                      "--trigger", "regex:("])
+    assert_one_line_error(result, "bad trigger regex '('")
+    assert library_state(lib) == before

@@ -102,7 +102,8 @@ def predict(library, texts, input_file, mode, task, threshold, fallback, device,
 @click.option("--max-body-bytes", default=1 << 20, show_default=True, type=click.IntRange(min=1),
               help="Request body size; larger bodies get 413 without being read.")
 @click.option("--body-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="Seconds within which each part of a request body must arrive (else 408).")
+              help="Seconds within which a request's headers (else the connection is closed) and each part of "
+                   "its body (else 408) must arrive.")
 @click.option("--max-connections", default=256, show_default=True, type=click.IntRange(min=1),
               help="Open connections and requests at once; beyond them new requests get 503.")
 @click.option("--api-key", envvar="CLORA_API_KEY", default=None,

@@ -14,7 +14,7 @@ from clora.library.peft_io import peft_factors
 from clora.library.store import (STAGE_PREFIX, check_task_name, commit, files_of, kept_files, previous_manifest,
                                  write_lock)
 from clora.library.tensors import load_adapter, load_subspace, module_dims
-from clora.routing.triggers import parse_trigger_args
+from clora.routing.triggers import TriggerSet, parse_trigger_args
 from clora.adapters.subspace import extend_basis, max_overlap
 
 
@@ -150,6 +150,8 @@ def import_peft(folder: Path, peft_dir: Path, name: str, labels: list[str], inst
     """
     folder = Path(folder)
     check_task_name(name)
+    parsed_triggers = parse_trigger_args(list(triggers or []))
+    TriggerSet.compile(name, parsed_triggers)  # a bad or pathological pattern is refused before anything is written
     if not labels or len(labels) < 2:
         raise LibraryError("an imported task needs at least two labels (the task's classes)", field="labels")
     with write_lock(folder):
@@ -167,7 +169,7 @@ def import_peft(folder: Path, peft_dir: Path, name: str, labels: list[str], inst
         if manifest["method"] == "orth":
             bases = load_subspace(folder, manifest)
             directions = {m: extend_basis(bases[m], factors[m][0].T)[:, bases[m].shape[1]:] for m in factors}
-        entry = task_entry(name, labels, instruction=instruction, triggers=parse_trigger_args(list(triggers or [])),
+        entry = task_entry(name, labels, instruction=instruction, triggers=parsed_triggers,
                            method="peft", rank=max(a.shape[0] for a, _ in factors.values()), snapshot=[name],
                            data=None, metrics={}, source=f"peft:{Path(peft_dir).resolve()}")
         keep = kept_files(folder, manifest)

@@ -69,7 +69,8 @@ class Router:
     def __init__(self, names: list[str], stats: list[TaskStats | None], triggers: list[dict | None],
                  config: RouterConfig | None = None):
         self.config = config or RouterConfig()
-        self.trigger_sets = [TriggerSet.compile(n, t) for n, t in zip(names, triggers)]
+        # a library on disk is read leniently: a pathological regex there is cut off per search, not fatal
+        self.trigger_sets = [TriggerSet.compile(n, t, strict=False) for n, t in zip(names, triggers)]
         learned = [(n, s) for n, s in zip(names, stats) if s is not None]
         self.learned_names = [n for n, _ in learned]
         if learned:

@@ -26,9 +26,9 @@ import regex
 from clora.errors import ConfigError
 
 TRIGGER_KINDS = ("keywords", "regex", "prefixes")
-MATCH_TIMEOUT_S = 0.05
+MATCH_TIMEOUT_S = 0.01
 #: a pattern that needs longer than this on a probe input is refused outright
-PROBE_TIMEOUT_S = 0.05
+PROBE_TIMEOUT_S = 0.02
 MAX_PATTERN_CHARS = 500
 log = logging.getLogger("clora")
 
@@ -36,12 +36,17 @@ log = logging.getLogger("clora")
 def _probes(expr: str) -> list[str]:
     """Inputs that make backtracking patterns explode: runs of the pattern's own letters, then a mismatch."""
     letters = sorted({c for c in expr if c.isalnum()}) or ["a"]
-    runs = [c * 40 for c in letters[:8]] + ["".join(letters[:8]) * 8, "a" * 40, " " * 40, "ab" * 20]
+    runs = [c * n for c in letters[:8] for n in (40, 5000)]  # some patterns blow up only on long inputs
+    runs += ["".join(letters[:8]) * 8, "a" * 40, "a" * 5000, " " * 40, "ab" * 20]
     return [run + end for run in runs for end in ("!", "\n", "")]
 
 
-def compile_pattern(task: str, expr: str):
-    """``expr`` compiled (case-insensitive), or ConfigError when it is invalid, too long or pathological."""
+def compile_pattern(task: str, expr: str, strict: bool = True):
+    """``expr`` compiled (case-insensitive), or ConfigError when it is invalid, too long or pathological.
+
+    ``strict`` False (a library already on disk): a pathological pattern is kept, with a
+    warning; each search of it still stops at ``MATCH_TIMEOUT_S``.
+    """
     if not isinstance(expr, str) or not expr:
         raise ConfigError(f"task {task!r}: a trigger regex must be a non-empty string, got {expr!r}", field="triggers")
     if len(expr) > MAX_PATTERN_CHARS:
@@ -54,17 +59,21 @@ def compile_pattern(task: str, expr: str):
         raise ConfigError(f"task {task!r}: bad trigger regex {expr!r} ({exc})", field="triggers") from None
     for probe in _probes(expr):
         try:
-            pattern.search(probe, timeout=PROBE_TIMEOUT_S)
+            pattern.search(probe, timeout=PROBE_TIMEOUT_S, concurrent=True)
         except TimeoutError:
-            raise ConfigError(f"task {task!r}: trigger regex {expr!r} backtracks catastrophically (over "
-                              f"{PROBE_TIMEOUT_S * 1000:.0f} ms on a {len(probe)}-character input); rewrite it "
-                              "without nested repetition", field="triggers") from None
+            message = (f"task {task!r}: trigger regex {expr!r} backtracks catastrophically (over "
+                       f"{PROBE_TIMEOUT_S * 1000:.0f} ms on a {len(probe)}-character input); rewrite it without "
+                       "nested repetition")
+            if strict:
+                raise ConfigError(message, field="triggers") from None
+            log.warning("%s; each search of it is cut off after %.0f ms", message, MATCH_TIMEOUT_S * 1000)
+            break
     return pattern
 
 
 def _search(pattern, text: str) -> bool:
     try:
-        return pattern.search(text, timeout=MATCH_TIMEOUT_S) is not None
+        return pattern.search(text, timeout=MATCH_TIMEOUT_S, concurrent=True) is not None  # concurrent: no GIL
     except TimeoutError:
         log.warning("trigger regex %r ran out of time on an input of %d characters; treated as no match",
                     pattern.pattern, len(text))
@@ -80,7 +89,9 @@ class TriggerSet:
     prefixes: list[str]
 
     @classmethod
-    def compile(cls, task: str, triggers: dict | None) -> "TriggerSet":
+    def compile(cls, task: str, triggers: dict | None, strict: bool = True) -> "TriggerSet":
+        """The triggers of ``task``; ``strict`` False keeps (with a warning) a pathological regex of a
+        library already on disk rather than refusing the whole library."""
         triggers = triggers or {}
         unknown = sorted(set(triggers) - set(TRIGGER_KINDS))
         if unknown:
@@ -92,7 +103,7 @@ class TriggerSet:
                 raise ConfigError(f"task {task!r}: trigger {kind} must be a list of non-empty strings, got {values!r}",
                                   field="triggers")
         patterns = [regex.compile(rf"\b{regex.escape(k)}\b", regex.IGNORECASE) for k in triggers.get("keywords", [])]
-        patterns += [compile_pattern(task, expr) for expr in triggers.get("regex", [])]
+        patterns += [compile_pattern(task, expr, strict) for expr in triggers.get("regex", [])]
         return cls(task, patterns, [p.lower() for p in triggers.get("prefixes", [])])
 
     def matches(self, text: str) -> bool:

@@ -123,7 +123,10 @@ class Guard:
                 receive = _replay(body)
             await self.app(scope, receive, tracked_send)
         except Refused as refused:
-            await send_json(tracked_send, refused.status, {"error": str(refused)}, refused.headers)
+            headers = refused.headers
+            if refused.status in (408, 413):  # the rest of the body is not wanted: end the connection
+                headers = headers + [(b"connection", b"close")]
+            await send_json(tracked_send, refused.status, {"error": str(refused)}, headers)
         finally:
             self.on_response(scope["path"], status["code"], asyncio.get_running_loop().time() - started)
 

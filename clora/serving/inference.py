@@ -25,7 +25,7 @@ from clora.library.layout import MANIFEST, LibraryError, read_manifest
 from clora.library.tensors import load_router_stats
 from clora.routing.router import Route, Router, RouterConfig, adapter_mask
 from clora.training.devices import resolve_device, resolve_precision
-from clora.workflows.library_model import LibraryModel, open_library_model
+from clora.workflows.library_model import LibraryModel, can_reuse_base, open_library_model, reopen_library_model
 
 MODES = ("routed", "oracle", "sum", "base")
 
@@ -83,10 +83,15 @@ def _task_of(entry: dict) -> Task:
 class _Version:
     """One library version, loaded: model, tasks, router."""
 
-    def __init__(self, folder: Path, model, tokenizer, router_config: RouterConfig, device: str, dtype):
-        self.lm: LibraryModel = open_library_model(folder, model=model, tokenizer=tokenizer, progress=False,
-                                                   device=device, dtype=dtype)
-        manifest = self.lm.manifest
+    def __init__(self, folder: Path, model, tokenizer, router_config: RouterConfig, device: str, dtype,
+                 previous: "_Version | None" = None):
+        manifest = read_manifest(folder)
+        if previous is not None and can_reuse_base(previous.lm, manifest):
+            # same base weights: reuse the loaded model, read only this version's adapters
+            self.lm: LibraryModel = reopen_library_model(folder, previous.lm, manifest)
+        else:
+            self.lm = open_library_model(folder, model=model, tokenizer=tokenizer, manifest=manifest,
+                                         progress=False, device=device, dtype=dtype)
         self.version = manifest["version"]
         self.tasks = {t["name"]: _task_of(t) for t in manifest["tasks"]}
         self.snapshots = {name: self.lm.snapshot(name) for name in self.tasks}
@@ -121,7 +126,8 @@ class LoadedLibrary:
         self.reload_error: str | None = None
 
     def _load(self) -> _Version:
-        return _Version(self.folder, self.model, self.tokenizer, self.router_config, self.device, self.dtype)
+        previous = getattr(self, "_current", None)
+        return _Version(self.folder, self.model, self.tokenizer, self.router_config, self.device, self.dtype, previous)
 
     @property
     def version(self) -> int:

@@ -17,16 +17,42 @@ def check_port(port: int) -> None:
         raise ConfigError(f"port must be in 1-65535 (0: any free port), got {port!r}", field="port")
 
 
+def with_header_timeout(seconds: float):
+    """uvicorn's HTTP protocol, closing a connection whose first request's headers are not complete within
+    ``seconds``: uvicorn itself times out only idle keep-alive connections, so a client that sends half its
+    headers (slowloris) would otherwise hold its connection for ever."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
+    except ImportError:  # pragma: no cover - without httptools uvicorn parses with h11
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base
+
+    class HeaderTimeoutProtocol(Base):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._headers_timer = self.loop.call_later(seconds, self._headers_late)
+
+        def _headers_late(self):
+            if self.cycle is None and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_lost(self, exc):
+            self._headers_timer.cancel()
+            super().connection_lost(exc)
+
+    return HeaderTimeoutProtocol
+
+
 def make_server(library: LoadedLibrary, host: str, port: int, settings: ServeSettings = ServeSettings(),
                 max_connections: int = 256, keep_alive_s: float = 5.0):
     """A uvicorn ``Server`` for ``library`` (not started). Over ``max_connections`` open connections or
-    requests, new requests get 503; an idle keep-alive connection is closed after ``keep_alive_s``."""
+    requests, new requests get 503; an idle keep-alive connection is closed after ``keep_alive_s``, one
+    whose headers do not arrive within the body timeout at once."""
     import uvicorn
 
     check_port(port)
     config = uvicorn.Config(create_app(library, settings), host=host, port=port, log_level="warning",
                             access_log=False, limit_concurrency=max_connections, timeout_keep_alive=keep_alive_s,
-                            h11_max_incomplete_event_size=64 * 1024, lifespan="on")
+                            http=with_header_timeout(settings.limits.body_timeout_s), lifespan="on")
     return uvicorn.Server(config)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from clora.adapters import Factors, LoRASet, inject_lora
+from torch import nn
+
+from clora.adapters import Factors, LoRALinear, LoRASet, inject_lora
 from clora.config import RunConfig
 from clora.families import FAMILIES, Family
 from clora.families.loading import BaseModel, load_base_model
@@ -107,4 +110,48 @@ def open_library_model(folder: Path, *, model=None, tokenizer=None, manifest: di
         # (a library from before the token cap read max_length tokens)
         config.router_layer, config.router_tokens = stored["layer"], stored.get("tokens") or config.max_length
     family = FAMILIES[base.kind](base.model, base.tokenizer, config)
+    return LibraryModel(folder, manifest, config, base, lora, family, index_of)
+
+
+_SAME_ADAPTATION = ("base_fingerprint", "family", "target_modules", "modules", "method", "scaling")
+
+
+def can_reuse_base(previous: LibraryModel, manifest: dict) -> bool:
+    """True when ``manifest`` adapts the same base weights, modules and method as ``previous``."""
+    return all(previous.manifest.get(k) == manifest.get(k) for k in _SAME_ADAPTATION) and \
+        previous.manifest["settings"].get("rank") == manifest["settings"].get("rank")
+
+
+def _shared_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model``'s modules that shares every parameter and buffer with it (no weight is copied)."""
+    memo = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
+    shared = copy.deepcopy(model, memo)
+    for layer in shared.modules():
+        if isinstance(layer, LoRALinear):
+            layer.adapters = nn.ModuleList()  # the new version's adapters are attached below
+            layer._cache = {}
+    return shared
+
+
+def reopen_library_model(folder: Path, previous: LibraryModel, manifest: dict) -> LibraryModel:
+    """The version ``manifest`` of a library, built on the base model ``previous`` already holds.
+
+    Only the new version's files are read and checked; the base model is neither loaded
+    nor hashed again (its fingerprint is ``previous``'s). ``previous`` is left as it is, so
+    calls still running on it finish undisturbed.
+    """
+    folder = Path(folder)
+    problems = check_files(folder, manifest)
+    if problems:
+        raise LibraryError(f"library {str(folder)!r}: {problems[0]}")
+    config = library_config(manifest, progress=False)
+    config.router_layer, config.router_tokens = previous.config.router_layer, previous.config.router_tokens
+    stored = manifest.get("router") or {}
+    if stored.get("layer") is not None:
+        config.router_layer, config.router_tokens = stored["layer"], stored.get("tokens") or config.max_length
+    model = _shared_copy(previous.base_model.model)
+    lora = LoRASet({name: model.get_submodule(name) for name in previous.lora.layers})
+    index_of = attach_adapters(lora, folder, manifest)
+    base = replace(previous.base_model, model=model, stored_fingerprint=previous.base_model.fingerprint)
+    family = FAMILIES[base.kind](model, base.tokenizer, config)
     return LibraryModel(folder, manifest, config, base, lora, family, index_of)

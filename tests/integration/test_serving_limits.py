@@ -110,6 +110,14 @@ def test_a_half_sent_body_times_out_with_408(library):
         assert reply.startswith(b"HTTP/1.1 408") and 0.4 < seconds < 5
 
 
+def test_half_sent_headers_lose_their_connection(library):
+    settings = ServeSettings(limits=Limits(body_timeout_s=0.5))
+    with running(library, settings) as port:
+        reply, seconds = raw(port, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Le")  # never finishes
+        assert reply == b"" and 0.4 < seconds < 4  # closed by the server, not by our 5 s wait
+        assert call(port, "/health")[0] == 200
+
+
 def test_bad_requests_are_json_400s_not_html(library):
     settings = ServeSettings(max_inputs=3, max_input_chars=50)
     with running(library, settings) as port:
@@ -247,3 +255,38 @@ def test_metrics_count_requests_batches_and_routes(library):
 def test_a_port_outside_the_range_is_one_line_before_the_model_loads(port, library_factory):
     result = CliRunner().invoke(cli, ["serve", str(library_factory("bert", "orth")), "--port", port])
     assert_one_line_error(result, "port must be in 1-65535")
+
+
+def test_a_new_version_reuses_the_loaded_base_model(library_copy, new_task_files, monkeypatch):
+    import clora.workflows.library_model as library_model
+
+    lib = library_copy()
+    loaded = load_library(lib)
+    before = loaded._current.lm.base_model.model
+    texts = ["apple oven the recipe", "river boat very mast", "stone bank loan"]
+    old_answers = loaded.predict(texts)
+    added = CliRunner().invoke(cli, ["add-task", str(lib), "--name", "t2", "--train", str(new_task_files[0]), "--quiet"])
+    assert added.exit_code == 0, added.output
+    loads = []
+    monkeypatch.setattr(library_model, "load_base_model", lambda *a, **k: loads.append(1))  # must not be needed
+    assert loaded.refresh() and loaded.version == 2 and loads == []
+    after = loaded._current.lm.base_model.model
+    assert after is not before  # the old version is untouched for calls still running on it
+    shared = {p.data_ptr() for p in before.parameters()}
+    assert all(p.data_ptr() in shared for n, p in after.named_parameters() if ".adapters." not in n)
+    monkeypatch.undo()
+    fresh = load_library(lib)  # loaded from scratch
+    assert loaded.predict(texts) == fresh.predict(texts)
+    assert [t["name"] for t in loaded.tasks()] == ["t0", "t1", "t2"]
+    assert len(loaded._current.lm.lora) == 3 and len(before.encoder.layer[0].attention.self.query.adapters) == 2
+    assert old_answers and fresh.version == 2
+
+
+@pytest.mark.parametrize("command", ["predict", "serve"])
+def test_a_gpu_asked_for_on_a_machine_without_one_is_one_line(command, library_factory):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    args = [command, str(library_factory("bert", "orth")), "--device", "cuda"] + (["x"] if command == "predict" else [])
+    assert_one_line_error(CliRunner().invoke(cli, args), "no CUDA GPU is available (use the device cpu or auto) (--device)")

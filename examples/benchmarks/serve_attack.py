@@ -1,0 +1,145 @@
+"""A normal client's latency while attackers hit the server, against its latency on an idle server.
+
+Attacks (each alone, then all together): bodies announced far over the size limit,
+requests left half-sent (headers or body), and inputs built to make a trigger regex
+backtrack (the library's first task carries the trigger ``regex:(a+)+$`` for the run).
+The server's resident memory is sampled throughout. Prints JSON.
+
+    clora run demo --out clora-runs/demo-orth
+    python examples/benchmarks/serve_attack.py clora-runs/demo-orth/library
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).parent))
+from serve_load import demo_texts, post, start_server  # noqa: E402
+
+ATTACK_TRIGGER = "(a+)+$"
+
+
+def with_attack_trigger(library: Path, into: Path) -> Path:
+    """A copy of ``library`` whose first task carries ``ATTACK_TRIGGER`` (manifest metadata, not checksummed)."""
+    shutil.copytree(library, into)
+    for path in [into / "manifest.json", *sorted((into / "versions").glob("v*.json"))]:
+        manifest = json.loads(path.read_text())
+        manifest["tasks"][0].setdefault("triggers", {}).setdefault("regex", []).append(ATTACK_TRIGGER)
+        path.write_text(json.dumps(manifest))
+    return into
+
+
+def oversized(port: int, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 52000000\r\n\r\n")
+                for _ in range(50):  # keep pushing body bytes while the server refuses them
+                    sock.sendall(b"x" * 65536)
+        except OSError:
+            pass
+
+
+def half_sent(port: int, stop: threading.Event, connections: int = 200) -> None:
+    held = []
+    while not stop.is_set():
+        while len(held) < connections and not stop.is_set():
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                body = len(held) % 2 == 0
+                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"in" if body
+                             else b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Le")
+                held.append(sock)
+            except OSError:
+                break
+        time.sleep(0.2)
+        held = [s for s in held if s.fileno() != -1]
+    for sock in held:
+        sock.close()
+
+
+def regex_attack(port: int, stop: threading.Event) -> None:
+    texts = ["a" * 27 + "!", "a" * 5000 + "!", "a" * 9999 + "!"]
+    i = 0
+    while not stop.is_set():
+        try:
+            post(port, texts[i % len(texts)])
+        except OSError:
+            pass
+        i += 1
+
+
+def measure(port: int, texts: list[str], n: int) -> dict:
+    latencies = []
+    for text in texts[:n]:
+        started = time.perf_counter()
+        post(port, text)
+        latencies.append(1000 * (time.perf_counter() - started))
+    return {"median_ms": statistics.median(latencies), "max_ms": max(latencies)}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("library", type=Path)
+    ap.add_argument("--requests", type=int, default=40, help="normal requests per phase")
+    args = ap.parse_args(argv)
+    work = Path(tempfile.mkdtemp())
+    library = with_attack_trigger(args.library, work / "library")
+    texts = demo_texts(library, 200)
+    server, port = start_server(library, 32, None, [])
+    process = psutil.Process(server.pid)
+    peak = {"rss": 0}
+    sampling = threading.Event()
+
+    def sample():
+        while not sampling.is_set():
+            peak["rss"] = max(peak["rss"], process.memory_info().rss)
+            time.sleep(0.1)
+
+    try:
+        measure(port, texts, 10)  # warm-up
+        idle_rss = process.memory_info().rss
+        result = {"idle": measure(port, texts, args.requests)}
+        threading.Thread(target=sample, daemon=True).start()
+        # one attacking client each, as the acceptance line describes; then all three at once
+        attacks = {"oversized_body": [oversized], "half_sent": [half_sent], "regex": [regex_attack]}
+        attacks["all_together"] = [f for fs in list(attacks.values()) for f in fs]
+        for name, workers in attacks.items():
+            stop = threading.Event()
+            threads = [threading.Thread(target=w, args=(port, stop), daemon=True) for w in workers]
+            for t in threads:
+                t.start()
+            time.sleep(1.0)  # let the attack build up
+            result[name] = measure(port, texts, args.requests)
+            result[name]["ratio_to_idle"] = result[name]["median_ms"] / result["idle"]["median_ms"]
+            stop.set()
+            for t in threads:
+                t.join(timeout=30)
+        sampling.set()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as response:
+            result["health_after"] = json.loads(response.read())["status"]
+        result["memory_mb"] = {"idle": idle_rss / 2 ** 20, "peak": peak["rss"] / 2 ** 20,
+                               "growth": (peak["rss"] - idle_rss) / 2 ** 20}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps({"benchmark": "serve_attack", "library": str(args.library), **result}, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
