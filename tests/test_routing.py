@@ -160,3 +160,4 @@ def test_pathological_trigger_regexes_are_refused_where_tasks_are_made(library_c
                                       "--trigger", "regex:("])
     assert_one_line_error(result, "bad trigger regex '('")
     assert library_state(lib) == before
+

@@ -26,7 +26,7 @@ import regex
 from clora.errors import ConfigError
 
 TRIGGER_KINDS = ("keywords", "regex", "prefixes")
-MATCH_TIMEOUT_S = 0.01
+MATCH_TIMEOUT_S = 0.005
 #: a pattern that needs longer than this on a probe input is refused outright
 PROBE_TIMEOUT_S = 0.02
 MAX_PATTERN_CHARS = 500

@@ -7,6 +7,10 @@ get alone. The batcher takes the first waiting request, then whatever else arriv
 ``wait_s`` up to ``max_batch`` inputs, and answers them in one call on the inference
 thread. While that runs, new requests queue up and form the next batch. A full queue is
 refused (``QueueFull``, HTTP 503) instead of growing without bound.
+
+A batch whose inputs differ much in length is answered in length groups, shortest
+first, each group's requests released as soon as it is done: a short input pays neither
+for a long neighbour's padding nor waits for its pass (``length_groups``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,23 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+
+
+#: inputs whose lengths differ by more than this factor are answered in separate passes
+LENGTH_RATIO = 4.0
+
+
+def length_groups(lengths: list[int], ratio: float = LENGTH_RATIO) -> list[list[int]]:
+    """Indices of ``lengths`` in groups, shortest first, within each of which the longest is at most
+    ``ratio`` times the shortest (at least 1 character counted)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and max(lengths[i], 1) <= ratio * max(lengths[groups[-1][0]], 1):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 class QueueFull(Exception):
@@ -81,21 +102,25 @@ class MicroBatcher:
         return batch
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = await self._next_batch()
-            queries = [q for request in batch for q in request.queries]
-            self.observe(len(queries))
-            try:
-                answers = await loop.run_in_executor(self._pool, self.answer, queries)
-            except Exception:  # noqa: BLE001 - one bad request must not fail its batch-mates
-                await self._answer_alone(batch)
-                continue
-            start = 0
-            for request in batch:
-                if not request.future.done():
-                    request.future.set_result(answers[start:start + len(request.queries)])
-                start += len(request.queries)
+            longest = [max(len(q.text) for q in request.queries) for request in batch]
+            for group in length_groups(longest):
+                await self._answer_together([batch[i] for i in group])
+
+    async def _answer_together(self, batch: list[_Request]) -> None:
+        queries = [q for request in batch for q in request.queries]
+        self.observe(len(queries))
+        try:
+            answers = await asyncio.get_running_loop().run_in_executor(self._pool, self.answer, queries)
+        except Exception:  # noqa: BLE001 - one bad request must not fail its batch-mates
+            await self._answer_alone(batch)
+            return
+        start = 0
+        for request in batch:
+            if not request.future.done():
+                request.future.set_result(answers[start:start + len(request.queries)])
+            start += len(request.queries)
 
     async def _answer_alone(self, batch: list[_Request]) -> None:
         loop = asyncio.get_running_loop()

@@ -39,6 +39,8 @@ class Refused(Exception):
 
 def json_depth_exceeds(body: bytes, limit: int) -> bool:
     """True when ``body`` (JSON text) opens more than ``limit`` arrays/objects at once (strings skipped)."""
+    if body.count(b"[") + body.count(b"{") <= limit:  # too few brackets to be that deep: skip the scan
+        return False
     depth, in_string, escaped = 0, False, False
     for byte in body:
         if in_string:

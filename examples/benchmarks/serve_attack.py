@@ -112,7 +112,11 @@ def main(argv=None) -> dict:
     try:
         measure(port, texts, 10)  # warm-up
         idle_rss = process.memory_info().rss
+        server_cpu, own_cpu, wall = sum(process.cpu_times()[:2]), time.process_time(), time.perf_counter()
         result = {"idle": measure(port, texts, args.requests)}
+        wall = time.perf_counter() - wall
+        result["idle"]["server_cpu_per_s"] = (sum(process.cpu_times()[:2]) - server_cpu) / wall
+        result["idle"]["attacker_and_client_cpu_per_s"] = (time.process_time() - own_cpu) / wall
         threading.Thread(target=sample, daemon=True).start()
         # one attacking client each, as the acceptance line describes; then all three at once
         attacks = {"oversized_body": [oversized], "half_sent": [half_sent], "regex": [regex_attack]}
@@ -123,7 +127,12 @@ def main(argv=None) -> dict:
             for t in threads:
                 t.start()
             time.sleep(1.0)  # let the attack build up
+            server_cpu, own_cpu, wall = sum(process.cpu_times()[:2]), time.process_time(), time.perf_counter()
             result[name] = measure(port, texts, args.requests)
+            wall = time.perf_counter() - wall
+            # CPU seconds per second of the phase: the server's, and this script's (attacker and client)
+            result[name]["server_cpu_per_s"] = (sum(process.cpu_times()[:2]) - server_cpu) / wall
+            result[name]["attacker_and_client_cpu_per_s"] = (time.process_time() - own_cpu) / wall
             result[name]["ratio_to_idle"] = result[name]["median_ms"] / result["idle"]["median_ms"]
             stop.set()
             for t in threads:
