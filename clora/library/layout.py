@@ -135,12 +135,30 @@ def referenced_files(manifest: dict) -> set[str]:
     return set(manifest["files"])
 
 
+def path_problem(folder: Path, rel) -> str | None:
+    """Why ``rel`` may not be read as a file of the library at ``folder`` (None: it may).
+
+    Paths stay inside the library: no absolute path, no ``..``, and nothing that a
+    symbolic link leads out of it.
+    """
+    if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        return f"path {rel!r} leaves the library"
+    root = Path(folder).resolve()
+    resolved = (root / rel).resolve()
+    if resolved != root and root not in resolved.parents:
+        return f"path {rel!r} leads out of the library (through a symbolic link)"
+    return None
+
+
 def check_files(folder: Path, manifest: dict) -> list[str]:
-    """Problems with the files ``manifest`` references: missing or checksum mismatch."""
+    """Problems with the files ``manifest`` references: outside the library, missing or checksum mismatch."""
     problems = []
     for rel, expected in sorted(manifest["files"].items()):
         path = Path(folder) / rel
-        if not path.is_file():
+        outside = path_problem(folder, rel)
+        if outside:
+            problems.append(outside)
+        elif not path.is_file():
             problems.append(f"missing file {rel}")
         elif sha256_file(path) != expected:
             problems.append(f"checksum mismatch in {rel} (the file was changed after it was written)")

@@ -12,7 +12,7 @@ from clora.library.build import stage_task, task_entry
 from clora.library.layout import LibraryError, check_files, read_manifest, task_by_name, version_path
 from clora.library.peft_io import peft_factors
 from clora.library.store import (STAGE_PREFIX, check_task_name, commit, files_of, kept_files, previous_manifest,
-                                 write_lock)
+                                 stale_temp_files, write_lock)
 from clora.library.tensors import load_adapter, load_subspace, module_dims
 from clora.routing.triggers import TriggerSet, parse_trigger_args
 from clora.adapters.subspace import extend_basis, max_overlap
@@ -120,6 +120,10 @@ def verify(folder: Path) -> Verification:
     stale = sorted(p.name for p in folder.glob(STAGE_PREFIX + "*"))
     if stale:
         notes.append(f"{len(stale)} staging folder(s) of an interrupted write; the next write removes them")
+    temps = stale_temp_files(folder)
+    if temps:
+        notes.append(f"{len(temps)} temporary file(s) of an interrupted write "
+                     f"({', '.join(str(p.relative_to(folder)) for p in temps[:3])}); the next write removes them")
     return Verification(problems, notes)
 
 

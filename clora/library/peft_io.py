@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from clora.library.layout import LibraryError, task_by_name
+from clora.library.layout import LibraryError, check_files, task_by_name
 from clora.library.tensors import load_adapter
 
 PEFT_CONFIG = "adapter_config.json"
@@ -28,7 +28,11 @@ def snapshot_factors(folder: Path, manifest: dict, task: str) -> dict[str, tuple
     """``{module: (A (R, d_in), B (d_out, R))}``: the snapshot ``task`` was learnt in, as one LoRA."""
     entry = task_by_name(manifest, task)
     owners = {t["name"]: t for t in manifest["tasks"] if t.get("adapter")}
-    parts = [load_adapter(folder, owners[n]["adapter"], manifest["modules"]) for n in entry["snapshot"] if n in owners]
+    used = [owners[n]["adapter"] for n in entry["snapshot"] if n in owners]
+    problems = check_files(folder, {"files": {rel: manifest["files"].get(rel, "") for rel in used}})
+    if problems:  # never ship an adapter that is not the one the library recorded
+        raise LibraryError(f"cannot export {task!r}: {problems[0]}")
+    parts = [load_adapter(folder, rel, manifest["modules"]) for rel in used]
     if not parts:
         raise LibraryError(f"task {task!r} has no adapter to export")
     return {m: (torch.cat([p[m][0] for p in parts], 0), torch.cat([p[m][1] for p in parts], 1))
@@ -84,6 +88,8 @@ def read_peft_config(path: Path) -> dict:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise LibraryError(f"{str(config_path)!r} is not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise LibraryError(f"{str(config_path)!r} is not a JSON object")
     unsupported = [k for k, ok in (("peft_type", config.get("peft_type") == "LORA"),
                                    ("use_dora", not config.get("use_dora")), ("bias", config.get("bias", "none") == "none"),
                                    ("modules_to_save", not config.get("modules_to_save"))) if not ok]
@@ -92,14 +98,29 @@ def read_peft_config(path: Path) -> dict:
     return config
 
 
+def check_factors(module: str, a: torch.Tensor, b: torch.Tensor, dims: dict) -> None:
+    """Refuse factors that could not be loaded into the library's model: ``A`` ``(r, d_in)``, ``B``
+    ``(d_out, r)`` of the same ``r``, finite values."""
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != dims["d_in"] or b.shape[0] != dims["d_out"] \
+            or a.shape[0] != b.shape[1] or a.shape[0] < 1:
+        raise LibraryError(f"module {module!r}: factors of shapes {tuple(a.shape)} and {tuple(b.shape)} do not fit "
+                           f"(need A (r, {dims['d_in']}) and B ({dims['d_out']}, r) of one rank r)")
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        raise LibraryError(f"module {module!r}: the factors hold NaN or infinite values")
+
+
 def peft_factors(path: Path, modules: dict, scaling: float) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """``{module: (A, B)}`` of a PEFT LoRA folder, B rescaled so that clora's ``scaling`` gives PEFT's update."""
     config = read_peft_config(path)
     weights = Path(path) / PEFT_WEIGHTS
     if not weights.is_file():
         raise LibraryError(f"{str(path)!r} has no {PEFT_WEIGHTS}")
-    tensors = {re.sub(r"\.lora_([AB])\.[^.]+\.weight$", r".lora_\1.weight", k): v
-               for k, v in load_file(str(weights)).items()}
+    try:
+        stored = load_file(str(weights))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a damaged file
+        reason = str(exc).splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise LibraryError(f"cannot read {str(weights)!r}: {reason}") from None
+    tensors = {re.sub(r"\.lora_([AB])\.[^.]+\.weight$", r".lora_\1.weight", k): v for k, v in stored.items()}
     found = {k[len(PREFIX):].rsplit(".lora_", 1)[0] for k in tensors if k.startswith(PREFIX)}
     if found != set(modules):
         extra, missing = sorted(found - set(modules)), sorted(set(modules) - found)
@@ -108,8 +129,12 @@ def peft_factors(path: Path, modules: dict, scaling: float) -> dict[str, tuple[t
     factors = {}
     for m in modules:
         a, b = tensors[f"{PREFIX}{m}.lora_A.weight"].float(), tensors[f"{PREFIX}{m}.lora_B.weight"].float()
-        r = _pattern_value(config.get("rank_pattern") or {}, m, config["r"])
-        alpha = _pattern_value(config.get("alpha_pattern") or {}, m, config["lora_alpha"])
+        check_factors(m, a, b, modules[m])
+        r = _pattern_value(config.get("rank_pattern") or {}, m, config.get("r"))
+        alpha = _pattern_value(config.get("alpha_pattern") or {}, m, config.get("lora_alpha"))
+        if isinstance(r, bool) or not isinstance(r, int) or r < 1 or not isinstance(alpha, (int, float)):
+            raise LibraryError(f"{str(path)!r}: rank {r!r} and lora_alpha {alpha!r} of module {m!r} must be a "
+                               "positive integer and a number")
         peft_scale = alpha / (r ** 0.5 if config.get("use_rslora") else r)
         factors[m] = (a, b * (peft_scale / scaling))
     return factors

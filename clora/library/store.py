@@ -18,20 +18,21 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from clora.library.layout import (LOCK, MANIFEST, VERSIONS, LibraryError, fsync_dir, fsync_file, parse_manifest,
-                                  json_text, read_manifest, sha256_file, version_path, write_json_atomic)
+from clora.library.layout import (LOCK, MANIFEST, VERSIONS, LibraryError, fsync_dir, fsync_file, json_text,
+                                  parse_manifest, path_problem, read_manifest, sha256_file, version_path,
+                                  write_json_atomic)
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 STAGE_PREFIX = ".stage-"
 
 
 def check_task_name(name: str) -> None:
-    if not isinstance(name, str) or not TASK_NAME.match(name):
+    if not isinstance(name, str) or not TASK_NAME.fullmatch(name):  # fullmatch: no trailing newline slips in
         raise LibraryError(f"task name {name!r} is not allowed (letters, digits, '.', '_', '-'; "
                            "starting with a letter or digit)")
 
@@ -102,19 +103,56 @@ def _install(folder: Path, stage: Path, rel_dir: str) -> None:
     fsync_dir(target.parent)
 
 
-def commit(folder: Path, current: dict | None, new: dict, staged: dict[str, Path]) -> dict:
+def check_layout(folder: Path) -> None:
+    """Refuse a library whose ``tasks/`` or ``versions/`` is a symbolic link: a write or a clean-up
+    there would reach outside the library."""
+    for sub in ("tasks", VERSIONS):
+        if (Path(folder) / sub).is_symlink():
+            raise LibraryError(f"{str(Path(folder) / sub)!r} is a symbolic link; a library's folders must be "
+                               "inside it (nothing was changed)")
+
+
+def _checked_files(folder: Path, new: dict, known: dict[str, str], fresh: set[str]) -> dict[str, str]:
+    """Checksums of ``new``'s files: computed for the ``fresh`` (just staged) ones; for every other file
+    taken from a manifest (``known``) and checked against the disk, so a changed file is never blessed."""
+    files, bad = {}, []
+    for rel in sorted(files_of(new)):
+        outside = path_problem(folder, rel)
+        if outside:
+            bad.append(outside)
+        elif rel in fresh:
+            continue  # written by this commit: hashed once it is in place
+        elif rel not in known:
+            bad.append(f"{rel} is listed by no version's manifest")
+        elif not (folder / rel).is_file():
+            bad.append(f"missing file {rel}")
+        elif sha256_file(folder / rel) != known[rel]:
+            bad.append(f"checksum mismatch in {rel} (the file was changed after it was written)")
+        else:
+            files[rel] = known[rel]
+    if bad:
+        raise LibraryError(f"library {str(folder)!r}: {bad[0]}; nothing was committed")
+    return files
+
+
+def commit(folder: Path, current: dict | None, new: dict, staged: dict[str, Path],
+           known: dict[str, str] | None = None) -> dict:
     """Make ``new`` the library's current version.
 
     ``staged`` maps a task folder (``tasks/<name>``) to a written staging folder that
-    becomes it. ``new['files']`` is filled from the files the tasks reference. The
-    caller holds :func:`write_lock`. Returns the committed manifest.
+    becomes it. ``new['files']`` is filled from the files the tasks reference: checksums
+    of staged files are computed, every other file's comes from ``current`` (or ``known``,
+    e.g. the version a rollback restores) and must match the disk. The caller holds
+    :func:`write_lock`. Returns the committed manifest.
     """
     folder = Path(folder)
+    check_layout(folder)
     (folder / VERSIONS).mkdir(parents=True, exist_ok=True)
+    fresh = {rel for rel in files_of(new) if any(rel.startswith(d + "/") for d in staged)}
+    files = _checked_files(folder, new, {**(known or {}), **(current["files"] if current else {})}, fresh)
     for rel_dir, stage in staged.items():
         _install(folder, stage, rel_dir)
-    known = dict(current["files"]) if current else {}
-    new["files"] = {rel: known.get(rel) or sha256_file(folder / rel) for rel in sorted(files_of(new))}
+    new["files"] = {**files, **{rel: sha256_file(folder / rel) for rel in sorted(fresh)}}
     new["version"] = current["version"] + 1 if current else 1
     new["previous_version"] = current["version"] if current else None
     new["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -142,16 +180,29 @@ def collect_garbage(folder: Path, current: dict, previous: dict | None) -> None:
     if previous:
         versions.add(version_path(folder, previous["version"]).name)
     for path in (folder / VERSIONS).glob("v*.json"):
-        if path.name not in versions:
+        if path.name not in versions and not (folder / VERSIONS).is_symlink():
             path.unlink()
     tasks = folder / "tasks"
-    if tasks.is_dir():
+    if tasks.is_dir() and not tasks.is_symlink():  # never clean up through a link: it may lead anywhere
         for task_dir in tasks.iterdir():
             rel = f"tasks/{task_dir.name}"
-            if not any(f.startswith(rel + "/") for f in keep):
-                shutil.rmtree(task_dir, ignore_errors=True)
+            if any(f.startswith(rel + "/") for f in keep):
+                continue
+            if task_dir.is_symlink() or not task_dir.is_dir():
+                task_dir.unlink()  # the link itself, never what it points to
+            else:
+                shutil.rmtree(task_dir, ignore_errors=True)  # rmtree removes inner links, not their targets
     for stale in folder.glob(STAGE_PREFIX + "*"):
         shutil.rmtree(stale, ignore_errors=True)
+    # temporary files of killed writes (the writer lock says no write is under way now)
+    for stale in stale_temp_files(folder):
+        stale.unlink(missing_ok=True)
+
+
+def stale_temp_files(folder: Path) -> list[Path]:
+    """Temporary manifest files a killed writer left (``.manifest.json.tmp-PID``, ``versions/.vN.json.tmp-PID``)."""
+    folder = Path(folder)
+    return sorted(folder.glob(f".{MANIFEST}.tmp-*")) + sorted((folder / VERSIONS).glob(".v*.json.tmp-*"))
 
 
 def rollback(folder: Path) -> dict:
@@ -164,4 +215,5 @@ def rollback(folder: Path) -> dict:
             raise LibraryError(f"library {str(folder)!r} has no previous version to roll back to")
         restored = {k: v for k, v in previous.items() if k not in ("version", "previous_version", "updated")}
         restored["rolled_back_from"] = current["version"]
-        return commit(folder, current, restored, {})
+        # each restored file is checked against the checksum the previous version recorded, not re-hashed
+        return commit(folder, current, restored, {}, known=previous["files"])
