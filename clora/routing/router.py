@@ -93,12 +93,19 @@ class Router:
             routes.append(Route(name if ok else None, c, "learned" if ok else "fallback", guess=name))
         return routes
 
-    def route(self, texts: Sequence[str], features: Callable[[list[str]], torch.Tensor]) -> list[Route]:
-        """A route per text; ``features(texts)`` is called only for texts no trigger claims."""
-        routes: list[Route | None] = []
-        for text in texts:
-            task = explicit_task(text, self.trigger_sets)
-            routes.append(Route(task, 1.0, "trigger", guess=task) if task else None)
+    def explicit(self, texts: Sequence[str]) -> list[str | None]:
+        """The task each text's explicit triggers name, or None (searches cut off at their time budget)."""
+        return [explicit_task(text, self.trigger_sets) for text in texts]
+
+    def route(self, texts: Sequence[str], features: Callable[[list[str]], torch.Tensor],
+              explicit: Sequence[str | None] | None = None) -> list[Route]:
+        """A route per text; ``features(texts)`` is called only for texts no trigger claims.
+
+        ``explicit``: the triggers' verdicts when they were already searched (``Router.explicit``),
+        e.g. by a server while another batch was being answered.
+        """
+        explicit = self.explicit(texts) if explicit is None else explicit
+        routes: list[Route | None] = [Route(task, 1.0, "trigger", guess=task) if task else None for task in explicit]
         rest = [i for i, r in enumerate(routes) if r is None]
         if rest:
             for i, r in zip(rest, self.learned(features([texts[i] for i in rest]))):

@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from clora.errors import CloraError
@@ -111,7 +112,9 @@ def create_app(library: LoadedLibrary, settings: ServeSettings = ServeSettings()
     @app.post("/predict")
     async def predict(body: PredictRequest):
         await fresh()
-        answers = await batcher.submit(_queries(body, settings))
+        # triggers are searched here, on a worker thread: a slow search delays this request only
+        queries = await run_in_threadpool(library.search_triggers, _queries(body, settings))
+        answers = await batcher.submit(queries)
         for answer in answers:
             metrics.routes.labels(answer.source).inc()
         return {"version": library.version, "predictions": [a.to_dict() for a in answers]}

@@ -14,7 +14,7 @@ import json
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -42,6 +42,8 @@ class Query:
     text: str
     mode: str = "routed"
     task: str | None = None
+    #: the explicit triggers' verdict when already searched (``LoadedLibrary.search_triggers``); "" for none
+    trigger: str | None = None
 
     def check(self, tasks: dict) -> None:
         if self.mode not in MODES:
@@ -213,11 +215,23 @@ class LoadedLibrary:
         return [Prediction(q.text, t.name, finite(r.confidence), p, r.source)
                 for q, r, t, p in zip(queries, routes, answer_tasks, predictions)]
 
+    def search_triggers(self, queries: list["Query"]) -> list["Query"]:
+        """``queries`` with their explicit triggers already searched (a server does this on a worker
+        thread, so that a slow search holds up no batch); the verdict is kept per library version."""
+        current = self._current
+        verdicts = current.router.explicit([q.text for q in queries])
+        return [replace(q, trigger=f"{current.version}:{v or ''}") for q, v in zip(queries, verdicts)]
+
     def _routes(self, current: _Version, queries: list["Query"]) -> list[Route]:
         routes: list[Route | None] = [Route(q.task, 1.0, "given", guess=q.task) if q.task else None for q in queries]
         rest = [i for i, r in enumerate(routes) if r is None]
         if rest:
-            routed = current.router.route([queries[i].text for i in rest], current.lm.family.router_features)
+            texts = [queries[i].text for i in rest]
+            prefix = f"{current.version}:"
+            known = [queries[i].trigger for i in rest]
+            explicit = ([v[len(prefix):] or None for v in known]
+                        if all(v is not None and v.startswith(prefix) for v in known) else None)
+            routed = current.router.route(texts, current.lm.family.router_features, explicit)
             for i, route in zip(rest, routed):
                 routes[i] = route
         return routes
