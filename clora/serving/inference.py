@@ -42,8 +42,9 @@ class Query:
     text: str
     mode: str = "routed"
     task: str | None = None
-    #: the explicit triggers' verdict when already searched (``LoadedLibrary.search_triggers``); "" for none
-    trigger: str | None = None
+    #: ``(library version, task or None)``: the explicit triggers' verdict when already searched
+    #: (``LoadedLibrary.search_triggers``); used only by the version it was searched in
+    trigger: tuple[int, str | None] | None = None
 
     def check(self, tasks: dict) -> None:
         if self.mode not in MODES:
@@ -220,17 +221,15 @@ class LoadedLibrary:
         thread, so that a slow search holds up no batch); the verdict is kept per library version."""
         current = self._current
         verdicts = current.router.explicit([q.text for q in queries])
-        return [replace(q, trigger=f"{current.version}:{v or ''}") for q, v in zip(queries, verdicts)]
+        return [replace(q, trigger=(current.version, v)) for q, v in zip(queries, verdicts)]
 
     def _routes(self, current: _Version, queries: list["Query"]) -> list[Route]:
         routes: list[Route | None] = [Route(q.task, 1.0, "given", guess=q.task) if q.task else None for q in queries]
         rest = [i for i, r in enumerate(routes) if r is None]
         if rest:
             texts = [queries[i].text for i in rest]
-            prefix = f"{current.version}:"
             known = [queries[i].trigger for i in rest]
-            explicit = ([v[len(prefix):] or None for v in known]
-                        if all(v is not None and v.startswith(prefix) for v in known) else None)
+            explicit = [v[1] for v in known] if all(v and v[0] == current.version for v in known) else None
             routed = current.router.route(texts, current.lm.family.router_features, explicit)
             for i, route in zip(rest, routed):
                 routes[i] = route

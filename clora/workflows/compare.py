@@ -80,11 +80,6 @@ class Comparison:
         return self.to_dict()[key]
 
 
-def comparison_row(report: Report) -> MethodRow:
-    """The per-method block of the comparison: metrics per mode, overlap and timing."""
-    return MethodRow.of(report)
-
-
 def finished_report(config: RunConfig) -> Report | None:
     """The report of the finished run in ``config.out`` when it used the same stream, tasks,
     method, model and settings as ``config`` would; otherwise ``None`` (the method must run).
@@ -212,7 +207,7 @@ def compare_methods(config: RunConfig, methods: list[str], out: Path, lr: float 
     first = reports[methods[0]]
     table = Comparison(stream=first.stream, model=config.model, tasks=first.tasks,
                        settings={k: v for k, v in first.settings.items() if k not in ("subspace", "energy", "lr")},
-                       methods={m: comparison_row(reports[m]) for m in methods}, kept=[m for m in methods if m in kept])
+                       methods={m: MethodRow.of(reports[m]) for m in methods}, kept=[m for m in methods if m in kept])
     write_comparison(out, table)
     return table
 

@@ -26,6 +26,14 @@ def library_config(manifest: dict, **overrides) -> RunConfig:
                      targets=tuple(manifest["target_modules"]), **settings)
 
 
+def read_router_inputs_as_stored(config: RunConfig, manifest: dict) -> None:
+    """Set ``config`` to read inputs as the library's router statistics were taken: this layer, this many
+    tokens (a library from before the token cap read ``max_length`` tokens)."""
+    stored = manifest.get("router") or {}
+    if stored.get("layer") is not None:
+        config.router_layer, config.router_tokens = stored["layer"], stored.get("tokens") or config.max_length
+
+
 def check_base_model(manifest: dict, base: BaseModel) -> None:
     """Refuse a base model whose family or weights differ from the library's."""
     if base.kind != manifest["family"]:
@@ -104,11 +112,7 @@ def open_library_model(folder: Path, *, model=None, tokenizer=None, manifest: di
     lora = LoRASet(inject_lora(base.model, config.targets, config.rank, config.scaling, taylor_order))
     _check_modules(lora, manifest)
     index_of = attach_adapters(lora, folder, manifest)
-    stored = manifest.get("router") or {}
-    if stored.get("layer") is not None:
-        # read inputs as the stored router statistics were taken: this layer, this many tokens
-        # (a library from before the token cap read max_length tokens)
-        config.router_layer, config.router_tokens = stored["layer"], stored.get("tokens") or config.max_length
+    read_router_inputs_as_stored(config, manifest)
     family = FAMILIES[base.kind](base.model, base.tokenizer, config)
     return LibraryModel(folder, manifest, config, base, lora, family, index_of)
 
@@ -145,10 +149,7 @@ def reopen_library_model(folder: Path, previous: LibraryModel, manifest: dict) -
     if problems:
         raise LibraryError(f"library {str(folder)!r}: {problems[0]}")
     config = library_config(manifest, progress=False)
-    config.router_layer, config.router_tokens = previous.config.router_layer, previous.config.router_tokens
-    stored = manifest.get("router") or {}
-    if stored.get("layer") is not None:
-        config.router_layer, config.router_tokens = stored["layer"], stored.get("tokens") or config.max_length
+    read_router_inputs_as_stored(config, manifest)
     model = _shared_copy(previous.base_model.model)
     lora = LoRASet({name: model.get_submodule(name) for name in previous.lora.layers})
     index_of = attach_adapters(lora, folder, manifest)

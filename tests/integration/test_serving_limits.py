@@ -293,3 +293,22 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_one_line(command, library_f
         pytest.skip("this machine has a GPU")
     args = [command, str(library_factory("bert", "orth")), "--device", "cuda"] + (["x"] if command == "predict" else [])
     assert_one_line_error(CliRunner().invoke(cli, args), "no CUDA GPU is available (use the device cpu or auto) (--device)")
+
+
+def test_triggers_searched_ahead_are_used_only_by_their_own_version(library_copy):
+    from dataclasses import replace
+
+    from clora.library.layout import MANIFEST
+    from clora.serving.inference import Query
+
+    lib = library_copy()
+    manifest = json.loads((lib / MANIFEST).read_text())
+    manifest["tasks"][1]["triggers"] = {"keywords": ["refund"]}  # metadata, not checksummed
+    (lib / MANIFEST).write_text(json.dumps(manifest))
+    loaded = load_library(lib)
+    searched = loaded.search_triggers([Query("a refund please"), Query("apple oven")])
+    assert [q.trigger for q in searched] == [(1, "t1"), (1, None)]
+    answer = loaded.predict_queries(searched)[0]
+    assert (answer.task, answer.source) == ("t1", "trigger")
+    stale = [replace(q, trigger=(99, "t0")) for q in searched]  # searched in another version: searched again
+    assert loaded.predict_queries(stale) == loaded.predict_queries(searched)
