@@ -13,6 +13,7 @@ from pathlib import Path
 from clora.families.loading import resolve_model_path
 from clora.library import ops, store
 from clora.library.layout import read_manifest
+from clora.library.readers import reading
 from clora.library.peft_io import export_peft
 from clora.library.summary import TaskRow, list_tasks
 from clora.serving.inference import LoadedLibrary, load_library
@@ -60,8 +61,8 @@ class Library:
 
     def export(self, task: str, out) -> Path:
         """``task``'s snapshot as a PEFT LoRA folder ``out`` (``clora library export``)."""
-        manifest = read_manifest(self.path)
-        return export_peft(self.path, manifest, task, Path(out), resolve_model_path(manifest["base_model"]))
+        with reading(self.path) as manifest:  # its files stay while they are copied, whatever writers do
+            return export_peft(self.path, manifest, task, Path(out), resolve_model_path(manifest["base_model"]))
 
     def import_peft(self, peft_dir, name: str, labels: list[str], instruction: str = "",
                     triggers: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import torch
 from clora.library.build import stage_task, task_entry
 from clora.library.layout import LibraryError, check_files, read_manifest, task_by_name, version_path
 from clora.library.peft_io import peft_factors
+from clora.library.readers import reading
 from clora.library.store import (STAGE_PREFIX, check_task_name, commit, files_of, kept_files, previous_manifest,
                                  stale_temp_files, write_lock)
 from clora.library.tensors import load_adapter, load_subspace, module_dims
@@ -69,11 +70,12 @@ class Verification:
 
 def show(folder: Path) -> LibraryInfo:
     """The manifest's description of the library plus the subspace capacity used per module."""
-    manifest = read_manifest(folder)
+    with reading(folder) as manifest:
+        capacity_used = capacity(folder, manifest)
     keys = ("format_version", "version", "previous_version", "base_model", "family", "method", "target_modules",
             "settings", "created", "updated")
     return LibraryInfo(**{k: manifest.get(k) for k in keys}, tasks=manifest["tasks"],
-                       reserved=manifest.get("reserved", []), capacity=capacity(folder, manifest))
+                       reserved=manifest.get("reserved", []), capacity=capacity_used)
 
 
 def _structure_problems(folder: Path, manifest: dict) -> list[str]:
@@ -90,6 +92,8 @@ def _structure_problems(folder: Path, manifest: dict) -> list[str]:
                     dims = manifest["modules"][m]
                     if a.shape[1] != dims["d_in"] or b.shape[0] != dims["d_out"] or a.shape[0] != b.shape[1]:
                         problems.append(f"{task['adapter']}: factors of {m} have wrong shapes")
+                    elif not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+                        problems.append(f"{task['adapter']}: factors of {m} hold NaN or infinite values")
             except LibraryError as exc:
                 problems.append(str(exc))
     missing = sorted(files_of(manifest) - set(manifest["files"]))
@@ -100,9 +104,18 @@ def _structure_problems(folder: Path, manifest: dict) -> list[str]:
 
 
 def verify(folder: Path) -> Verification:
-    """Checksums and structure: problems make the library unusable; notes are harmless leftovers."""
+    """Checksums and structure: problems make the library unusable; notes are harmless leftovers.
+
+    The version is pinned while it is checked, so a writer committing meanwhile cannot
+    remove its files (``clora.library.readers``).
+    """
     folder = Path(folder)
-    manifest = read_manifest(folder)
+    with reading(folder) as manifest:
+        problems, notes = _verify_version(folder, manifest)
+    return Verification(problems, notes)
+
+
+def _verify_version(folder: Path, manifest: dict) -> tuple[list[str], list[str]]:
     problems = check_files(folder, manifest)
     if not problems:
         problems += _structure_problems(folder, manifest)
@@ -124,7 +137,7 @@ def verify(folder: Path) -> Verification:
     if temps:
         notes.append(f"{len(temps)} temporary file(s) of an interrupted write "
                      f"({', '.join(str(p.relative_to(folder)) for p in temps[:3])}); the next write removes them")
-    return Verification(problems, notes)
+    return problems, notes
 
 
 def remove(folder: Path, name: str, release: bool = False) -> dict:

@@ -18,6 +18,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from clora.library.readers import pinned_versions
 from clora.library.layout import (LOCK, MANIFEST, VERSIONS, LibraryError, fsync_dir, fsync_file, json_text,
                                   parse_manifest, path_problem, read_manifest, sha256_file, version_path,
                                   write_json_atomic)
@@ -75,10 +76,37 @@ def previous_manifest(folder: Path, manifest: dict) -> dict | None:
     return parse_manifest(path.read_text(encoding="utf-8"), str(path))
 
 
+def _version_manifest(folder: Path, version) -> dict | None:
+    path = version_path(folder, version) if isinstance(version, int) else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        return parse_manifest(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError, LibraryError):
+        return None
+
+
+def kept_versions(folder: Path, current: dict) -> list[dict]:
+    """The manifests whose files must stay: the current one, the one it rolls back to, and every version
+    a live reader pins (with the version that one rolls back to, which ``verify`` reads)."""
+    kept = {current["version"]: current}
+    wanted = [current.get("previous_version")]
+    for version in sorted(pinned_versions(folder)):
+        wanted.append(version)
+        pinned = _version_manifest(folder, version)
+        if pinned is not None:
+            wanted.append(pinned.get("previous_version"))
+    for version in wanted:
+        if version is not None and version not in kept:
+            found = _version_manifest(folder, version)
+            if found is not None:
+                kept[version] = found
+    return list(kept.values())
+
+
 def kept_files(folder: Path, manifest: dict) -> set[str]:
-    """Files the current and the previous version reference (a new task folder must avoid them)."""
-    previous = previous_manifest(folder, manifest)
-    return set(manifest["files"]) | (set(previous["files"]) if previous else set())
+    """Files that kept versions reference (a new task folder must avoid them)."""
+    return set().union(*(set(m["files"]) for m in kept_versions(folder, manifest)))
 
 
 def free_task_dir(folder: Path, name: str, keep: set[str]) -> str:
@@ -159,7 +187,7 @@ def commit(folder: Path, current: dict | None, new: dict, staged: dict[str, Path
     text = json_text(new)  # encoded once, written twice
     write_json_atomic(version_path(folder, new["version"]), new, text)
     write_json_atomic(folder / MANIFEST, new, text)
-    collect_garbage(folder, new, current)
+    collect_garbage(folder, new)
     return new
 
 
@@ -173,12 +201,11 @@ def files_of(manifest: dict) -> set[str]:
     return files
 
 
-def collect_garbage(folder: Path, current: dict, previous: dict | None) -> None:
-    """Remove what neither the current nor the previous version references."""
-    keep = set(current["files"]) | (set(previous["files"]) if previous else set())
-    versions = {version_path(folder, current["version"]).name}
-    if previous:
-        versions.add(version_path(folder, previous["version"]).name)
+def collect_garbage(folder: Path, current: dict) -> None:
+    """Remove what no kept version (current, previous, pinned by a reader) references."""
+    kept = kept_versions(folder, current)
+    keep = set().union(*(set(m["files"]) for m in kept))
+    versions = {version_path(folder, m["version"]).name for m in kept}
     for path in (folder / VERSIONS).glob("v*.json"):
         if path.name not in versions and not (folder / VERSIONS).is_symlink():
             path.unlink()

@@ -22,6 +22,7 @@ import torch
 from clora.data.task import DEFAULT_PROMPT, Example, Task
 from clora.errors import CloraError, ConfigError
 from clora.library.layout import MANIFEST, LibraryError, read_manifest
+from clora.library.readers import reading
 from clora.library.tensors import load_router_stats
 from clora.routing.router import Route, Router, RouterConfig, adapter_mask
 from clora.training.devices import resolve_device, resolve_precision
@@ -88,17 +89,17 @@ class _Version:
 
     def __init__(self, folder: Path, model, tokenizer, router_config: RouterConfig, device: str, dtype,
                  previous: "_Version | None" = None):
-        manifest = read_manifest(folder)
-        if previous is not None and can_reuse_base(previous.lm, manifest):
-            # same base weights: reuse the loaded model, read only this version's adapters
-            self.lm: LibraryModel = reopen_library_model(folder, previous.lm, manifest)
-        else:
-            self.lm = open_library_model(folder, model=model, tokenizer=tokenizer, manifest=manifest,
-                                         progress=False, device=device, dtype=dtype)
+        with reading(folder) as manifest:  # the version's files stay while they are read, whatever writers do
+            if previous is not None and can_reuse_base(previous.lm, manifest):
+                # same base weights: reuse the loaded model, read only this version's adapters
+                self.lm: LibraryModel = reopen_library_model(folder, previous.lm, manifest)
+            else:
+                self.lm = open_library_model(folder, model=model, tokenizer=tokenizer, manifest=manifest,
+                                             progress=False, device=device, dtype=dtype)
+            stats = [load_router_stats(folder, t.get("router")) for t in manifest["tasks"]]
         self.version = manifest["version"]
         self.tasks = {t["name"]: _task_of(t) for t in manifest["tasks"]}
         self.snapshots = {name: self.lm.snapshot(name) for name in self.tasks}
-        stats = [load_router_stats(folder, t.get("router")) for t in manifest["tasks"]]
         self.router = Router(list(self.tasks), stats, [t.triggers for t in self.tasks.values()], router_config)
 
 
