@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,22 @@ def check_precision_name(name: str, field: str = "precision") -> None:
     """ConfigError unless ``name`` is one of ``PRECISIONS``."""
     if name not in PRECISIONS:
         raise ConfigError(f"unknown precision {name!r} (choose from {', '.join(PRECISIONS)})", field=field)
+
+
+def check_output_path(path: Path, what: str = "output folder", field: str = "out") -> None:
+    """Refuse a folder that cannot be made: it or a folder above it is a file, or its nearest existing
+    folder cannot be written to. Checked before any work, so a long run never fails at its end."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {str(path)!r} exists and is not a folder", field=field)
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"{what} {str(path)!r} cannot be made: {str(ancestor)!r} is a file", field=field)
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {str(path)!r} cannot be made: no permission to write in {str(ancestor)!r}",
+                          field=field)
 
 
 def _check_number(name: str, value, allow_zero: bool = False) -> None:

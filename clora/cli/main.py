@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 
 import click
+from click.exceptions import NoArgsIsHelpError
 
 from clora.errors import CloraError
 
@@ -36,6 +38,27 @@ def flag_of(command: click.Command, field: str | None) -> str | None:
     return None
 
 
+COMMAND_KEY = "clora.command"
+
+
+def remember_command(command: click.Command) -> None:
+    """Make ``command`` (and every command below it) record itself when it runs, so that an error's flag is
+    looked up in the command that ran: ``clora predict`` has no ``--model`` to point at."""
+    for sub in getattr(command, "commands", {}).values():
+        remember_command(sub)
+    callback = command.callback
+    if callback is None or getattr(callback, "_clora_remembers", False):
+        return
+
+    @functools.wraps(callback)
+    def remembering(*args, **kwargs):
+        click.get_current_context().meta[COMMAND_KEY] = command  # meta is shared by nested contexts
+        return callback(*args, **kwargs)
+
+    remembering._clora_remembers = True
+    command.callback = remembering
+
+
 class CloraGroup(click.Group):
     """Turns a CloraError from any command into one 'Error: ...' line and exit code 1.
 
@@ -47,9 +70,31 @@ class CloraGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CloraError as exc:
-            flag = flag_of(self, exc.field)
+            flag = flag_of(ctx.meta.get(COMMAND_KEY, self), exc.field)
             message = str(exc) if flag is None or flag in str(exc) else f"{exc} ({flag})"
             raise click.ClickException(message) from None
+        except NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise OneLineUsageError(exc) from None
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise OneLineUsageError(exc) from None
+
+
+class OneLineUsageError(click.ClickException):
+    """A usage error as one 'Error: ...' line that says where help is, exit code 2 as click's own."""
+
+    exit_code = 2
+
+    def __init__(self, exc: click.UsageError):
+        where = exc.ctx.command_path if exc.ctx is not None else "clora"
+        super().__init__(f"{exc.format_message().rstrip('.')} (see '{where} --help')")
 
 
 @click.group(cls=CloraGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,6 +125,7 @@ cli.add_command(add_task)
 cli.add_command(library)
 cli.add_command(predict)
 cli.add_command(serve)
+remember_command(cli)
 
 
 def main() -> None:

@@ -49,6 +49,8 @@ def _read_inputs(path: Path) -> list[str]:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 raise DataError(f"{path}: line {n} looks like JSON but does not parse") from None
+            except RecursionError:
+                raise DataError(f"{path}: line {n} nests JSON too deeply") from None
             text = row.get("input", row.get("sentence"))
             if not isinstance(text, str):
                 raise DataError(f"{path}: line {n} has no string 'input' or 'sentence' field")

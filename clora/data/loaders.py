@@ -88,10 +88,27 @@ def _hf_split_to_examples(split, spec: TaskSpec, source: str) -> list[Example]:
     return _rows_to_examples(split, spec, source, label_names=names)
 
 
+def _root_cause(exc: BaseException) -> str:
+    """The innermost reason of a chained exception, as one short line (datasets wraps the parser's)."""
+    while exc.__cause__ is not None or (exc.__context__ is not None and not exc.__suppress_context__):
+        exc = exc.__cause__ or exc.__context__
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
 def _load_with_datasets(spec: TaskSpec, path: Path | str, seed: int):
     import datasets
 
     datasets.disable_progress_bars()
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its "Failed to load ..." line would precede ours
+    try:
+        return _read_with_datasets(datasets, spec, path, seed)
+    finally:
+        datasets.logging.set_verbosity(verbosity)
+
+
+def _read_with_datasets(datasets, spec: TaskSpec, path: Path | str, seed: int):
     try:
         if spec.format == "hf":
             loaded = datasets.load_dataset(str(path), spec.subset)
@@ -110,18 +127,23 @@ def _load_with_datasets(spec: TaskSpec, path: Path | str, seed: int):
             loaded = datasets.load_dataset(_FILE_BUILDERS[spec.format], data_files=files)
         else:
             loaded = datasets.load_dataset(_FILE_BUILDERS[spec.format], data_files={"rows": str(path)})
+            if len(loaded["rows"]) < 2:
+                raise DataError(f"task {spec.name!r}: {str(path)!r} has {len(loaded['rows'])} row(s); a task needs at "
+                                "least 2 (one to train on, one to test)")
             split = loaded["rows"].train_test_split(test_size=spec.test_size, seed=seed)
             loaded = {spec.train_split: split["train"], spec.test_split: split["test"]}
     except DataError:
         raise
     except Exception as exc:  # datasets raises many types; the user needs one line
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"task {spec.name!r}: cannot read {str(path)!r} ({reason[:200]})") from None
+        raise DataError(f"task {spec.name!r}: cannot read {str(path)!r} ({_root_cause(exc)})") from None
     for split in (spec.train_split, spec.test_split):
         if split not in loaded:
             raise DataError(f"task {spec.name!r}: {str(path)!r} has no split {split!r}")
-    train = _hf_split_to_examples(loaded[spec.train_split], spec, f"{path} [{spec.train_split}]")
-    test = _hf_split_to_examples(loaded[spec.test_split], spec, f"{path} [{spec.test_split}]")
+    try:  # arrow decodes text lazily: a byte that is not UTF-8 surfaces only now
+        train = _hf_split_to_examples(loaded[spec.train_split], spec, f"{path} [{spec.train_split}]")
+        test = _hf_split_to_examples(loaded[spec.test_split], spec, f"{path} [{spec.test_split}]")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"task {spec.name!r}: {str(path)!r} is not UTF-8 text ({exc.reason})") from None
     return train, test, spec.labels
 
 

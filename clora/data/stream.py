@@ -80,8 +80,9 @@ class TaskSpec:
             TriggerSet.compile(self.name, self.triggers)  # fail at load time, not at the first input
         except ConfigError as exc:
             raise DataError(str(exc)) from None
-        if not 0.0 < float(self.test_size) < 1.0:
-            raise DataError(f"{where}: test_size must be in (0, 1), got {self.test_size!r}")
+        if isinstance(self.test_size, bool) or not isinstance(self.test_size, (int, float)) \
+                or not 0.0 < float(self.test_size) < 1.0:
+            raise DataError(f"{where}: test_size must be a number in (0, 1), got {self.test_size!r}")
 
 
 @dataclass
@@ -121,6 +122,8 @@ def resolve_stream_path(name_or_path: str) -> Path:
             raise DataError(f"stream file {str(path)!r} not found")
         return path
     shipped = resources.files("clora.streams") / f"{name_or_path}.yaml"
+    if not shipped.is_file() and path.is_dir():
+        raise DataError(f"{str(path)!r} is a folder and no shipped stream is named so; give a YAML stream file")
     if not shipped.is_file():
         raise DataError(f"unknown stream {name_or_path!r} (shipped: {', '.join(shipped_streams())}; "
                         "or give the path of a YAML stream file)")
@@ -156,6 +159,8 @@ def load_stream(name_or_path) -> Stream:
         raise DataError(f"stream file {str(path)!r} is not valid YAML{where}") from None
     except OSError as exc:
         raise DataError(f"cannot read stream file {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"stream file {str(path)!r} is not UTF-8 text (byte {exc.start})") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), list) or not raw["tasks"]:
         raise DataError(f"stream file {str(path)!r} needs a non-empty 'tasks' list")
     tasks = [_task_spec(entry, i) for i, entry in enumerate(raw["tasks"])]

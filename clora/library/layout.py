@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from clora.errors import CloraError
+from clora.library.schema import manifest_type_problem
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -112,6 +113,9 @@ def parse_manifest(text: str, where: str) -> dict:
     for i, task in enumerate(manifest["tasks"]):
         if not isinstance(task, dict) or not isinstance(task.get("name"), str):
             raise LibraryError(f"{where}: task {i + 1} has no name")
+    problem = manifest_type_problem(manifest)
+    if problem:
+        raise LibraryError(f"{where}: {problem}")
     return manifest
 
 

@@ -103,6 +103,15 @@ def _structure_problems(folder: Path, manifest: dict) -> list[str]:
     return problems
 
 
+def _subspace_problems(folder: Path, manifest: dict) -> list[str]:
+    try:
+        bases = load_subspace(folder, manifest)
+    except LibraryError as exc:
+        return [str(exc)]
+    return [f"the reserved subspace of {name} is not orthonormal" for name, u in bases.items()
+            if u.shape[1] and not torch.allclose(u.T @ u, torch.eye(u.shape[1]), atol=1e-4)]
+
+
 def verify(folder: Path) -> Verification:
     """Checksums and structure: problems make the library unusable; notes are harmless leftovers.
 
@@ -120,9 +129,7 @@ def _verify_version(folder: Path, manifest: dict) -> tuple[list[str], list[str]]
     if not problems:
         problems += _structure_problems(folder, manifest)
     if not problems:
-        for name, u in load_subspace(folder, manifest).items():
-            if u.shape[1] and not torch.allclose(u.T @ u, torch.eye(u.shape[1]), atol=1e-4):
-                problems.append(f"the reserved subspace of {name} is not orthonormal")
+        problems += _subspace_problems(folder, manifest)
     notes = []
     try:
         previous = previous_manifest(folder, manifest)

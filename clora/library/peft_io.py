@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from clora.config import check_output_path
 from clora.library.layout import LibraryError, check_files, task_by_name
 from clora.library.tensors import load_adapter
 
@@ -47,7 +48,8 @@ def export_peft(folder: Path, manifest: dict, task: str, out: Path, base_model_p
     if manifest["method"] == "olie":
         raise LibraryError("olie adapters are multiplicative (W * exp(BA)) and have no PEFT LoRA form")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    check_output_path(out, "export folder")
+    if out.is_dir() and any(out.iterdir()):
         raise LibraryError(f"export folder {str(out)!r} exists and is not empty", field="out")
     factors = snapshot_factors(folder, manifest, task)
     ranks = {m: a.shape[0] for m, (a, _) in factors.items()}

@@ -41,8 +41,15 @@ def check_task_name(name: str) -> None:
 @contextmanager
 def write_lock(folder: Path):
     """Hold the library's exclusive writer lock; fail at once if another writer holds it."""
+    if not Path(folder).is_dir():  # named as such, rather than as a failure to open the lock file
+        raise LibraryError(f"library {str(folder)!r} " + ("is not a folder" if Path(folder).exists() else "not found"))
     path = Path(folder) / LOCK
-    fh = open(path, "a+")
+    try:
+        fh = open(path, "a+")
+    except OSError as exc:
+        hint = " (is the library read-only for you?)" if isinstance(exc, PermissionError) else ""
+        raise LibraryError(f"cannot take the writer lock {str(path)!r}: {exc.strerror}{hint}; "
+                           "nothing was changed") from None
     try:
         if fcntl is not None:
             try:

@@ -64,7 +64,13 @@ def module_dims(manifest: dict) -> dict[str, int]:
 def load_directions(folder: Path, rel: str | None, dims: dict[str, int]) -> dict[str, torch.Tensor]:
     """``{module: (d_in, k)}`` a task reserved; ``k = 0`` when it reserved nothing."""
     tensors = _load(Path(folder) / rel) if rel else {}
-    return {name: tensors.get(name, torch.zeros(d_in, 0)) for name, d_in in dims.items()}
+    directions = {name: tensors.get(name, torch.zeros(d_in, 0)) for name, d_in in dims.items()}
+    for name, u in directions.items():
+        if u.dim() != 2 or u.shape[0] != dims[name]:
+            raise LibraryError(f"{rel}: the directions of {name!r} have shape {tuple(u.shape)}, not ({dims[name]}, k)")
+        if not torch.isfinite(u).all():
+            raise LibraryError(f"{rel}: the directions of {name!r} hold NaN or infinite values")
+    return directions
 
 
 def load_subspace(folder: Path, manifest: dict) -> dict[str, torch.Tensor]:
@@ -93,4 +99,9 @@ def load_router_stats(folder: Path, rel: str | None):
     tensors = _load(Path(folder) / rel)
     if set(tensors) != {"count", "mean", "scatter"}:
         raise LibraryError(f"{rel} is not a router statistics file")
+    count, mean, scatter = tensors["count"], tensors["mean"], tensors["scatter"]
+    d = mean.shape[0] if mean.dim() == 1 else -1
+    if count.shape != (1,) or d < 1 or scatter.shape != (d, d):
+        raise LibraryError(f"{rel}: router statistics of shapes count {tuple(count.shape)}, mean {tuple(mean.shape)}, "
+                           f"scatter {tuple(scatter.shape)} (need (1,), (d,), (d, d))")
     return TaskStats.from_tensors(tensors)

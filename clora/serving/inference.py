@@ -84,6 +84,14 @@ def _task_of(entry: dict) -> Task:
                 triggers=entry.get("triggers") or {})
 
 
+def _check_router_width(stats: list, manifest: dict, hidden: int | None) -> None:
+    """Router statistics must describe the model's hidden states: ``d`` = its hidden size."""
+    for task, s in zip(manifest["tasks"], stats):
+        if s is not None and hidden is not None and s.mean.shape[0] != hidden:
+            raise LibraryError(f"{task['router']}: router statistics of width {s.mean.shape[0]} for a model of "
+                               f"hidden size {hidden}")
+
+
 class _Version:
     """One library version, loaded: model, tasks, router."""
 
@@ -97,6 +105,7 @@ class _Version:
                 self.lm = open_library_model(folder, model=model, tokenizer=tokenizer, manifest=manifest,
                                              progress=False, device=device, dtype=dtype)
             stats = [load_router_stats(folder, t.get("router")) for t in manifest["tasks"]]
+        _check_router_width(stats, manifest, getattr(self.lm.base_model.model.config, "hidden_size", None))
         self.version = manifest["version"]
         self.tasks = {t["name"]: _task_of(t) for t in manifest["tasks"]}
         self.snapshots = {name: self.lm.snapshot(name) for name in self.tasks}

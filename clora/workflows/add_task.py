@@ -86,6 +86,17 @@ class AddTaskRequest:
     device: str = "auto"
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        for name in ("max_train", "max_test"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}", field=name)
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}", field="seed")
+        for name, path in self.eval_files.items():
+            if not Path(path).is_file():
+                raise DataError(f"evaluation file {str(path)!r} for {name!r} not found", field="eval_files")
+
     def spec(self) -> TaskSpec:
         for what, path in (("training", self.train), ("test", self.test)):
             if path is not None and not Path(path).is_file():
@@ -129,6 +140,8 @@ def _earlier_tasks(manifest: dict, eval_files: dict[str, Path]) -> tuple[list[Ta
         try:
             tasks.append(load_referenced_task(ref))
         except DataError as exc:
+            if entry["name"] in eval_files:  # the user asked for this one: say so rather than skip it
+                raise DataError(f"evaluation file for {entry['name']!r}: {exc}", field="eval_files") from None
             notes.append(f"{entry['name']}: not re-evaluated ({exc})")
     return tasks, notes
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clora.config import METHODS, RunConfig
+from clora.data.stream import load_stream
 from clora.errors import ConfigError
 from clora.evaluation.plots import grouped_bars
 from clora.evaluation.report import Report
@@ -88,7 +89,6 @@ def finished_report(config: RunConfig) -> Report | None:
     the run's library (absolute path, caps and seed) must be the one ``config`` resolves
     to, so a resumed comparison over another ``--data-dir`` runs every method again.
     """
-    from clora.data.stream import load_stream
     from clora.workflows.run import run_settings
 
     path = config.out / RUN_MARKER
@@ -193,6 +193,7 @@ def compare_methods(config: RunConfig, methods: list[str], out: Path, lr: float 
         raise ConfigError("parallel jobs run methods in processes of their own; under accelerate launch use one job "
                           "(the launched processes already share the work)", field="jobs")
     config = dataclasses.replace(config, out=out)
+    load_stream(config.stream)  # a bad stream is refused before the first method starts
     kept = _reusable(config, methods, lr) if resume else {}
     if not kept:  # a folder with kept runs is an interrupted comparison, not a foreign one
         _check_compare_dir(out, methods, resume)

@@ -34,11 +34,15 @@ def read_router_inputs_as_stored(config: RunConfig, manifest: dict) -> None:
         config.router_layer, config.router_tokens = stored["layer"], stored.get("tokens") or config.max_length
 
 
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
 def check_base_model(manifest: dict, base: BaseModel) -> None:
     """Refuse a base model whose family or weights differ from the library's."""
     if base.kind != manifest["family"]:
-        raise LibraryError(f"the library was built on a {manifest['family']} model ({manifest['base_model']}); "
-                           f"{base.name!r} is a {base.kind} model", field="model")
+        raise LibraryError(f"the library was built on {_a(manifest['family'])} model ({manifest['base_model']}); "
+                           f"{base.name!r} is {_a(base.kind)} model", field="model")
     found = base.fingerprint
     if found != manifest["base_fingerprint"]:
         raise LibraryError(f"the library was built on base model {manifest['base_model']!r} (weights "

@@ -8,6 +8,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from clora.config import check_output_path
 from clora.errors import ConfigError
 
 RUN_MARKER = "report.json"
@@ -15,8 +16,7 @@ RUN_MARKER = "report.json"
 
 def check_out_dir(out: Path, marker: str = RUN_MARKER) -> None:
     """Refuse an existing folder that is neither empty nor an earlier clora output (``marker``)."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output path {str(out)!r} exists and is not a folder")
+    check_output_path(out)
     if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
         raise ConfigError(f"output folder {str(out)!r} is not empty and holds no clora run; choose another output "
                           "folder", field="out")

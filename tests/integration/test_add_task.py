@@ -201,5 +201,5 @@ def test_eval_files_re_evaluate_named_earlier_tasks(library_copy, new_task_files
     result = _add(lib, new_task_files[0], "--eval", f"t0={write_jsonl(tmp_path / 't0.jsonl', test)}")
     assert result.exit_code == 0, result.output
     assert "t0" in result.output and "t1" in result.output
-    assert_one_line_error(_add(library_copy(method="inc"), new_task_files[0], "--eval", "nope=x.jsonl"),
+    assert_one_line_error(_add(library_copy(method="inc"), new_task_files[0], "--eval", f"nope={new_task_files[1]}"),
                           "not in the library")

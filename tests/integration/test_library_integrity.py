@@ -166,6 +166,20 @@ def test_verify_names_a_manifest_path_that_leaves_the_library(library_copy, tmp_
         assert_one_line_error(run("library", "verify", lib), "leaves the library")
 
 
+def test_verify_finds_an_all_nan_adapter_whose_checksum_was_updated(library_copy):
+    """A consistent lie: NaN factors with a matching checksum pass every file check but not verify."""
+    from clora.library.layout import sha256_file
+
+    lib = library_copy()
+    rel = adapter_of(lib, "t1")
+    save_file({k: v * float("nan") for k, v in load_file(str(lib / rel)).items()}, str(lib / rel))
+    manifest = read_manifest(lib)
+    manifest["files"][rel] = sha256_file(lib / rel)
+    (lib / "manifest.json").write_text(json.dumps(manifest))
+    result = run("library", "verify", lib)
+    assert result.exit_code != 0 and "NaN or infinite" in result.output, result.output
+
+
 REPLACER = """
 import sys, pathlib
 from clora.workflows.outdir import staged_out_dir

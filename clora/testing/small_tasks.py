@@ -1,0 +1,116 @@
+"""A user's own small tasks: support tickets, product reviews and news, plus an unseen domain.
+
+What a new user brings: three classification tasks of a few dozen examples each, with
+clearly different vocabulary, and later inputs of those same kinds. The sentences come
+from templates with slot fillers (seeded), so any number of fresh inputs can be drawn;
+``fresh`` inputs never repeat a training sentence. ``UNSEEN`` (cooking instructions) is a
+fourth domain no task covers: a router should fall back on it.
+
+Used by the routing test and ``examples/benchmarks/routing.py``; not the synthetic demo.
+"""
+
+from __future__ import annotations
+
+import random
+
+# task -> (label -> templates); {slot} names a filler list below
+TEMPLATES = {
+    "tickets": {
+        "billing": ["I was charged twice for my {plan} subscription this month, please refund the {amount} fee.",
+                    "My invoice shows a {amount} charge I never authorised on my {plan} plan.",
+                    "Why did my card get billed {amount} after I cancelled the {plan} plan?",
+                    "Please send me a corrected invoice, the {plan} renewal cost {amount} instead of the quoted price."],
+        "technical": ["The {app} crashes every time I open the {screen} screen after the latest update.",
+                      "I cannot log in to the {app}, it shows error code {code} on the {screen} page.",
+                      "Since yesterday the {app} freezes when I try to sync the {screen} data.",
+                      "The {app} keeps showing error {code} and the {screen} never loads."],
+        "account": ["Please change the email address on my account to my new {provider} address.",
+                    "I want to close my account and delete my {screen} data.",
+                    "How do I reset the password for my account, the reset link to my {provider} mail never arrives?",
+                    "Please add a second user to my account, my colleague uses a {provider} address."],
+    },
+    "reviews": {
+        "positive": ["This {product} is fantastic, the {feature} works perfectly and it arrived {speed}.",
+                     "Absolutely love the {product}; great {feature} and worth every penny.",
+                     "Five stars: the {product} exceeded my expectations, especially the {feature}.",
+                     "Best {product} I have bought in years, the {feature} is superb."],
+        "negative": ["The {product} broke after a week and the {feature} never worked properly.",
+                     "Terrible {product}, the {feature} is flimsy and it arrived {speed} but damaged.",
+                     "One star: the {product} is a waste of money, the {feature} stopped working.",
+                     "Very disappointed with this {product}, the {feature} feels cheap."],
+    },
+    "news": {
+        "sports": ["The {team} beat their rivals {score} in the {competition} final on Sunday.",
+                   "Star striker of the {team} ruled out of the {competition} with a knee injury.",
+                   "The {team} coach praised the defence after a {score} win in the {competition}.",
+                   "Fans celebrated as the {team} clinched the {competition} title with a {score} victory."],
+        "politics": ["The {body} passed the new {policy} bill after a long debate on Tuesday.",
+                     "Opposition leaders criticised the government's {policy} plan in the {body}.",
+                     "The prime minister announced a reform of {policy} ahead of the {body} vote.",
+                     "Lawmakers in the {body} delayed the vote on the {policy} package."],
+        "business": ["Shares of {company} rose {percent} after quarterly profits beat forecasts.",
+                     "{company} announced it will cut {percent} of its workforce amid falling sales.",
+                     "The central bank held interest rates as {company} warned of weaker demand.",
+                     "{company} agreed to buy a smaller rival, sending its stock up {percent}."],
+    },
+}
+UNSEEN = ["Whisk the {ingredient} with sugar until pale, then fold in the {other} gently.",
+          "Preheat the oven, then roast the {ingredient} with garlic for {minutes} minutes.",
+          "Simmer the {ingredient} in stock for {minutes} minutes and season with {other}.",
+          "Knead the dough with {ingredient} for {minutes} minutes before letting it rise.",
+          "Fry the onions until golden, add the {ingredient} and a pinch of {other}.",
+          "Chop the {ingredient} finely and marinate it with {other} overnight."]
+FILLERS = {
+    "plan": ["premium", "family", "business", "annual", "student", "basic"],
+    "amount": ["$12", "$49.99", "$8", "$120", "$30", "$15.50"],
+    "app": ["mobile app", "desktop client", "web dashboard", "tablet app", "browser extension"],
+    "screen": ["settings", "billing history", "profile", "notifications", "reports", "calendar"],
+    "code": ["403", "500", "E-17", "0x80", "timeout-9", "502"],
+    "provider": ["gmail", "outlook", "yahoo", "company", "proton"],
+    "product": ["blender", "vacuum cleaner", "backpack", "headphones", "coffee maker", "desk lamp", "running shoes"],
+    "feature": ["battery", "zipper", "sound quality", "motor", "handle", "build quality", "cushioning"],
+    "speed": ["quickly", "two days early", "on time", "late"],
+    "team": ["City", "United", "Rovers", "Lions", "Wanderers", "Athletic"],
+    "score": ["2-1", "3-0", "1-0", "4-2", "2-2"],
+    "competition": ["league cup", "champions league", "national championship", "premier league"],
+    "body": ["senate", "parliament", "assembly", "congress"],
+    "policy": ["healthcare", "immigration", "tax", "climate", "education", "pension"],
+    "company": ["Acme Corp", "Globex", "Initech", "Umbrella Group", "Stark Industries", "Wayne Enterprises"],
+    "percent": ["5%", "12%", "3%", "8%", "20%"],
+    "ingredient": ["butter", "eggs", "chicken thighs", "carrots", "lentils", "flour", "salmon", "mushrooms"],
+    "other": ["cream", "paprika", "thyme", "lemon zest", "cinnamon", "cumin"],
+    "minutes": ["10", "20", "35", "45", "15"],
+}
+TASKS = tuple(TEMPLATES)
+
+
+def _fill(template: str, rng: random.Random) -> str:
+    out = template
+    for slot, values in FILLERS.items():
+        while "{" + slot + "}" in out:
+            out = out.replace("{" + slot + "}", rng.choice(values), 1)
+    return out
+
+
+def _draw(templates: dict[str, list[str]], n: int, rng: random.Random, avoid: set[str]) -> list[dict]:
+    rows, labels, tries = [], sorted(templates), 0
+    while len(rows) < n and tries < 100 * n:
+        tries += 1
+        label = labels[len(rows) % len(labels)]
+        text = _fill(rng.choice(templates[label]), rng)
+        if text not in avoid:
+            avoid.add(text)
+            rows.append({"sentence": text, "label": label})
+    return rows
+
+
+def small_task(task: str, n_train: int = 60, n_fresh: int = 40, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """``(train, fresh)`` rows ``{"sentence", "label"}`` of ``task``; no fresh sentence is a training one."""
+    rng, seen = random.Random(f"{task}-{seed}"), set()
+    train = _draw(TEMPLATES[task], n_train, rng, seen)
+    return train, _draw(TEMPLATES[task], n_fresh, rng, seen)
+
+
+def unseen_inputs(n: int = 40, seed: int = 0) -> list[str]:
+    """Inputs of a domain none of the tasks covers (cooking instructions)."""
+    return [r["sentence"] for r in _draw({"recipe": UNSEEN}, n, random.Random(f"unseen-{seed}"), set())]
