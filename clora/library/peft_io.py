@@ -130,7 +130,10 @@ def peft_factors(path: Path, modules: dict, scaling: float) -> dict[str, tuple[t
                            f"(only in PEFT: {', '.join(extra) or 'none'}; only in the library: {', '.join(missing) or 'none'})")
     factors = {}
     for m in modules:
-        a, b = tensors[f"{PREFIX}{m}.lora_A.weight"].float(), tensors[f"{PREFIX}{m}.lora_B.weight"].float()
+        a, b = tensors[f"{PREFIX}{m}.lora_A.weight"], tensors[f"{PREFIX}{m}.lora_B.weight"]
+        if not (a.is_floating_point() and b.is_floating_point()):
+            raise LibraryError(f"module {m!r}: factors of dtype {a.dtype} and {b.dtype}; LoRA factors are floating point")
+        a, b = a.float(), b.float()
         check_factors(m, a, b, modules[m])
         r = _pattern_value(config.get("rank_pattern") or {}, m, config.get("r"))
         alpha = _pattern_value(config.get("alpha_pattern") or {}, m, config.get("lora_alpha"))

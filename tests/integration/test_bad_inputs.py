@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
@@ -326,6 +327,7 @@ CASES = [
     ("import-ranks-disagree", IMPORT, lambda w: w.edit_peft(
         tensors=lambda t: {**t, _first_a(t): t[_first_a(t)][:1].contiguous()})),
     ("import-nan-factors", IMPORT, _nan_peft),
+    ("import-integer-factors", IMPORT, lambda w: w.edit_peft(tensors=lambda t: {k: v.to(torch.int32) for k, v in t.items()})),
     ("import-module-missing", IMPORT, lambda w: w.edit_peft(
         tensors=lambda t: {k: v for k, v in t.items() if k not in (_first_a(t), _first_b(t))})),
     ("import-labels-one", ["library", "import", "{lib}", "{root}/peft", "--name", "imp", "--labels", "a"], None),
