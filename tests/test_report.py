@@ -57,8 +57,14 @@ def test_report_contract(orth_run):
     assert set(on_disk["modes"]) == {"oracle", "sum", "routed"}
     routed = on_disk["modes"]["routed"]
     assert 0 <= routed["routing_accuracy"] <= 1
-    assert sum(sum(row.values()) for row in routed["routing_confusion"].values()) == 3 * 16  # every test input
-    assert "Routing accuracy" in (out / "report.md").read_text()
+    confusion = routed["routing_confusion"]
+    assert sum(sum(row.values()) for row in confusion.values()) == 3 * 16  # every test input
+    # the shares are the confusion matrix's diagonal, fallback column and the rest, over all inputs
+    assert routed["routing_accuracy"] == sum(confusion[t][t] for t in confusion) / 48
+    assert routed["routing_fallback"] == sum(row["fallback"] for row in confusion.values()) / 48
+    assert abs(routed["routing_accuracy"] + routed["routing_fallback"] + routed["routing_misrouted"] - 1) < 1e-12
+    assert routed["fwt"] is None  # the router cannot know a task before it is learnt
+    assert "% fall back" in (out / "report.md").read_text()
     for block in on_disk["modes"].values():
         assert set(block) >= {"accuracy_matrix", "average_accuracy", "bwt", "forgetting", "fwt"}
         matrix = block["accuracy_matrix"]

@@ -35,10 +35,18 @@ def test_posterior_and_out_of_distribution_damping():
     means = torch.tensor([[0.0, 0.0], [4.0, 0.0]], dtype=torch.float64)
     d2 = squared_distances(torch.tensor([[1.0, 0.0], [0.0, 10.0]]), means, precision)
     assert torch.allclose(d2, torch.tensor([[1.0, 9.0], [100.0, 116.0]], dtype=torch.float64))
-    best, conf = posterior_and_confidence(d2, typical=torch.tensor([2.0, 2.0], dtype=torch.float64), margin=1.0)
+    typical = torch.tensor([2.0, 2.0], dtype=torch.float64)
+    # temperature 1: T = typical = 2, posterior of task 0 = 1 / (1 + exp(-(9 - 1) / (2 * 2)))
+    best, conf = posterior_and_confidence(d2, typical, margin=1.0, temperature=1.0)
     assert best.tolist() == [0, 0]
-    assert math.isclose(conf[0].item(), 1 / (1 + math.exp(-4)), rel_tol=1e-9)  # inside the margin: posterior
+    assert math.isclose(conf[0].item(), 1 / (1 + math.exp(-2)), rel_tol=1e-9)  # inside the margin: posterior
     assert conf[1].item() < 1e-40  # D^2 = 100 against a typical 2: damped to nothing
+    # temperature 2: T = 4 -> 1 / (1 + exp(-1)); a warmer posterior is less sure
+    _, warm = posterior_and_confidence(d2, typical, margin=1.0, temperature=2.0)
+    assert math.isclose(warm[0].item(), 1 / (1 + math.exp(-1)), rel_tol=1e-9)
+    # the margin damps by exp(-4 (ratio - 1)): D^2 = 1 against margin 0.25 * typical 2 -> ratio 2
+    _, damped = posterior_and_confidence(d2, typical, margin=0.25, temperature=1.0)
+    assert math.isclose(damped[0].item(), 1 / (1 + math.exp(-2)) * math.exp(-4), rel_tol=1e-9)
 
 
 def test_triggers_keywords_regex_prefixes():

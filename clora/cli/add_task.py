@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from clora.cli.options import with_router_options
 from clora.errors import ConfigError
 
 
@@ -65,14 +66,17 @@ def print_result(result) -> None:
 @click.option("--seed", type=int, default=None, help="Random seed (default: the library's).")
 @click.option("--device", default="auto", show_default=True,
               help="auto (a GPU when there is one, else the CPU), cpu, cuda or cuda:N.")
+@with_router_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def add_task(library, name, train, test, fmt, labels, instruction, triggers, text_field, label_field, evals,
-             model, epochs, lr, batch_size, max_train, max_test, seed, device, quiet):
+             model, epochs, lr, batch_size, max_train, max_test, seed, device, threshold, margin, fallback, quiet):
     """Train task NAME onto LIBRARY without touching the tasks already there.
 
     The new adapter is trained with the library's method (orth: orthogonal to the stored
     subspace) on the library's base model, every earlier task with test data is
     re-evaluated, their forgetting printed, and the new version committed atomically.
+    --threshold, --margin and --fallback are stored in the new version: predict and serve
+    use them unless told otherwise.
     """
     from clora.workflows.add_task import AddTaskRequest, add_task as run_add_task
 
@@ -83,7 +87,7 @@ def add_task(library, name, train, test, fmt, labels, instruction, triggers, tex
         labels=[x.strip() for x in labels.split(",") if x.strip()] if labels else None, instruction=instruction,
         triggers=list(triggers), text_field=text_field, label_field=label_field, eval_files=_eval_files(evals),
         model=model, epochs=epochs, lr=lr, batch_size=batch_size, max_train=max_train, max_test=max_test,
-        seed=seed, device=device, progress=not quiet)
+        seed=seed, device=device, progress=not quiet, threshold=threshold, margin=margin, fallback=fallback)
     result = run_add_task(request)
     if result.version is not None:  # under accelerate launch only the main process commits and reports
         print_result(result)

@@ -1,4 +1,4 @@
-"""Options shared by the commands that train (run, compare)."""
+"""Options shared by the commands that train (run, compare) and the router's knobs (predict, serve, add-task)."""
 
 from __future__ import annotations
 
@@ -82,3 +82,22 @@ def with_config(command):
     def wrapper(stream, out, method, targets, quiet, **options):
         return command(make_config(stream, out, method, targets, quiet, **options))
     return wrapper
+
+
+ROUTER_OPTIONS = [
+    click.option("--threshold", type=float, default=None,
+                 help="Router confidence below which an input falls back (default: the library's, else 0.5; "
+                      "see docs/routing.md)."),
+    click.option("--margin", type=float, default=None,
+                 help="How much further than a fresh input of its task an input may be before it counts as "
+                      "unseen and its confidence is damped (default: the library's, else 1.5)."),
+    click.option("--fallback", type=click.Choice(["sum", "base"]), default=None,
+                 help="What an unsure input runs with: every adapter (sum) or none (base) (default: the "
+                      "library's, else sum)."),
+]
+
+
+def with_router_options(command):
+    for option in reversed(ROUTER_OPTIONS):
+        command = option(command)
+    return command

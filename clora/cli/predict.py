@@ -7,17 +7,11 @@ from pathlib import Path
 
 import click
 
+from clora.cli.options import ROUTER_OPTIONS
+from clora.routing.shares import routing_shares
 from clora.errors import DataError
 
 MODES = ("routed", "oracle", "sum", "base")
-ROUTER_OPTIONS = [
-    click.option("--threshold", type=float, default=None,
-                 help="Router confidence below which an input falls back (default 0.5; see docs/routing.md)."),
-    click.option("--fallback", type=click.Choice(["sum", "base"]), default=None,
-                 help="What an unsure input runs with: every adapter (sum, default) or none (base)."),
-]
-
-
 DEVICE_OPTIONS = [
     click.option("--device", default="auto", show_default=True,
                  help="Where the model runs: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N."),
@@ -32,8 +26,9 @@ def router_options(command):
     return command
 
 
-def _read_inputs(path: Path) -> list[str]:
-    """One input per line; a line that is a JSON object contributes its 'input' or 'sentence' field."""
+def _read_inputs(path: Path) -> list[tuple[str, str | None]]:
+    """``(input, expected task)`` per line: a plain line is an input; a JSON object gives its 'input' or
+    'sentence' field and, in 'task', the task it belongs to (then misroutes are counted)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -51,12 +46,14 @@ def _read_inputs(path: Path) -> list[str]:
                 raise DataError(f"{path}: line {n} looks like JSON but does not parse") from None
             except RecursionError:
                 raise DataError(f"{path}: line {n} nests JSON too deeply") from None
-            text = row.get("input", row.get("sentence"))
+            text, expected = row.get("input", row.get("sentence")), row.get("task")
             if not isinstance(text, str):
                 raise DataError(f"{path}: line {n} has no string 'input' or 'sentence' field")
-            texts.append(text)
+            if expected is not None and not isinstance(expected, str):
+                raise DataError(f"{path}: line {n}: 'task' must be a task name")
+            texts.append((text, expected))
         else:
-            texts.append(line)
+            texts.append((line, None))
     return texts
 
 
@@ -69,7 +66,7 @@ def _read_inputs(path: Path) -> list[str]:
               help="routed: the router picks the task; oracle: the snapshot of --task; sum: every adapter; base: none.")
 @click.option("--task", default=None, help="Answer every input as this task (skips routing).")
 @router_options
-def predict(library, texts, input_file, mode, task, threshold, fallback, device, precision):
+def predict(library, texts, input_file, mode, task, threshold, margin, fallback, device, precision):
     """Answer TEXT... (or --input FILE) with LIBRARY; one JSON line per input.
 
     Each line is {"input", "task", "confidence", "prediction", "source"}: the task the
@@ -78,12 +75,16 @@ def predict(library, texts, input_file, mode, task, threshold, fallback, device,
     """
     from clora.serving.inference import load_library
 
-    inputs = list(texts) + (_read_inputs(input_file) if input_file else [])
+    inputs = [(text, None) for text in texts] + (_read_inputs(input_file) if input_file else [])
     if not inputs:
         raise DataError("give texts to answer, or --input FILE")
-    loaded = load_library(library, threshold=threshold, fallback=fallback, device=device, precision=precision)
-    for row in loaded.predict(inputs, mode=mode, task=task):
+    loaded = load_library(library, threshold=threshold, margin=margin, fallback=fallback, device=device,
+                          precision=precision)
+    predictions = loaded.predict([text for text, _ in inputs], mode=mode, task=task)
+    for row in predictions:
         click.echo(json.dumps(row.to_dict()))
+    if mode == "routed" and task is None:
+        click.echo(routing_shares(predictions, [expected for _, expected in inputs]).line(), err=True)
 
 
 @click.command()
@@ -110,7 +111,7 @@ def predict(library, texts, input_file, mode, task, threshold, fallback, device,
               help="Open connections and requests at once; beyond them new requests get 503.")
 @click.option("--api-key", envvar="CLORA_API_KEY", default=None,
               help="Require 'Authorization: Bearer KEY' on every route but /health (or set CLORA_API_KEY).")
-def serve(library, host, port, threshold, fallback, device, precision, max_batch, batch_wait_ms, max_queue,
+def serve(library, host, port, threshold, margin, fallback, device, precision, max_batch, batch_wait_ms, max_queue,
           max_inputs, max_input_chars, max_body_bytes, body_timeout, max_connections, api_key):
     """Serve LIBRARY over HTTP: POST /predict, GET /tasks, GET /health, GET /metrics (docs at /docs).
 
@@ -124,7 +125,8 @@ def serve(library, host, port, threshold, fallback, device, precision, max_batch
     from clora.serving.server import check_port, serve as run_server
 
     check_port(port)  # before the model loads
-    loaded = load_library(library, threshold=threshold, fallback=fallback, device=device, precision=precision)
+    loaded = load_library(library, threshold=threshold, margin=margin, fallback=fallback, device=device,
+                          precision=precision)
     settings = ServeSettings(max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue,
                              max_inputs=max_inputs, max_input_chars=max_input_chars,
                              limits=Limits(max_body_bytes=max_body_bytes, body_timeout_s=body_timeout, api_key=api_key))

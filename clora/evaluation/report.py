@@ -157,8 +157,10 @@ def routing_markdown(block: dict) -> list[str]:
     """Routing accuracy and the confusion matrix (rows: true task; columns: routed to)."""
     confusion = block["routing_confusion"]
     columns = list(next(iter(confusion.values())))
-    lines = [f"Routing accuracy after the last task: {_pct(block['routing_accuracy'])}% of test inputs "
-             "go to their own task.", "", "| task \\ routed to | " + " | ".join(columns) + " |",
+    shares = (f"{_pct(block['routing_accuracy'])}% of test inputs go to their own task, "
+              f"{_pct(block.get('routing_fallback'))}% fall back, {_pct(block.get('routing_misrouted'))}% go to "
+              "another task")
+    lines = [f"Routing after the last task: {shares}.", "", "| task \\ routed to | " + " | ".join(columns) + " |",
              "|---" * (len(columns) + 1) + "|"]
     for name, counts in confusion.items():
         lines.append(f"| {name} | " + " | ".join(str(counts[c]) for c in columns) + " |")

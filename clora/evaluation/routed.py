@@ -16,13 +16,16 @@ from clora.config import RunConfig
 from clora.data.batches import batches
 from clora.data.task import Task
 from clora.families import Family
+from clora.routing.calibration import calibrated_stats
 from clora.routing.lda import TaskStats
+from clora.routing.shares import routing_shares
 from clora.routing.router import Route, Router, RouterConfig, adapter_mask
 
 
-def task_stats(family: Family, task: Task) -> TaskStats:
-    """The learned trigger's statistics of ``task``'s training inputs."""
-    return TaskStats.of(family.router_features([ex.text for ex in task.train]))
+def task_stats(family: Family, task: Task, earlier: list[TaskStats], shrinkage: float) -> TaskStats:
+    """The learned trigger's statistics of ``task``'s training inputs, calibrated on held-out folds of them
+    against the ``earlier`` tasks' statistics (``clora.routing.calibration``)."""
+    return calibrated_stats(family.router_features([ex.text for ex in task.train]), earlier, shrinkage)
 
 
 @torch.no_grad()
@@ -56,7 +59,7 @@ class RoutedRun:
 
     def learned(self, j: int, diagonal_flags: list[bool]) -> None:
         """Task ``j`` has been trained: add its statistics and keep its oracle results."""
-        self.stats.append(task_stats(self.family, self.tasks[j]))
+        self.stats.append(task_stats(self.family, self.tasks[j], self.stats, self.router_config.shrinkage))
         self.own_flags[j] = diagonal_flags
 
     def _test_features(self, i: int) -> torch.Tensor:
@@ -95,10 +98,13 @@ class RoutedRun:
         """Routing accuracy and confusion (true task x routed task or 'fallback') at the last row."""
         names = [t.name for t in self.tasks]
         confusion = {n: {m: 0 for m in names + ["fallback"]} for n in names}
-        hits = total = 0
-        for i, routes in self.last_routes.items():
-            for route in routes:
+        expected, routes = [], []
+        for i, task_routes in self.last_routes.items():
+            for route in task_routes:
                 confusion[names[i]][route.task or "fallback"] += 1
-                hits += route.task == names[i]
-                total += 1
-        return {"routing_accuracy": hits / max(total, 1), "routing_confusion": confusion}
+                expected.append(names[i])
+                routes.append(route)
+        shares = routing_shares(routes, expected)
+        total = max(shares.total, 1)
+        return {"routing_accuracy": shares.own / total, "routing_fallback": shares.fallback / total,
+                "routing_misrouted": shares.misrouted / total, "routing_confusion": confusion}

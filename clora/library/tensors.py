@@ -85,7 +85,8 @@ def load_subspace(folder: Path, manifest: dict) -> dict[str, torch.Tensor]:
 
 
 def save_router_stats(path: Path, stats, task: str) -> None:
-    """The learned trigger's statistics of one task: ``count`` (1,), ``mean`` (d,), ``scatter`` (d, d)."""
+    """The learned trigger's statistics of one task: ``count`` (1,), ``mean`` (d,), ``scatter`` (d, d),
+    ``heldout`` (1,): the calibration ratio of ``clora.routing.calibration``."""
     save_file({k: v.contiguous().cpu() for k, v in stats.to_tensors().items()}, str(path),
               metadata=_metadata("router", task))
 
@@ -97,8 +98,11 @@ def load_router_stats(folder: Path, rel: str | None):
     if not rel:
         return None
     tensors = _load(Path(folder) / rel)
-    if set(tensors) != {"count", "mean", "scatter"}:
+    if not {"count", "mean", "scatter"} <= set(tensors) <= {"count", "mean", "scatter", "heldout"}:
         raise LibraryError(f"{rel} is not a router statistics file")
+    heldout = tensors.get("heldout", torch.ones(1))
+    if heldout.shape != (1,) or not bool(torch.isfinite(heldout).all()) or float(heldout[0]) <= 0:
+        raise LibraryError(f"{rel}: the held-out ratio must be one positive number, got {heldout.tolist()}")
     count, mean, scatter = tensors["count"], tensors["mean"], tensors["scatter"]
     d = mean.shape[0] if mean.dim() == 1 else -1
     if count.shape != (1,) or d < 1 or scatter.shape != (d, d):

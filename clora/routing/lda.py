@@ -8,9 +8,11 @@ its own statistics. With the pooled within-task covariance
 the posterior of task ``t`` for equal priors is ``softmax_t(-D_t^2 / 2)`` with
 ``D_t^2 = (x - mu_t)^T Sigma^-1 (x - mu_t)`` (Fisher 1936; Mahalanobis 1936).
 
-An input far from every task (``D^2`` of its best task more than ``margin`` times that
-task's mean training ``D^2``, which is ``tr(Sigma^-1 S_t) / n_t``) is out of distribution:
-its confidence is damped by ``exp(-4 (ratio - 1))``, so that it falls back rather than being forced on a task.
+An input far from every task (``D^2`` of its best task more than ``margin`` times the
+``D^2`` a fresh input of that task has on average: the mean training ``D^2``,
+``tr(Sigma^-1 S_t) / n_t``, times the task's held-out ratio of ``clora.routing.calibration``)
+is out of distribution: its confidence is damped by ``exp(-4 (ratio - 1))``, so that it
+falls back rather than being forced on a task.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class TaskStats:
     count: float
     mean: torch.Tensor
     scatter: torch.Tensor
+    #: held-out over training mean D^2, measured when the task was learnt (clora.routing.calibration);
+    #: 1.0 for statistics made before calibration existed
+    heldout: float = 1.0
 
     @classmethod
     def of(cls, features: torch.Tensor) -> "TaskStats":
@@ -37,11 +42,13 @@ class TaskStats:
         return cls(float(x.shape[0]), mean, centred.T @ centred)
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
-        return {"count": torch.tensor([self.count], dtype=torch.float64), "mean": self.mean, "scatter": self.scatter}
+        return {"count": torch.tensor([self.count], dtype=torch.float64), "mean": self.mean, "scatter": self.scatter,
+                "heldout": torch.tensor([self.heldout], dtype=torch.float64)}
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> "TaskStats":
-        return cls(float(tensors["count"][0]), tensors["mean"].double(), tensors["scatter"].double())
+        heldout = float(tensors["heldout"][0]) if "heldout" in tensors else 1.0
+        return cls(float(tensors["count"][0]), tensors["mean"].double(), tensors["scatter"].double(), heldout)
 
 
 def shared_precision(stats: list[TaskStats], shrinkage: float = 0.1) -> torch.Tensor:
@@ -61,14 +68,29 @@ def squared_distances(x: torch.Tensor, means: torch.Tensor, precision: torch.Ten
 
 
 def typical_distances(stats: list[TaskStats], precision: torch.Tensor) -> torch.Tensor:
-    """``(T,)``: each task's mean training ``D^2`` to its own mean, ``tr(Sigma^-1 S_t) / n_t``."""
-    return torch.stack([torch.trace(precision @ s.scatter) / s.count for s in stats])
+    """``(T,)``: each task's expected ``D^2`` for a fresh input of it: the mean training ``D^2``,
+    ``tr(Sigma^-1 S_t) / n_t``, times the task's held-out ratio (``clora.routing.calibration``)."""
+    return torch.stack([torch.trace(precision @ s.scatter) / s.count * s.heldout for s in stats])
 
 
-def posterior_and_confidence(d2: torch.Tensor, typical: torch.Tensor, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Best task ``(n,)`` and its confidence ``(n,)``: posterior, damped for out-of-distribution inputs."""
-    posterior = torch.softmax(-0.5 * d2, dim=1)
-    best = posterior.argmax(dim=1)
+TEMPERATURE = 0.01
+
+
+def posterior_and_confidence(d2: torch.Tensor, typical: torch.Tensor, margin: float,
+                             temperature: float = TEMPERATURE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best task ``(n,)`` (least ``D^2``: LDA's choice) and its confidence ``(n,)``.
+
+    The confidence is the best task's tempered posterior ``softmax(-D^2 / (2 T))`` with
+    ``T = temperature * typical[best]``, damped for out-of-distribution inputs. The plain
+    Gaussian posterior (``T = 1``) trusts the estimated covariance and is far too sure: on
+    the shared CL tasks the inputs it misroutes had a median posterior of 0.97, their
+    ``D^2`` only 2% of a typical distance closer to the wrong task. Tempering (temperature
+    scaling, Guo et al. 2017) measures that gap against the task's own spread: a gap of
+    ``typical * temperature * 2 ln 4`` (2.8% of it) gives a two-way confidence of 0.8.
+    """
+    best = d2.argmin(dim=1)
+    scale = 2.0 * temperature * typical[best].clamp_min(1e-12)
+    posterior = torch.softmax(-d2 / scale[:, None], dim=1)
     ratio = d2.gather(1, best[:, None]).squeeze(1) / (margin * typical[best])
     damping = torch.exp(-4.0 * (ratio - 1.0).clamp_min(0.0))  # 1 inside the margin, e^-1 at 1.25x it
-    return best, posterior.max(dim=1).values * damping
+    return best, posterior.gather(1, best[:, None]).squeeze(1) * damping

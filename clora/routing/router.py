@@ -19,6 +19,7 @@ from clora.routing.lda import TaskStats, posterior_and_confidence, shared_precis
 from clora.routing.triggers import TriggerSet, explicit_task
 
 FALLBACKS = ("sum", "base")
+KNOBS = ("threshold", "margin", "shrinkage", "fallback")  # what a library may store for inference
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,8 @@ class Route:
 
 @dataclass
 class RouterConfig:
-    threshold: float = 0.5
-    margin: float = 1.05
+    threshold: float = 0.8
+    margin: float = 1.25
     shrinkage: float = 0.1
     fallback: str = "sum"
 
@@ -51,6 +52,12 @@ class RouterConfig:
             raise ConfigError(f"router shrinkage must be in [0, 1), got {self.shrinkage!r}")
         if self.fallback not in FALLBACKS:
             raise ConfigError(f"router fallback must be one of {', '.join(FALLBACKS)}, got {self.fallback!r}")
+
+    @classmethod
+    def of_library(cls, stored: dict | None, **overrides) -> "RouterConfig":
+        """The settings a library stores (its manifest's ``router``), each replaced by an override not None."""
+        given = {k: v for k, v in (stored or {}).items() if k in KNOBS}
+        return cls(**{**given, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def adapter_mask(route: Route, n_adapters: int, snapshots: dict[str, list[int]], fallback: str) -> torch.Tensor:

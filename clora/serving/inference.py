@@ -121,16 +121,14 @@ class LoadedLibrary:
     """
 
     def __init__(self, folder: Path, *, model=None, tokenizer=None, threshold: float | None = None,
-                 fallback: str | None = None, device: str = "cpu", precision: str = "fp32"):
+                 margin: float | None = None, fallback: str | None = None, device: str = "cpu",
+                 precision: str = "fp32"):
         self.folder = Path(folder)
         self.model, self.tokenizer = model, tokenizer
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
-        stored = read_manifest(self.folder).get("router") or {}
-        self.router_config = RouterConfig(**{**{k: v for k, v in stored.items() if k in ("threshold", "margin",
-                                                                                            "shrinkage", "fallback")},
-                                             **({"threshold": threshold} if threshold is not None else {}),
-                                             **({"fallback": fallback} if fallback is not None else {})})
+        self.router_config = RouterConfig.of_library(read_manifest(self.folder).get("router"), threshold=threshold,
+                                                     margin=margin, fallback=fallback)
         self._current = self._load()
         self._reload_lock = threading.Lock()
         self._failed_version, self._failures, self._retry_at = None, 0, 0.0
@@ -266,7 +264,8 @@ def load_library(path, **kwargs) -> LoadedLibrary:
     """Open a library for inference: ``load_library("run/library").predict(["some text"])``.
 
     Keywords: ``model`` / ``tokenizer`` (a model object instead of the library's base
-    model; it must have the same weights), ``threshold``, ``fallback`` (router settings),
+    model; it must have the same weights), ``threshold``, ``margin``, ``fallback`` (router
+    settings; the library's stored ones by default, docs/routing.md),
     ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``) and ``precision``.
     """
     return LoadedLibrary(Path(path), **kwargs)

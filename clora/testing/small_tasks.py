@@ -16,18 +16,18 @@ import random
 # task -> (label -> templates); {slot} names a filler list below
 TEMPLATES = {
     "tickets": {
-        "billing": ["I was charged twice for my {plan} subscription this month, please refund the {amount} fee.",
+        "billing": ["I was charged twice for my {plan} subscription {when}, please refund the {amount} fee.",
                     "My invoice shows a {amount} charge I never authorised on my {plan} plan.",
-                    "Why did my card get billed {amount} after I cancelled the {plan} plan?",
+                    "Why did my card get billed {amount} {when} after I cancelled the {plan} plan?",
                     "Please send me a corrected invoice, the {plan} renewal cost {amount} instead of the quoted price."],
-        "technical": ["The {app} crashes every time I open the {screen} screen after the latest update.",
+        "technical": ["The {app} crashes every time I open the {screen} screen {when}.",
                       "I cannot log in to the {app}, it shows error code {code} on the {screen} page.",
-                      "Since yesterday the {app} freezes when I try to sync the {screen} data.",
+                      "{When} the {app} freezes when I try to sync the {screen} data.",
                       "The {app} keeps showing error {code} and the {screen} never loads."],
-        "account": ["Please change the email address on my account to my new {provider} address.",
-                    "I want to close my account and delete my {screen} data.",
-                    "How do I reset the password for my account, the reset link to my {provider} mail never arrives?",
-                    "Please add a second user to my account, my colleague uses a {provider} address."],
+        "account": ["Please change the email address on my account to my new {provider} address, I am {person}.",
+                    "I want to close my account and delete my {screen} data {when}.",
+                    "How do I reset the password for my account, the reset link to my {provider} mail never arrived {when}?",
+                    "Please add a second user to my account, my colleague {person} uses a {provider} address."],
     },
     "reviews": {
         "positive": ["This {product} is fantastic, the {feature} works perfectly and it arrived {speed}.",
@@ -80,6 +80,10 @@ FILLERS = {
     "ingredient": ["butter", "eggs", "chicken thighs", "carrots", "lentils", "flour", "salmon", "mushrooms"],
     "other": ["cream", "paprika", "thyme", "lemon zest", "cinnamon", "cumin"],
     "minutes": ["10", "20", "35", "45", "15"],
+    "when": ["this month", "last week", "on Monday", "this morning", "twice already", "since the update",
+             "again today"],
+    "When": ["Since yesterday", "Since the update", "Every morning", "Since last week", "Today"],
+    "person": ["Maria Lopez", "John Smith", "Aiko Tanaka", "Peter Novak", "Fatima Khan", "Luca Rossi"],
 }
 TASKS = tuple(TEMPLATES)
 

@@ -26,8 +26,9 @@ from clora.evaluation.routed import task_stats
 from clora.library.build import entry_of, stage_task
 from clora.library.layout import LibraryError, read_manifest
 from clora.library.store import check_task_name, commit, kept_files, write_lock
-from clora.library.tensors import load_subspace
+from clora.library.tensors import load_router_stats, load_subspace
 from clora.methods import Method, make_method
+from clora.routing.router import RouterConfig
 from clora.routing.triggers import parse_trigger_args
 from clora.training.devices import resolve_device
 from clora.training.distributed import Workers
@@ -85,6 +86,10 @@ class AddTaskRequest:
     seed: int | None = None
     device: str = "auto"
     progress: bool = True
+    #: router settings to store in the new version for inference (None: keep the library's)
+    threshold: float | None = None
+    margin: float | None = None
+    fallback: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_train", "max_test"):
@@ -93,9 +98,17 @@ class AddTaskRequest:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}", field=name)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}", field="seed")
+        self.router_settings(None)  # a bad threshold, margin or fallback is refused before training
         for name, path in self.eval_files.items():
             if not Path(path).is_file():
                 raise DataError(f"evaluation file {str(path)!r} for {name!r} not found", field="eval_files")
+
+    def router_settings(self, stored: dict | None) -> dict:
+        """The manifest's ``router`` entry with this request's settings in it (validated)."""
+        given = {k: v for k, v in (("threshold", self.threshold), ("margin", self.margin),
+                                   ("fallback", self.fallback)) if v is not None}
+        RouterConfig.of_library(stored, **given)
+        return {**(stored or {}), **given}
 
     def spec(self) -> TaskSpec:
         for what, path in (("training", self.train), ("test", self.test)):
@@ -227,8 +240,10 @@ def add_task(request: AddTaskRequest) -> AddTaskResult:
 
 def _commit(folder: Path, manifest: dict, new: dict, lm: LibraryModel, method: Method, index: int, task: Task) -> dict:
     """Stage the new task's files and commit the new manifest (``clora.library.store``)."""
+    earlier = [s for s in (load_router_stats(folder, t.get("router")) for t in manifest["tasks"]) if s is not None]
+    shrinkage = RouterConfig.of_library(manifest.get("router")).shrinkage
     rel_dir, stage = stage_task(folder, new["tasks"][-1], lm.lora.factors(index), method.reserved_by(index),
-                                kept_files(folder, manifest), router=task_stats(lm.family, task))
+                                kept_files(folder, manifest), router=task_stats(lm.family, task, earlier, shrinkage))
     return commit(folder, manifest, new, {rel_dir: stage})
 
 
@@ -243,6 +258,8 @@ def _evaluate(lm: LibraryModel, task: Task, earlier: list[Task]) -> tuple[float,
 def _next_manifest(manifest: dict, task: Task, spec: TaskSpec, request: AddTaskRequest, seed: int,
                    accuracy_new: float, rows: list[EarlierTask], adapter_tasks: list[str]) -> dict:
     new = copy.deepcopy(manifest)
+    if request.router_settings(None):
+        new["router"] = request.router_settings(manifest.get("router"))
     after = {row.task: row.after for row in rows}
     for entry in new["tasks"]:  # metadata only: the adapter files stay as they are
         if entry["name"] in after:

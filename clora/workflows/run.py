@@ -201,6 +201,10 @@ def run_stream(config: RunConfig, *, model=None, tokenizer=None) -> Report:
         training=results.training, subspace=session.method.subspace_report(), notes=session.method.notes)
     if results.routing:
         report.modes["routed"].extra.update(results.routing)
+    if "routed" in report.modes:
+        # a[i-1][i] in routed mode measures the router, not transfer: before task i is learnt it cannot be
+        # routed to, so every input of it falls back or goes elsewhere (docs/report-format.md)
+        report.modes["routed"].fwt = None
     if session.method.joint:
         _mark_not_continual(report)
     if session.workers.is_main:  # every process holds the same result; one writes it
