@@ -86,11 +86,11 @@ def with_config(command):
 
 ROUTER_OPTIONS = [
     click.option("--threshold", type=float, default=None,
-                 help="Router confidence below which an input falls back (default: the library's, else 0.5; "
+                 help="Router confidence below which an input falls back (default: the library's, else 0.8; "
                       "see docs/routing.md)."),
     click.option("--margin", type=float, default=None,
                  help="How much further than a fresh input of its task an input may be before it counts as "
-                      "unseen and its confidence is damped (default: the library's, else 1.5)."),
+                      "unseen and its confidence is damped (default: the library's, else 1.25)."),
     click.option("--fallback", type=click.Choice(["sum", "base"]), default=None,
                  help="What an unsure input runs with: every adapter (sum) or none (base) (default: the "
                       "library's, else sum)."),

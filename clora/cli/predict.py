@@ -65,8 +65,11 @@ def _read_inputs(path: Path) -> list[tuple[str, str | None]]:
 @click.option("--mode", type=click.Choice(MODES), default="routed", show_default=True,
               help="routed: the router picks the task; oracle: the snapshot of --task; sum: every adapter; base: none.")
 @click.option("--task", default=None, help="Answer every input as this task (skips routing).")
+@click.option("--router", type=click.Choice(["lda", "arrow"]), default="lda", show_default=True,
+              help="lda: clora's router (triggers, the learned trigger, fallback); arrow: PEFT's Arrow routing over "
+                   "the task adapters, for comparison (needs peft; docs/routing.md).")
 @router_options
-def predict(library, texts, input_file, mode, task, threshold, margin, fallback, device, precision):
+def predict(library, texts, input_file, mode, task, router, threshold, margin, fallback, device, precision):
     """Answer TEXT... (or --input FILE) with LIBRARY; one JSON line per input.
 
     Each line is {"input", "task", "confidence", "prediction", "source"}: the task the
@@ -78,8 +81,8 @@ def predict(library, texts, input_file, mode, task, threshold, margin, fallback,
     inputs = [(text, None) for text in texts] + (_read_inputs(input_file) if input_file else [])
     if not inputs:
         raise DataError("give texts to answer, or --input FILE")
-    loaded = load_library(library, threshold=threshold, margin=margin, fallback=fallback, device=device,
-                          precision=precision)
+    loaded = load_library(library, router=router, threshold=threshold, margin=margin, fallback=fallback,
+                          device=device, precision=precision)
     predictions = loaded.predict([text for text, _ in inputs], mode=mode, task=task)
     for row in predictions:
         click.echo(json.dumps(row.to_dict()))

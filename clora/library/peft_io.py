@@ -51,7 +51,12 @@ def export_peft(folder: Path, manifest: dict, task: str, out: Path, base_model_p
     check_output_path(out, "export folder")
     if out.is_dir() and any(out.iterdir()):
         raise LibraryError(f"export folder {str(out)!r} exists and is not empty", field="out")
-    factors = snapshot_factors(folder, manifest, task)
+    return write_peft_folder(out, snapshot_factors(folder, manifest, task), manifest, base_model_path)
+
+
+def write_peft_folder(out: Path, factors: dict[str, tuple[torch.Tensor, torch.Tensor]], manifest: dict,
+                      base_model_path: str | None = None) -> Path:
+    """``factors`` ``{module: (A, B)}`` of the library ``manifest`` as a PEFT LoRA folder ``out``."""
     ranks = {m: a.shape[0] for m, (a, _) in factors.items()}
     rank = max(set(ranks.values()), key=list(ranks.values()).count)  # the most common one
     scale = manifest["scaling"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-ROUTED_SOURCES = ("trigger", "learned")
+ROUTED_SOURCES = ("trigger", "learned", "arrow")
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,8 @@ class Prediction:
         return getattr(self, key)
 
 
-def _task_of(entry: dict) -> Task:
+def task_of(entry: dict) -> Task:
+    """The :class:`Task` a library entry describes, enough to answer it (label set, prompt, triggers)."""
     placeholder = [Example("-", entry["labels"][0])]  # answering needs the label set and prompt only
     return Task(name=entry["name"], instruction=entry.get("instruction", ""), labels=entry["labels"],
                 train=placeholder, test=placeholder, prompt=entry.get("prompt") or DEFAULT_PROMPT,
@@ -107,7 +108,7 @@ class _Version:
             stats = [load_router_stats(folder, t.get("router")) for t in manifest["tasks"]]
         _check_router_width(stats, manifest, getattr(self.lm.base_model.model.config, "hidden_size", None))
         self.version = manifest["version"]
-        self.tasks = {t["name"]: _task_of(t) for t in manifest["tasks"]}
+        self.tasks = {t["name"]: task_of(t) for t in manifest["tasks"]}
         self.snapshots = {name: self.lm.snapshot(name) for name in self.tasks}
         self.router = Router(list(self.tasks), stats, [t.triggers for t in self.tasks.values()], router_config)
 
@@ -260,12 +261,25 @@ class LoadedLibrary:
         return out
 
 
-def load_library(path, **kwargs) -> LoadedLibrary:
+ROUTERS = ("lda", "arrow")
+
+
+def load_library(path, router: str = "lda", **kwargs) -> LoadedLibrary:
     """Open a library for inference: ``load_library("run/library").predict(["some text"])``.
+
+    ``router``: ``lda`` (clora's router: triggers, then the learned trigger, with a
+    fallback) or ``arrow`` (PEFT's Arrow routing over the task adapters, for comparison;
+    keywords ``top_k``, ``temperature``, ``device``; ``clora.serving.arrow``).
 
     Keywords: ``model`` / ``tokenizer`` (a model object instead of the library's base
     model; it must have the same weights), ``threshold``, ``margin``, ``fallback`` (router
     settings; the library's stored ones by default, docs/routing.md),
     ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``) and ``precision``.
     """
+    if router not in ROUTERS:
+        raise ConfigError(f"unknown router {router!r} (choose from {', '.join(ROUTERS)})", field="router")
+    if router == "arrow":
+        from clora.serving.arrow import ArrowLibrary
+
+        return ArrowLibrary(Path(path), **{k: v for k, v in kwargs.items() if k in ("top_k", "temperature", "device")})
     return LoadedLibrary(Path(path), **kwargs)

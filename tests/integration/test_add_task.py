@@ -203,3 +203,24 @@ def test_eval_files_re_evaluate_named_earlier_tasks(library_copy, new_task_files
     assert "t0" in result.output and "t1" in result.output
     assert_one_line_error(_add(library_copy(method="inc"), new_task_files[0], "--eval", f"nope={new_task_files[1]}"),
                           "not in the library")
+
+
+def test_router_settings_given_to_add_task_are_stored_and_used_by_predict(library_copy, new_task_files):
+    from clora.library.tensors import load_router_stats
+    from clora.serving.inference import load_library
+
+    lib = library_copy()
+    result = _add(lib, new_task_files[0], "--threshold", "0.95", "--margin", "2.5", "--fallback", "base")
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(lib)
+    assert {k: manifest["router"][k] for k in ("threshold", "margin", "fallback")} == \
+        {"threshold": 0.95, "margin": 2.5, "fallback": "base"}
+    assert "layer" in manifest["router"]  # the read the statistics describe is kept
+    loaded = load_library(lib)
+    assert (loaded.router_config.threshold, loaded.router_config.margin, loaded.router_config.fallback) == \
+        (0.95, 2.5, "base")
+    assert load_library(lib, threshold=0.5).router_config.threshold == 0.5  # a caller's setting wins
+    new = next(t for t in manifest["tasks"] if t["name"] == "t2")
+    assert load_router_stats(lib, new["router"]).heldout > 0  # calibrated when it was learnt
+    assert_one_line_error(_clora("add-task", lib, "--name", "t3", "--train", new_task_files[0], "--threshold", "2"),
+                          "router threshold must be in [0, 1]")
