@@ -30,7 +30,7 @@ from clora.library.peft_io import write_peft_folder
 from clora.library.readers import reading
 from clora.library.tensors import load_adapter
 from clora.routing.router import Route
-from clora.serving.inference import Prediction, task_of
+from clora.serving.prediction import Prediction, task_of
 from clora.training.devices import resolve_device
 from clora.workflows.library_model import check_base_model, library_config
 

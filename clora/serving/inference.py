@@ -14,17 +14,18 @@ import json
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from clora.data.task import DEFAULT_PROMPT, Example, Task
+from clora.data.task import Task
 from clora.errors import CloraError, ConfigError
 from clora.library.layout import MANIFEST, LibraryError, read_manifest
 from clora.library.readers import reading
 from clora.library.tensors import load_router_stats
 from clora.routing.router import Route, Router, RouterConfig, adapter_mask
+from clora.serving.prediction import Prediction, task_of
 from clora.training.devices import resolve_device, resolve_precision
 from clora.workflows.library_model import LibraryModel, can_reuse_base, open_library_model, reopen_library_model
 
@@ -56,33 +57,6 @@ class Query:
             raise ConfigError("mode oracle needs a task (the snapshot to run in)", field="task")
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """The answer to one input: the task it was answered as, the router's confidence and why.
-
-    ``source``: ``trigger``, ``learned``, ``fallback`` or ``given`` (a task named by the caller).
-    """
-
-    input: str
-    task: str
-    confidence: float
-    prediction: str
-    source: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def __getitem__(self, key: str):
-        """``p["prediction"]``: the mapping view, so code written against the dict keeps working."""
-        return getattr(self, key)
-
-
-def task_of(entry: dict) -> Task:
-    """The :class:`Task` a library entry describes, enough to answer it (label set, prompt, triggers)."""
-    placeholder = [Example("-", entry["labels"][0])]  # answering needs the label set and prompt only
-    return Task(name=entry["name"], instruction=entry.get("instruction", ""), labels=entry["labels"],
-                train=placeholder, test=placeholder, prompt=entry.get("prompt") or DEFAULT_PROMPT,
-                triggers=entry.get("triggers") or {})
 
 
 def _check_router_width(stats: list, manifest: dict, hidden: int | None) -> None:
