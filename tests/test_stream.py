@@ -67,3 +67,23 @@ def test_standard_orders_follow_the_literature():
                       "standard-order2": ["dbpedia", "amazon", "agnews", "yahoo"],
                       "standard-order3": ["yahoo", "amazon", "agnews", "dbpedia"]}
     assert len(load_stream("long").tasks) == 15
+
+
+def test_a_relative_test_path_is_read_beside_the_stream_file(tmp_path, monkeypatch):
+    import json
+
+    from clora.data.loaders import data_reference, load_tasks
+    from clora.data.stream import load_stream
+
+    folder = tmp_path / "streams"
+    folder.mkdir()
+    rows = [{"sentence": f"row {i}", "label": "ab"[i % 2]} for i in range(6)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    (folder / "s.yaml").write_text("tasks:\n  - {name: t, format: jsonl, path: train.jsonl, test_path: test.jsonl}\n")
+    monkeypatch.chdir(tmp_path)  # not the stream's folder
+    stream = load_stream(str(folder / "s.yaml"))
+    task = load_tasks(stream)[0]
+    assert [e.text for e in task.test] == ["row 0", "row 1"] and len(task.train) == 6
+    ref = data_reference(stream.tasks[0], stream, None, max_train=None, max_test=None, seed=0)
+    assert ref["test_path"] == str((folder / "test.jsonl").resolve())

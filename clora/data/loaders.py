@@ -7,6 +7,7 @@ or data set it understands works. ``cl_benchmark`` is the O-LoRA folder layout:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -32,6 +33,15 @@ def resolve_path(spec: TaskSpec, stream: Stream, data_dir: Path | None) -> Path:
     return (Path(data_dir) if data_dir is not None else stream.folder) / path
 
 
+def resolve_test_path(spec: TaskSpec, stream: Stream, data_dir: Path | None) -> TaskSpec:
+    """``spec`` with a relative ``test_path`` read from where its ``path`` is (beside the stream file or
+    under ``data_dir``), not from the working folder."""
+    if not spec.test_path or Path(spec.test_path).expanduser().is_absolute():
+        return spec
+    where = resolve_path(dataclasses.replace(spec, path=spec.test_path), stream, data_dir)
+    return dataclasses.replace(spec, test_path=str(where))
+
+
 def check_paths(stream: Stream, data_dir: Path | None) -> None:
     """Fail early, naming every missing folder or file, before any model is loaded."""
     if data_dir is not None and not Path(data_dir).is_dir():
@@ -43,6 +53,9 @@ def check_paths(stream: Stream, data_dir: Path | None) -> None:
         path = resolve_path(spec, stream, data_dir)
         if not path.exists():
             missing.append(f"{spec.name} ({path})")
+        test_path = resolve_test_path(spec, stream, data_dir).test_path
+        if test_path and not Path(test_path).exists():
+            missing.append(f"{spec.name} ({test_path})")
     if missing:
         raise DataError(f"stream {stream.name!r}: missing task data: {'; '.join(missing)}")
 
@@ -178,6 +191,7 @@ def _subsample(examples: list[Example], limit: int | None, rng: random.Random) -
 def load_task(spec: TaskSpec, stream: Stream, data_dir: Path | None = None, *,
               max_train: int | None = None, max_test: int | None = None, seed: int = 0) -> Task:
     """Read one task's examples, cap them, and validate the label set."""
+    spec = resolve_test_path(spec, stream, data_dir)
     if spec.format == "synthetic":
         train, test, labels = synthetic_examples(spec.name, spec.options, seed=seed)
         labels = spec.labels or labels
@@ -209,6 +223,7 @@ def data_reference(spec: TaskSpec, stream: Stream, data_dir: Path | None, *, max
     """
     if spec.format == "dataset":
         return None
+    spec = resolve_test_path(spec, stream, data_dir)
     ref = {k: v for k, v in vars(spec).items() if v is not None and k != "data"}
     if spec.format != "synthetic":
         local = resolve_path(spec, stream, data_dir)

@@ -17,41 +17,41 @@ import random
 TEMPLATES = {
     "tickets": {
         "billing": ["I was charged twice for my {plan} subscription {when}, please refund the {amount} fee.",
-                    "My invoice shows a {amount} charge I never authorised on my {plan} plan.",
+                    "My invoice shows a {amount} charge {when} that I never authorised on my {plan} plan.",
                     "Why did my card get billed {amount} {when} after I cancelled the {plan} plan?",
-                    "Please send me a corrected invoice, the {plan} renewal cost {amount} instead of the quoted price."],
+                    "Please send me a corrected invoice, the {plan} renewal {when} cost {amount} instead of the quoted price."],
         "technical": ["The {app} crashes every time I open the {screen} screen {when}.",
-                      "I cannot log in to the {app}, it shows error code {code} on the {screen} page.",
+                      "I cannot log in to the {app} {when}, it shows error code {code} on the {screen} page.",
                       "{When} the {app} freezes when I try to sync the {screen} data.",
-                      "The {app} keeps showing error {code} and the {screen} never loads."],
-        "account": ["Please change the email address on my account to my new {provider} address, I am {person}.",
-                    "I want to close my account and delete my {screen} data {when}.",
-                    "How do I reset the password for my account, the reset link to my {provider} mail never arrived {when}?",
-                    "Please add a second user to my account, my colleague {person} uses a {provider} address."],
+                      "{When} the {app} keeps showing error {code} and the {screen} never loads."],
+        "account": ["Please change the email address on my {plan} account to my new {provider} address, I am {person}.",
+                    "I want to close my account and delete my {screen} data from the {app} {when}.",
+                    "How do I reset the password for my {app} account, the reset link to my {provider} mail never arrived {when}?",
+                    "Please add a second user to my {plan} account, my colleague {person} uses a {provider} address."],
     },
     "reviews": {
         "positive": ["This {product} is fantastic, the {feature} works perfectly and it arrived {speed}.",
-                     "Absolutely love the {product}; great {feature} and worth every penny.",
+                     "Absolutely love the {product} I bought {when}; great {feature} and worth every penny.",
                      "Five stars: the {product} exceeded my expectations, especially the {feature}.",
-                     "Best {product} I have bought in years, the {feature} is superb."],
+                     "Best {product} I have bought in years, the {feature} is superb and it came {speed}."],
         "negative": ["The {product} broke after a week and the {feature} never worked properly.",
                      "Terrible {product}, the {feature} is flimsy and it arrived {speed} but damaged.",
-                     "One star: the {product} is a waste of money, the {feature} stopped working.",
-                     "Very disappointed with this {product}, the {feature} feels cheap."],
+                     "One star: the {product} is a waste of money, the {feature} stopped working {when}.",
+                     "Very disappointed with this {product} I got {when}, the {feature} feels cheap."],
     },
     "news": {
-        "sports": ["The {team} beat their rivals {score} in the {competition} final on Sunday.",
-                   "Star striker of the {team} ruled out of the {competition} with a knee injury.",
-                   "The {team} coach praised the defence after a {score} win in the {competition}.",
+        "sports": ["The {team} beat their rivals {score} in the {competition} final on {day}.",
+                   "Star striker of the {team} ruled out of the {competition} with a knee injury, {person} to replace him.",
+                   "The {team} coach {person} praised the defence after a {score} win in the {competition}.",
                    "Fans celebrated as the {team} clinched the {competition} title with a {score} victory."],
-        "politics": ["The {body} passed the new {policy} bill after a long debate on Tuesday.",
-                     "Opposition leaders criticised the government's {policy} plan in the {body}.",
-                     "The prime minister announced a reform of {policy} ahead of the {body} vote.",
-                     "Lawmakers in the {body} delayed the vote on the {policy} package."],
-        "business": ["Shares of {company} rose {percent} after quarterly profits beat forecasts.",
-                     "{company} announced it will cut {percent} of its workforce amid falling sales.",
-                     "The central bank held interest rates as {company} warned of weaker demand.",
-                     "{company} agreed to buy a smaller rival, sending its stock up {percent}."],
+        "politics": ["The {body} passed the new {policy} bill after a long debate on {day}.",
+                     "Opposition leader {person} criticised the government's {policy} plan in the {body}.",
+                     "The prime minister announced a reform of {policy} ahead of the {body} vote on {day}.",
+                     "Lawmakers in the {body} delayed the vote on the {policy} package until {day}."],
+        "business": ["Shares of {company} rose {percent} on {day} after quarterly profits beat forecasts.",
+                     "{company} chief {person} announced it will cut {percent} of its workforce amid falling sales.",
+                     "The central bank held interest rates on {day} as {company} warned of weaker demand.",
+                     "{company} agreed to buy a smaller rival on {day}, sending its stock up {percent}."],
     },
 }
 UNSEEN = ["Whisk the {ingredient} with sugar until pale, then fold in the {other} gently.",
@@ -83,6 +83,7 @@ FILLERS = {
     "when": ["this month", "last week", "on Monday", "this morning", "twice already", "since the update",
              "again today"],
     "When": ["Since yesterday", "Since the update", "Every morning", "Since last week", "Today"],
+    "day": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"],
     "person": ["Maria Lopez", "John Smith", "Aiko Tanaka", "Peter Novak", "Fatima Khan", "Luca Rossi"],
 }
 TASKS = tuple(TEMPLATES)
@@ -111,8 +112,8 @@ def _draw(templates: dict[str, list[str]], n: int, rng: random.Random, avoid: se
 def small_task(task: str, n_train: int = 60, n_fresh: int = 40, seed: int = 0) -> tuple[list[dict], list[dict]]:
     """``(train, fresh)`` rows ``{"sentence", "label"}`` of ``task``; no fresh sentence is a training one."""
     rng, seen = random.Random(f"{task}-{seed}"), set()
-    train = _draw(TEMPLATES[task], n_train, rng, seen)
-    return train, _draw(TEMPLATES[task], n_fresh, rng, seen)
+    fresh = _draw(TEMPLATES[task], n_fresh, rng, seen)  # first, so a large training draw cannot starve it
+    return _draw(TEMPLATES[task], n_train, rng, seen), fresh
 
 
 def unseen_inputs(n: int = 40, seed: int = 0) -> list[str]:

@@ -1,7 +1,7 @@
 """Routing on small tasks: clora's router against PEFT's Arrow, on the same libraries.
 
 For each size N a library is trained from a stream with every task capped at N training
-examples (``clora run --max-train N --epochs 1``, method orth), or taken as it is with
+examples (``clora run --max-train N --epochs 1``, method orth by default), or taken as it is with
 ``--library N=PATH``. Each task's test inputs are then answered by
 
 - clora's router (``load_library(router="lda")``): triggers, the learned trigger, fallback;
@@ -50,8 +50,8 @@ def small_stream(folder: Path, n_test: int) -> Path:
 def build(args, size: int, out: Path) -> Path:
     if (out / "library" / "manifest.json").is_file():
         return out / "library"
-    run_stream(RunConfig(stream=str(args.stream), data_dir=args.data_dir, out=out, max_train=size,
-                         max_test=args.max_test, epochs=1, seed=0, method="orth", progress=False))
+    run_stream(RunConfig(stream=str(args.stream), data_dir=args.data_dir, model=args.model, out=out, max_train=size,
+                         max_test=args.max_test, epochs=1, seed=0, method=args.method, progress=False))
     return out / "library"
 
 
@@ -77,27 +77,30 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stream", help="a stream (shipped name or YAML), or 'small' for the user's three tasks")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    parser.add_argument("--method", default="orth", help="the libraries' method (one adapter per task)")
     parser.add_argument("--sizes", default="30,60,200,1000")
     parser.add_argument("--max-test", type=int, default=200)
-    parser.add_argument("--library", action="append", default=[], metavar="N=PATH",
-                        help="use this library for size N instead of training one")
+    parser.add_argument("--library", action="append", default=[], metavar="LABEL=PATH",
+                        help="also measure this library (LABEL: a size N to skip training it, or any name)")
     parser.add_argument("--out", type=Path, default=Path("runs/routing-bench"))
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.stream == "small":
         args.stream = small_stream(args.out / "small-data", args.max_test)
-    given = {int(k): Path(v) for k, v in (item.split("=", 1) for item in args.library)}
+    given = {k: Path(v) for k, v in (item.split("=", 1) for item in args.library)}
+    sizes = [str(n) for n in sorted(int(s) for s in args.sizes.split(",") if s)]
     unseen = unseen_inputs(100)
     results = {}
-    for size in sorted({int(s) for s in args.sizes.split(",")} | set(given)):
-        library = given.get(size) or build(args, size, args.out / f"{Path(str(args.stream)).stem}-{size}")
+    for size in sizes + [k for k in given if k not in sizes]:
+        library = given.get(size) or build(args, int(size), args.out / f"{Path(str(args.stream)).stem}-{size}")
         tests = {t["name"]: load_referenced_task(t["data"]) for t in read_manifest(library)["tasks"]}
         results[size] = {router: measure(library, router, tests, unseen) for router in ("lda", "arrow")}
-        print(f"N={size}: " + "; ".join(f"{r}: own {v['own']:.1%} fallback {v['fallback']:.1%} misrouted "
+        print(f"{size}: " + "; ".join(f"{r}: own {v['own']:.1%} fallback {v['fallback']:.1%} misrouted "
                                         f"{v['misrouted']:.2%} accuracy {v['routed_accuracy']:.1%} unseen fallback "
                                         f"{v['unseen_fallback']:.1%}" for r, v in results[size].items()), flush=True)
-    print("\n| N | router | own task | fallback | misrouted | routed accuracy | unseen domain falls back |")
+    print("\n| N (examples per task) | router | own task | fallback | misrouted | routed accuracy | unseen domain falls back |")
     print("|---|---|---|---|---|---|---|")
     for size, by_router in results.items():
         for router, v in by_router.items():

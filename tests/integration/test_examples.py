@@ -71,3 +71,19 @@ def test_router_read_study_covers_every_layer_and_token_cap(tiny_model_dirs, syn
     for shares in result.values():
         assert abs(shares["own"] + shares["other"] + shares["fallback"] - 1) < 1e-9
         assert 0 <= shares["argmax"] <= 1
+
+
+def test_routing_benchmark_measures_both_routers(tiny_model_dirs, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "routing.json"
+    _load_path(BENCHMARKS / "routing.py").main(["small", "--sizes", "12", "--max-test", "6", "--out",
+                                                str(tmp_path / "bench"), "--model", str(tiny_model_dirs["bert"]),
+                                                "--method", "inc", "--json", str(out)])
+    results = json.loads(out.read_text())["results"]["12"]
+    for router in ("lda", "arrow"):
+        r = results[router]
+        assert r["inputs"] == 18 and abs(r["own"] + r["fallback"] + r["misrouted"] - 1) < 1e-9
+        assert 0 <= r["routed_accuracy"] <= 1 and 0 <= r["unseen_fallback"] <= 1
+    assert results["arrow"]["fallback"] == 0.0  # Arrow always routes
+    assert "| 12 | arrow |" in capsys.readouterr().out
