@@ -14,7 +14,7 @@ METHODS = ("seq", "inc", "olora", "olie", "orth", "mtl")
 SUBSPACE_SOURCES = ("adapters", "activations", "both")
 RETRACTIONS = ("cayley", "qr")
 #: tokens of each input the router reads (docs/results.md: routing accuracy against cost)
-ROUTER_TOKENS = 32
+ROUTER_TOKENS = 64
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 #: Learning rate per method when none is given, tuned on the four shared CL-benchmark tasks
 #: (docs/results.md). olie's multiplicative update W * (exp(s B A) - 1) is scaled by the

@@ -73,7 +73,7 @@ def typical_distances(stats: list[TaskStats], precision: torch.Tensor) -> torch.
     return torch.stack([torch.trace(precision @ s.scatter) / s.count * s.heldout for s in stats])
 
 
-TEMPERATURE = 0.01
+TEMPERATURE = 0.02
 
 
 def posterior_and_confidence(d2: torch.Tensor, typical: torch.Tensor, margin: float,
@@ -86,7 +86,7 @@ def posterior_and_confidence(d2: torch.Tensor, typical: torch.Tensor, margin: fl
     the shared CL tasks the inputs it misroutes had a median posterior of 0.97, their
     ``D^2`` only 2% of a typical distance closer to the wrong task. Tempering (temperature
     scaling, Guo et al. 2017) measures that gap against the task's own spread: a gap of
-    ``typical * temperature * 2 ln 4`` (2.8% of it) gives a two-way confidence of 0.8.
+    ``typical * temperature * 2 ln 4`` (5.5% of it) gives a two-way confidence of 0.8.
     """
     best = d2.argmin(dim=1)
     scale = 2.0 * temperature * typical[best].clamp_min(1e-12)
