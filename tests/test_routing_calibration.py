@@ -1,5 +1,7 @@
 """Held-out calibration of the router's out-of-distribution test, and routing shares."""
 
+import math
+
 import pytest
 import torch
 
@@ -27,26 +29,30 @@ def test_heldout_ratio_by_hand_for_two_points_per_fold():
     # held-out: (0 - 2.5)^2 / 4.5 and (3 - 2.5)^2 / 4.5
     # fold 1 = indices 1, 3 = points 1 and 4: rest = {0, 3}, mean 1.5, scatter 4.5: (1 - 1.5)^2 / 4.5 and (4 - 1.5)^2 / 4.5
     held = ((2.5 ** 2 + 0.5 ** 2) + (0.5 ** 2 + 2.5 ** 2)) / 4.5 / 4
-    assert heldout_ratio(x, [], shrinkage=0.0) == pytest.approx(held / 0.75)
+    ratio, spread = heldout_ratio(x, [], shrinkage=0.0)
+    assert ratio == pytest.approx(held / 0.75)
+    # held-out D^2 sorted: 0.25/4.5, 0.25/4.5, 6.25/4.5, 6.25/4.5; the 95th percentile is 6.25/4.5
+    assert spread == pytest.approx((6.25 / 4.5) / held)
 
 
 def test_few_examples_in_many_dimensions_are_optimistic_and_many_are_not():
     few = _gaussian_tasks(n=30)[0][0]
     many = _gaussian_tasks(n=3000, d=8)[0][0]
-    assert heldout_ratio(few, [], 0.1) > 2.0  # 30 points in 64 dimensions: training distances far too small
-    assert heldout_ratio(many, [], 0.1) == pytest.approx(1.0, abs=0.02)
+    assert heldout_ratio(few, [], 0.1)[0] > 2.0  # 30 points in 64 dimensions: training distances far too small
+    assert heldout_ratio(many, [], 0.1)[0] == pytest.approx(1.0, abs=0.02)
 
 
 def test_a_tiny_task_keeps_the_plain_test():
-    assert heldout_ratio(torch.randn(3, 5), [], 0.1) == 1.0
+    assert heldout_ratio(torch.randn(3, 5), [], 0.1) == (1.0, 1.0)
 
 
 def test_calibrated_statistics_round_trip_and_old_files_read_as_uncalibrated():
     stats = calibrated_stats(_gaussian_tasks(n=30)[0][0], [], 0.1)
     back = TaskStats.from_tensors(stats.to_tensors())
     assert back.heldout == pytest.approx(stats.heldout) and back.heldout > 1
-    old = {k: v for k, v in stats.to_tensors().items() if k != "heldout"}
-    assert TaskStats.from_tensors(old).heldout == 1.0
+    assert back.spread == pytest.approx(stats.spread) and back.spread >= 1
+    old = {k: v for k, v in stats.to_tensors().items() if k not in ("heldout", "spread")}
+    assert (TaskStats.from_tensors(old).heldout, TaskStats.from_tensors(old).spread) == (1.0, 1.0)
     precision = shared_precision([stats], 0.1)
     assert typical_distances([stats], precision)[0] == pytest.approx(
         float(torch.trace(precision @ stats.scatter) / stats.count) * stats.heldout)
@@ -93,3 +99,15 @@ def test_routing_shares_by_hand():
 def test_router_settings_of_a_library_with_overrides():
     config = RouterConfig.of_library({"threshold": 0.7, "margin": 2.0, "layer": 3}, threshold=None, margin=1.2)
     assert (config.threshold, config.margin, config.fallback) == (0.7, 1.2, "sum")
+
+
+def test_the_spread_widens_the_out_of_distribution_test():
+    """D^2 = 3 against typical 2: outside margin 1 x typical (damped), inside it once spread 2 is known."""
+    from clora.routing.lda import posterior_and_confidence
+
+    d2 = torch.tensor([[3.0, 500.0]], dtype=torch.float64)
+    typical = torch.tensor([2.0, 2.0], dtype=torch.float64)
+    _, plain = posterior_and_confidence(d2, typical, margin=1.0)
+    _, wide = posterior_and_confidence(d2, typical, margin=1.0, spread=torch.tensor([2.0, 2.0], dtype=torch.float64))
+    assert plain.item() == pytest.approx(math.exp(-4 * 0.5))  # ratio 1.5, posterior 1
+    assert wide.item() == pytest.approx(1.0)

@@ -98,11 +98,12 @@ def load_router_stats(folder: Path, rel: str | None):
     if not rel:
         return None
     tensors = _load(Path(folder) / rel)
-    if not {"count", "mean", "scatter"} <= set(tensors) <= {"count", "mean", "scatter", "heldout"}:
+    if not {"count", "mean", "scatter"} <= set(tensors) <= {"count", "mean", "scatter", "heldout", "spread"}:
         raise LibraryError(f"{rel} is not a router statistics file")
-    heldout = tensors.get("heldout", torch.ones(1))
-    if heldout.shape != (1,) or not bool(torch.isfinite(heldout).all()) or float(heldout[0]) <= 0:
-        raise LibraryError(f"{rel}: the held-out ratio must be one positive number, got {heldout.tolist()}")
+    for key in ("heldout", "spread"):
+        value = tensors.get(key, torch.ones(1))
+        if value.shape != (1,) or not bool(torch.isfinite(value).all()) or float(value[0]) <= 0:
+            raise LibraryError(f"{rel}: {key} must be one positive number, got {value.tolist()}")
     count, mean, scatter = tensors["count"], tensors["mean"], tensors["scatter"]
     d = mean.shape[0] if mean.dim() == 1 else -1
     if count.shape != (1,) or d < 1 or scatter.shape != (d, d):

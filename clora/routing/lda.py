@@ -32,6 +32,9 @@ class TaskStats:
     #: held-out over training mean D^2, measured when the task was learnt (clora.routing.calibration);
     #: 1.0 for statistics made before calibration existed
     heldout: float = 1.0
+    #: the 95th percentile of the held-out D^2 over their mean: how far out a task's own fresh
+    #: inputs go (1.0 before calibration existed)
+    spread: float = 1.0
 
     @classmethod
     def of(cls, features: torch.Tensor) -> "TaskStats":
@@ -43,12 +46,14 @@ class TaskStats:
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
         return {"count": torch.tensor([self.count], dtype=torch.float64), "mean": self.mean, "scatter": self.scatter,
-                "heldout": torch.tensor([self.heldout], dtype=torch.float64)}
+                "heldout": torch.tensor([self.heldout], dtype=torch.float64),
+                "spread": torch.tensor([self.spread], dtype=torch.float64)}
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> "TaskStats":
         heldout = float(tensors["heldout"][0]) if "heldout" in tensors else 1.0
-        return cls(float(tensors["count"][0]), tensors["mean"].double(), tensors["scatter"].double(), heldout)
+        spread = float(tensors["spread"][0]) if "spread" in tensors else 1.0
+        return cls(float(tensors["count"][0]), tensors["mean"].double(), tensors["scatter"].double(), heldout, spread)
 
 
 def shared_precision(stats: list[TaskStats], shrinkage: float = 0.1) -> torch.Tensor:
@@ -77,7 +82,8 @@ TEMPERATURE = 0.02
 
 
 def posterior_and_confidence(d2: torch.Tensor, typical: torch.Tensor, margin: float,
-                             temperature: float = TEMPERATURE) -> tuple[torch.Tensor, torch.Tensor]:
+                             temperature: float = TEMPERATURE,
+                             spread: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Best task ``(n,)`` (least ``D^2``: LDA's choice) and its confidence ``(n,)``.
 
     The confidence is the best task's tempered posterior ``softmax(-D^2 / (2 T))`` with
@@ -87,10 +93,15 @@ def posterior_and_confidence(d2: torch.Tensor, typical: torch.Tensor, margin: fl
     ``D^2`` only 2% of a typical distance closer to the wrong task. Tempering (temperature
     scaling, Guo et al. 2017) measures that gap against the task's own spread: a gap of
     ``typical * temperature * 2 ln 4`` (5.5% of it) gives a two-way confidence of 0.8.
+
+    An input is out of distribution when its ``D^2`` exceeds ``margin`` times the
+    distance that 95% of the task's held-out inputs stay within (``typical * spread``,
+    ``spread`` ``(T,)``; 1 when not given).
     """
     best = d2.argmin(dim=1)
     scale = 2.0 * temperature * typical[best].clamp_min(1e-12)
     posterior = torch.softmax(-d2 / scale[:, None], dim=1)
-    ratio = d2.gather(1, best[:, None]).squeeze(1) / (margin * typical[best])
+    reach = typical * (spread if spread is not None else 1.0)
+    ratio = d2.gather(1, best[:, None]).squeeze(1) / (margin * reach[best])
     damping = torch.exp(-4.0 * (ratio - 1.0).clamp_min(0.0))  # 1 inside the margin, e^-1 at 1.25x it
     return best, posterior.gather(1, best[:, None]).squeeze(1) * damping

@@ -39,7 +39,7 @@ class Route:
 @dataclass
 class RouterConfig:
     threshold: float = 0.8
-    margin: float = 1.25
+    margin: float = 1.1
     shrinkage: float = 0.1
     fallback: str = "sum"
 
@@ -85,13 +85,14 @@ class Router:
             self.means = torch.stack([s.mean for s in kept])
             self.precision = shared_precision(kept, self.config.shrinkage)
             self.typical = typical_distances(kept, self.precision)
+            self.spread = torch.tensor([s.spread for s in kept], dtype=self.typical.dtype)
 
     def learned(self, features: torch.Tensor) -> list[Route]:
         """LDA routes for ``features`` ``(n, d)`` (fallback below the threshold)."""
         if not self.learned_names:
             return [Route(None, 0.0, "fallback") for _ in range(features.shape[0])]
         d2 = squared_distances(features, self.means, self.precision)
-        best, confidence = posterior_and_confidence(d2, self.typical, self.config.margin)
+        best, confidence = posterior_and_confidence(d2, self.typical, self.config.margin, spread=self.spread)
         routes = []
         for b, c in zip(best.tolist(), confidence.tolist()):
             c = c if math.isfinite(c) else 0.0  # broken statistics (NaN) fall back, never a NaN confidence
