@@ -111,3 +111,15 @@ def test_the_spread_widens_the_out_of_distribution_test():
     _, wide = posterior_and_confidence(d2, typical, margin=1.0, spread=torch.tensor([2.0, 2.0], dtype=torch.float64))
     assert plain.item() == pytest.approx(math.exp(-4 * 0.5))  # ratio 1.5, posterior 1
     assert wide.item() == pytest.approx(1.0)
+
+
+def test_calibrating_all_tasks_together_undoes_the_first_tasks_lonely_ratio():
+    """A task calibrated alone uses the covariance of its own 30 inputs; once other tasks share the covariance
+    its inputs are not that far out any more, and calibrate_all measures it again."""
+    from clora.routing.calibration import calibrate_all
+
+    trains = [train for train, _ in _gaussian_tasks(n=30)]
+    alone = calibrated_stats(trains[0], [], 0.1).heldout
+    together = calibrate_all(trains, 0.1)
+    assert together[0].heldout < alone / 2
+    assert [s.count for s in together] == [30.0, 30.0, 30.0]

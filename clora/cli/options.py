@@ -89,8 +89,8 @@ ROUTER_OPTIONS = [
                  help="Router confidence below which an input falls back (default: the library's, else 0.8; "
                       "see docs/routing.md)."),
     click.option("--margin", type=float, default=None,
-                 help="How much further than a fresh input of its task an input may be before it counts as "
-                      "unseen and its confidence is damped (default: the library's, else 1.25)."),
+                 help="How much further than 95% of its task's fresh inputs an input may be before it counts "
+                      "as unseen and its confidence is damped (default: the library's, else 1.1)."),
     click.option("--fallback", type=click.Choice(["sum", "base"]), default=None,
                  help="What an unsure input runs with: every adapter (sum) or none (base) (default: the "
                       "library's, else sum)."),

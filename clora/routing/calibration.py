@@ -62,6 +62,12 @@ def _distances_to(x: torch.Tensor, stats: TaskStats, others: list[TaskStats], sh
     return squared_distances(x, stats.mean[None, :], precision)[:, 0]
 
 
+def calibrate_all(features: list[torch.Tensor], shrinkage: float) -> list[TaskStats]:
+    """Statistics of several tasks (``features[t]`` ``(n_t, d)``), each calibrated against all the others."""
+    plain = [TaskStats.of(x) for x in features]
+    return [calibrated_stats(x, plain[:t] + plain[t + 1:], shrinkage) for t, x in enumerate(features)]
+
+
 def calibrated_stats(features: torch.Tensor, others: list[TaskStats], shrinkage: float) -> TaskStats:
     """The task's statistics with its held-out ratio (``TaskStats.heldout``)."""
     stats = TaskStats.of(features)
