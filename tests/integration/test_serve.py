@@ -47,8 +47,9 @@ def test_predict_prints_one_json_line_per_input(library_copy, tmp_path):
     inputs.write_text(TEXTS[0] + "\n" + json.dumps({"input": TEXTS[12]}) + "\n")
     result = CliRunner().invoke(cli, ["predict", str(lib), TEXTS[1], "--input", str(inputs)])
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in result.output.splitlines()]
+    rows = [json.loads(line) for line in result.stdout.splitlines()]  # stdout: JSON lines only
     assert [r["input"] for r in rows] == [TEXTS[1], TEXTS[0], TEXTS[12]]
+    assert result.stderr.startswith("routing: ") and "of 3 routed" in result.stderr
     assert all(set(r) >= {"input", "task", "confidence", "prediction"} for r in rows)
     given = CliRunner().invoke(cli, ["predict", str(lib), TEXTS[1], "--mode", "oracle", "--task", "t1"])
     assert json.loads(given.output)["task"] == "t1" and json.loads(given.output)["confidence"] == 1.0
