@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from clora.cli.options import ROUTER_OPTIONS
+from clora.cli.options import with_router_options
 from clora.routing.shares import routing_shares
 from clora.errors import DataError
 
@@ -21,9 +21,9 @@ DEVICE_OPTIONS = [
 
 
 def router_options(command):
-    for option in reversed(ROUTER_OPTIONS + DEVICE_OPTIONS):
+    for option in reversed(DEVICE_OPTIONS):
         command = option(command)
-    return command
+    return with_router_options(command)
 
 
 def _read_inputs(path: Path) -> list[tuple[str, str | None]]:

@@ -70,6 +70,20 @@ def _release(pin) -> None:
         fh.close()
 
 
+def _pin_current(folder: Path, readers: Path, manifest: dict):
+    """``(pin or None, manifest)``: a pin on the version that is still current once the pin is in place."""
+    for _ in range(_ATTEMPTS):
+        pin = _place_pin(readers, manifest["version"])
+        if pin is None:  # cannot write a pin: read without one
+            return None, manifest
+        again = read_manifest(folder)
+        if again["version"] == manifest["version"]:
+            return pin, manifest
+        _release(pin)  # a writer committed meanwhile: pin the newer version instead
+        manifest = again
+    raise LibraryError(f"library {str(folder)!r} changed {_ATTEMPTS} times while it was being opened; try again")
+
+
 @contextmanager
 def reading(folder: Path):
     """Yield the current manifest of the library at ``folder``, pinned until the block ends.
@@ -81,20 +95,9 @@ def reading(folder: Path):
     manifest = read_manifest(folder)
     readers = _pin_folder(folder)
     pin = None
+    if readers is not None:
+        pin, manifest = _pin_current(folder, readers, manifest)
     try:
-        for _ in range(_ATTEMPTS) if readers is not None else ():
-            pin = _place_pin(readers, manifest["version"])
-            if pin is None:
-                break
-            again = read_manifest(folder)
-            if again["version"] == manifest["version"]:
-                break
-            _release(pin)  # a writer committed meanwhile: pin the newer version instead
-            pin, manifest = None, again
-        else:
-            if readers is not None:
-                raise LibraryError(f"library {str(folder)!r} changed {_ATTEMPTS} times while it was being opened; "
-                                   "try again")
         yield manifest
     finally:
         _release(pin)

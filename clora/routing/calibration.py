@@ -21,6 +21,8 @@ kept: no raw example and no extra matrix.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from clora.routing.lda import TaskStats, shared_precision, squared_distances
@@ -30,11 +32,12 @@ SPREAD_QUANTILE = 0.95
 
 
 def heldout_ratio(features: torch.Tensor, others: list[TaskStats], shrinkage: float,
-                  folds: int = FOLDS) -> tuple[float, float]:
+                  folds: int = FOLDS, whole: TaskStats | None = None) -> tuple[float, float]:
     """``(ratio, spread)`` of a task whose inputs have ``features`` ``(n, d)``: the held-out over the
     training mean ``D^2``, and the 95th percentile of the held-out ``D^2`` over their mean.
 
     ``others``: the statistics of the tasks learnt before it (they share the covariance).
+    ``whole``: the task's statistics when the caller has them already.
     Returns ``(1.0, 1.0)`` when the task has too few inputs to hold any out (n < 4).
     """
     x = features.double()
@@ -42,7 +45,7 @@ def heldout_ratio(features: torch.Tensor, others: list[TaskStats], shrinkage: fl
     if n < 4:
         return 1.0, 1.0
     folds = min(folds, n // 2)
-    whole = TaskStats.of(x)
+    whole = whole if whole is not None else TaskStats.of(x)
     training = _distances_to(x, whole, others, shrinkage).mean()
     held = []
     for k in range(folds):
@@ -65,11 +68,12 @@ def _distances_to(x: torch.Tensor, stats: TaskStats, others: list[TaskStats], sh
 def calibrate_all(features: list[torch.Tensor], shrinkage: float) -> list[TaskStats]:
     """Statistics of several tasks (``features[t]`` ``(n_t, d)``), each calibrated against all the others."""
     plain = [TaskStats.of(x) for x in features]
-    return [calibrated_stats(x, plain[:t] + plain[t + 1:], shrinkage) for t, x in enumerate(features)]
+    return [calibrated_stats(x, plain[:t] + plain[t + 1:], shrinkage, plain[t]) for t, x in enumerate(features)]
 
 
-def calibrated_stats(features: torch.Tensor, others: list[TaskStats], shrinkage: float) -> TaskStats:
-    """The task's statistics with its held-out ratio (``TaskStats.heldout``)."""
-    stats = TaskStats.of(features)
-    stats.heldout, stats.spread = heldout_ratio(features, others, shrinkage)
-    return stats
+def calibrated_stats(features: torch.Tensor, others: list[TaskStats], shrinkage: float,
+                     stats: TaskStats | None = None) -> TaskStats:
+    """The task's statistics (``stats`` when already computed) with its held-out ratio and spread."""
+    stats = stats if stats is not None else TaskStats.of(features)
+    heldout, spread = heldout_ratio(features, others, shrinkage, whole=stats)
+    return dataclasses.replace(stats, heldout=heldout, spread=spread)

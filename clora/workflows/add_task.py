@@ -98,17 +98,16 @@ class AddTaskRequest:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}", field=name)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}", field="seed")
-        self.router_settings(None)  # a bad threshold, margin or fallback is refused before training
+        RouterConfig.of_library(None, **self.router_overrides)  # a bad threshold, margin or fallback: before training
         for name, path in self.eval_files.items():
             if not Path(path).is_file():
                 raise DataError(f"evaluation file {str(path)!r} for {name!r} not found", field="eval_files")
 
-    def router_settings(self, stored: dict | None) -> dict:
-        """The manifest's ``router`` entry with this request's settings in it (validated)."""
-        given = {k: v for k, v in (("threshold", self.threshold), ("margin", self.margin),
-                                   ("fallback", self.fallback)) if v is not None}
-        RouterConfig.of_library(stored, **given)
-        return {**(stored or {}), **given}
+    @property
+    def router_overrides(self) -> dict:
+        """The router settings this request gives (to store in the new version)."""
+        return {k: v for k, v in (("threshold", self.threshold), ("margin", self.margin),
+                                  ("fallback", self.fallback)) if v is not None}
 
     def spec(self) -> TaskSpec:
         for what, path in (("training", self.train), ("test", self.test)):
@@ -258,8 +257,8 @@ def _evaluate(lm: LibraryModel, task: Task, earlier: list[Task]) -> tuple[float,
 def _next_manifest(manifest: dict, task: Task, spec: TaskSpec, request: AddTaskRequest, seed: int,
                    accuracy_new: float, rows: list[EarlierTask], adapter_tasks: list[str]) -> dict:
     new = copy.deepcopy(manifest)
-    if request.router_settings(None):
-        new["router"] = request.router_settings(manifest.get("router"))
+    if request.router_overrides:
+        new["router"] = {**(manifest.get("router") or {}), **request.router_overrides}
     after = {row.task: row.after for row in rows}
     for entry in new["tasks"]:  # metadata only: the adapter files stay as they are
         if entry["name"] in after:
