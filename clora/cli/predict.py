@@ -112,10 +112,13 @@ def predict(library, texts, input_file, mode, task, router, threshold, margin, f
                    "its body (else 408) must arrive.")
 @click.option("--max-connections", default=256, show_default=True, type=click.IntRange(min=1),
               help="Open connections and requests at once; beyond them new requests get 503.")
+@click.option("--loop-nice", default=10, show_default=True, type=click.IntRange(0, 19),
+              help="How much lower the CPU priority of connection handling is than inference's (Linux; 0: "
+                   "the same), so that floods of refused requests do not slow the answers.")
 @click.option("--api-key", envvar="CLORA_API_KEY", default=None,
               help="Require 'Authorization: Bearer KEY' on every route but /health (or set CLORA_API_KEY).")
 def serve(library, host, port, threshold, margin, fallback, device, precision, max_batch, batch_wait_ms, max_queue,
-          max_inputs, max_input_chars, max_body_bytes, body_timeout, max_connections, api_key):
+          max_inputs, max_input_chars, max_body_bytes, body_timeout, max_connections, loop_nice, api_key):
     """Serve LIBRARY over HTTP: POST /predict, GET /tasks, GET /health, GET /metrics (docs at /docs).
 
     POST /predict takes {"inputs": [...], "mode": "routed", "task": null}. Concurrent
@@ -131,7 +134,7 @@ def serve(library, host, port, threshold, margin, fallback, device, precision, m
     loaded = load_library(library, threshold=threshold, margin=margin, fallback=fallback, device=device,
                           precision=precision)
     settings = ServeSettings(max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue,
-                             max_inputs=max_inputs, max_input_chars=max_input_chars,
+                             max_inputs=max_inputs, max_input_chars=max_input_chars, loop_nice=loop_nice,
                              limits=Limits(max_body_bytes=max_body_bytes, body_timeout_s=body_timeout, api_key=api_key))
 
     def ready(bound):

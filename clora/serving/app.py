@@ -28,6 +28,7 @@ from clora.serving.batching import MicroBatcher, QueueFull
 from clora.serving.guard import Guard, Limits
 from clora.serving.inference import LoadedLibrary, Query
 from clora.serving.metrics import ServerMetrics
+from clora.serving.priority import check_nice, lower_this_thread
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,11 @@ class ServeSettings:
     max_queue: int = 1024
     max_inputs: int = 64
     max_input_chars: int = 10_000
+    loop_nice: int = 10  # the event loop's CPU priority below inference (clora.serving.priority)
     limits: Limits = Limits()
+
+    def __post_init__(self) -> None:
+        check_nice(self.loop_nice)
 
 
 class PredictRequest(BaseModel):
@@ -90,7 +95,8 @@ def create_app(library: LoadedLibrary, settings: ServeSettings = ServeSettings()
 
     @asynccontextmanager
     async def lifespan(app):
-        batcher.start()
+        await batcher.start()  # the inference thread exists from here on, at normal priority
+        lower_this_thread(settings.loop_nice)
         metrics.version.set(library.version)
         yield
         await batcher.stop()

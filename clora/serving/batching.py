@@ -16,6 +16,7 @@ for a long neighbour's padding nor waits for its pass (``length_groups``).
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -64,9 +65,12 @@ class MicroBatcher:
         # one thread: torch already spreads one batch over every core
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clora-infer")
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Start the batching task and the inference thread (now, not at the first request, so that it
+        takes the priority of the thread that starts it before that one lowers its own)."""
         self._queue = asyncio.Queue()
         self._worker = asyncio.get_running_loop().create_task(self._run())
+        await asyncio.get_running_loop().run_in_executor(self._pool, threading.get_native_id)
 
     async def stop(self) -> None:
         if self._worker is not None:

@@ -5,6 +5,13 @@ requests left half-sent (headers or body), and inputs built to make a trigger re
 backtrack (the library's first task carries the trigger ``regex:(a+)+$`` for the run).
 The server's resident memory is sampled throughout. Prints JSON.
 
+Each attacker is a process of its own (a thread would share the measuring client's GIL
+and slow the client, not the server). By default (``--pin``, on machines with at least
+two CPUs) the server runs on CPU 0 with one torch thread and the attackers and the client
+on the other CPUs, as they would on other machines: what is measured is then what the
+attack costs the server, not the attacker's own CPU burn on a shared core. ``--no-pin``
+shares every CPU between all of them (the server with torch's default threads).
+
     clora run demo --out clora-runs/demo-orth
     python examples/benchmarks/serve_attack.py clora-runs/demo-orth/library
 """
@@ -13,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import shutil
 import socket
 import statistics
@@ -82,6 +91,17 @@ def regex_attack(port: int, stop: threading.Event) -> None:
         i += 1
 
 
+ATTACKS = {"oversized_body": [oversized], "half_sent": [half_sent], "regex": [regex_attack]}
+ATTACKS["all_together"] = [f for fs in list(ATTACKS.values()) for f in fs]
+
+
+def attacker_process(target, port: int, stop, cpus: set[int] | None) -> None:
+    """Runs ``target(port, stop)`` in a process of its own (on ``cpus`` when given)."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    target(port, stop)
+
+
 def measure(port: int, texts: list[str], n: int) -> dict:
     latencies = []
     for text in texts[:n]:
@@ -95,12 +115,21 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("library", type=Path)
     ap.add_argument("--requests", type=int, default=40, help="normal requests per phase")
+    ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=(os.cpu_count() or 1) >= 2,
+                    help="server on CPU 0 (one torch thread), attackers and client on the others (default: on "
+                         "with 2+ CPUs)")
+    ap.add_argument("--loop-nice", type=int, default=10, help="the server's --loop-nice (0: off)")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp())
     library = with_attack_trigger(args.library, work / "library")
     texts = demo_texts(library, 200)
-    server, port = start_server(library, 32, None, [])
+    cpus = sorted(os.sched_getaffinity(0))
+    server_cpus, others = ({cpus[0]}, set(cpus[1:])) if args.pin else (None, None)
+    server, port = start_server(library, 32, 1 if args.pin else None, ["--loop-nice", str(args.loop_nice)],
+                                cpus=server_cpus)
     process = psutil.Process(server.pid)
+    if others:
+        os.sched_setaffinity(0, others)
     peak = {"rss": 0}
     sampling = threading.Event()
 
@@ -116,27 +145,31 @@ def main(argv=None) -> dict:
         result = {"idle": measure(port, texts, args.requests)}
         wall = time.perf_counter() - wall
         result["idle"]["server_cpu_per_s"] = (sum(process.cpu_times()[:2]) - server_cpu) / wall
-        result["idle"]["attacker_and_client_cpu_per_s"] = (time.process_time() - own_cpu) / wall
+        result["idle"]["client_cpu_per_s"] = (time.process_time() - own_cpu) / wall
         threading.Thread(target=sample, daemon=True).start()
         # one attacking client each, as the acceptance line describes; then all three at once
-        attacks = {"oversized_body": [oversized], "half_sent": [half_sent], "regex": [regex_attack]}
-        attacks["all_together"] = [f for fs in list(attacks.values()) for f in fs]
-        for name, workers in attacks.items():
-            stop = threading.Event()
-            threads = [threading.Thread(target=w, args=(port, stop), daemon=True) for w in workers]
-            for t in threads:
-                t.start()
+        for name, workers in ATTACKS.items():
+            stop = multiprocessing.Event()
+            attackers = [multiprocessing.Process(target=attacker_process, args=(w, port, stop, others), daemon=True)
+                         for w in workers]
+            for a in attackers:
+                a.start()
             time.sleep(1.0)  # let the attack build up
-            server_cpu, own_cpu, wall = sum(process.cpu_times()[:2]), time.process_time(), time.perf_counter()
+            cpu = lambda: sum(sum(psutil.Process(a.pid).cpu_times()[:2]) for a in attackers)  # noqa: E731
+            server_cpu, own_cpu, attack_cpu = sum(process.cpu_times()[:2]), time.process_time(), cpu()
+            wall = time.perf_counter()
             result[name] = measure(port, texts, args.requests)
             wall = time.perf_counter() - wall
-            # CPU seconds per second of the phase: the server's, and this script's (attacker and client)
+            # CPU seconds per second of the phase: the server's, the attackers' and the measuring client's
             result[name]["server_cpu_per_s"] = (sum(process.cpu_times()[:2]) - server_cpu) / wall
-            result[name]["attacker_and_client_cpu_per_s"] = (time.process_time() - own_cpu) / wall
+            result[name]["attacker_cpu_per_s"] = (cpu() - attack_cpu) / wall
+            result[name]["client_cpu_per_s"] = (time.process_time() - own_cpu) / wall
             result[name]["ratio_to_idle"] = result[name]["median_ms"] / result["idle"]["median_ms"]
             stop.set()
-            for t in threads:
-                t.join(timeout=30)
+            for a in attackers:
+                a.join(timeout=30)
+                if a.is_alive():
+                    a.kill()
         sampling.set()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as response:
             result["health_after"] = json.loads(response.read())["status"]
@@ -146,7 +179,8 @@ def main(argv=None) -> dict:
         server.terminate()
         server.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps({"benchmark": "serve_attack", "library": str(args.library), **result}, indent=2))
+    print(json.dumps({"benchmark": "serve_attack", "library": str(args.library), "pinned": args.pin,
+                      "loop_nice": args.loop_nice, "cpu_count": os.cpu_count(), **result}, indent=2))
     return result
 
 

@@ -31,14 +31,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(library: Path, max_batch: int, threads: int | None, extra: list[str]) -> tuple[subprocess.Popen, int]:
+def start_server(library: Path, max_batch: int, threads: int | None, extra: list[str],
+                 cpus: set[int] | None = None) -> tuple[subprocess.Popen, int]:
+    """A ``clora serve`` process on a free port, once it answers /health; on ``cpus`` only when given (set
+    before exec, so every thread the server starts inherits it)."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     server = subprocess.Popen([sys.executable, "-m", "clora.cli.main", "serve", str(library), "--port", str(port),
                                "--max-batch", str(max_batch), "--device", "cpu", *extra], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     deadline = time.time() + 300
     while True:
         try:

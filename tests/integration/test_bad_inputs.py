@@ -411,6 +411,8 @@ CASES = [
     ("serve-batch-wait-negative", SERVE + ["--batch-wait-ms", "-1"], None),
     ("serve-max-queue-0", SERVE + ["--max-queue", "0"], None),
     ("serve-max-body-0", SERVE + ["--max-body-bytes", "0"], None),
+    ("serve-loop-nice-20", SERVE + ["--loop-nice", "20"], None),
+    ("serve-loop-nice-negative", SERVE + ["--loop-nice", "-1"], None),
     ("serve-missing-library", ["serve", "{root}/nolib"], None),
     ("serve-threshold-above-1", SERVE + ["--threshold", "1.5"], None),
     ("serve-device-unknown", SERVE + ["--device", "tpu"], None),

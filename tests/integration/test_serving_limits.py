@@ -312,3 +312,26 @@ def test_triggers_searched_ahead_are_used_only_by_their_own_version(library_copy
     assert (answer.task, answer.source) == ("t1", "trigger")
     stale = [replace(q, trigger=(99, "t0")) for q in searched]  # searched in another version: searched again
     assert loaded.predict_queries(stale) == loaded.predict_queries(searched)
+
+
+def test_device_and_precision_reach_every_tensor_of_a_served_library(library_factory):
+    """The path `--device cuda` takes, run with the devices this machine has: the resolved device and
+    the base model's dtype reach every parameter, adapters stay float32, and the answers match fp32's."""
+    import torch
+
+    lib = library_factory("bert", "orth")
+    texts = ["apple oven", "stock price"]
+    reference = load_library(lib, device="cpu").predict(texts)
+    loaded = load_library(lib, device="auto", precision="bf16")
+    assert loaded.device == ("cuda:0" if torch.cuda.is_available() else "cpu")
+    model = loaded._current.lm.base_model.model
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        assert tensor.device.type == loaded.device.split(":")[0], name
+        if ".adapters." in name:
+            assert tensor.dtype == torch.float32, name
+        elif tensor.is_floating_point() and "embeddings" not in name:
+            assert tensor.dtype == torch.bfloat16, name
+    answers = loaded.predict(texts)
+    assert [(a.task, a.source) for a in answers] == [(a.task, a.source) for a in reference]
+    result = CliRunner().invoke(cli, ["predict", str(lib), "--device", "auto", "--precision", "bf16", *texts])
+    assert result.exit_code == 0, result.output
