@@ -118,6 +118,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=(os.cpu_count() or 1) >= 2,
                     help="server on CPU 0 (one torch thread), attackers and client on the others (default: on "
                          "with 2+ CPUs)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="the server's OMP_NUM_THREADS (default: 1 when pinned, else torch's default)")
     ap.add_argument("--loop-nice", type=int, default=10, help="the server's --loop-nice (0: off)")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp())
@@ -125,7 +127,8 @@ def main(argv=None) -> dict:
     texts = demo_texts(library, 200)
     cpus = sorted(os.sched_getaffinity(0))
     server_cpus, others = ({cpus[0]}, set(cpus[1:])) if args.pin else (None, None)
-    server, port = start_server(library, 32, 1 if args.pin else None, ["--loop-nice", str(args.loop_nice)],
+    threads = args.threads or (1 if args.pin else None)
+    server, port = start_server(library, 32, threads, ["--loop-nice", str(args.loop_nice)],
                                 cpus=server_cpus)
     process = psutil.Process(server.pid)
     if others:
@@ -180,7 +183,7 @@ def main(argv=None) -> dict:
         server.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps({"benchmark": "serve_attack", "library": str(args.library), "pinned": args.pin,
-                      "loop_nice": args.loop_nice, "cpu_count": os.cpu_count(), **result}, indent=2))
+                      "loop_nice": args.loop_nice, "threads": threads, "cpu_count": os.cpu_count(), **result}, indent=2))
     return result
 
 
