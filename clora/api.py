@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clora.families.loading import resolve_model_path
+from clora.inbox.steps import LibraryInbox
 from clora.library import ops, store
 from clora.library.layout import read_manifest
 from clora.library.readers import reading
@@ -69,6 +70,10 @@ class Library:
         """Add a PEFT LoRA folder as task ``name`` (``clora library import``); returns the new version."""
         manifest, _notes = ops.import_peft(self.path, Path(peft_dir), name, labels, instruction, triggers)
         return manifest["version"]
+
+    def inbox(self, folder=None) -> LibraryInbox:
+        """The library's inbox: list, feedback, cluster, label, promote, drop (``clora inbox``)."""
+        return LibraryInbox(self.path, Path(folder) if folder is not None else None)
 
     def load(self, **options) -> LoadedLibrary:
         """Open the library to answer inputs (``clora predict`` / ``serve``); see :func:`load_library`."""

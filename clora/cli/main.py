@@ -115,6 +115,7 @@ def cli():
 
 from clora.cli.compare import compare  # noqa: E402  (commands attach to the group defined above)
 from clora.cli.add_task import add_task  # noqa: E402
+from clora.cli.inbox import inbox  # noqa: E402
 from clora.cli.library import library  # noqa: E402
 from clora.cli.predict import predict, serve  # noqa: E402
 from clora.cli.run import run  # noqa: E402
@@ -125,6 +126,7 @@ cli.add_command(add_task)
 cli.add_command(library)
 cli.add_command(predict)
 cli.add_command(serve)
+cli.add_command(inbox)
 remember_command(cli)
 
 

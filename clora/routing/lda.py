@@ -66,6 +66,21 @@ def shared_precision(stats: list[TaskStats], shrinkage: float = 0.1) -> torch.Te
     return torch.linalg.inv((1 - shrinkage) * cov + shrinkage * target)
 
 
+def whitening(precision: torch.Tensor) -> torch.Tensor:
+    """``L`` ``(d, d)`` with ``precision = L L^T``: in the space ``x @ L`` the euclidean distance is the
+    router's Mahalanobis distance ``D``, so any off-the-shelf clustering sees what the router sees."""
+    return torch.linalg.cholesky(precision)
+
+
+def sample_like(stats: TaskStats, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``(n, d)`` draws from ``N(mean, scatter / count)``: stand-ins for a task's inputs when only its
+    statistics are stored (a tiny ridge keeps a rank-deficient scatter factorable)."""
+    cov = stats.scatter / max(stats.count, 1.0)
+    ridge = 1e-6 * (torch.trace(cov) / cov.shape[0]).clamp_min(1e-12)
+    factor = torch.linalg.cholesky(cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype))
+    return stats.mean + torch.randn(n, cov.shape[0], generator=generator, dtype=cov.dtype) @ factor.T
+
+
 def squared_distances(x: torch.Tensor, means: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
     """``D^2`` ``(n, T)`` of inputs ``x`` ``(n, d)`` to task means ``(T, d)``."""
     diff = x.double().unsqueeze(1) - means.unsqueeze(0)  # (n, T, d)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from clora.errors import ConfigError
-from clora.routing.lda import TaskStats, posterior_and_confidence, shared_precision, squared_distances, typical_distances
+from clora.routing.lda import (TaskStats, posterior_and_confidence, sample_like, shared_precision, squared_distances,
+                               typical_distances, whitening)
 from clora.routing.triggers import TriggerSet, explicit_task
 
 FALLBACKS = ("sum", "base")
@@ -82,6 +83,7 @@ class Router:
         self.learned_names = [n for n, _ in learned]
         if learned:
             kept = [s for _, s in learned]
+            self.stats = kept
             self.means = torch.stack([s.mean for s in kept])
             self.precision = shared_precision(kept, self.config.shrinkage)
             self.typical = typical_distances(kept, self.precision)
@@ -100,6 +102,17 @@ class Router:
             name = self.learned_names[b]
             routes.append(Route(name if ok else None, c, "learned" if ok else "fallback", guess=name))
         return routes
+
+    def clustering_space(self, features: torch.Tensor, per_task: int = 50, seed: int = 0):
+        """``(z, reference)``: ``features`` ``(n, d)`` whitened by the shared precision (euclidean there is
+        the router's ``D``) and ``per_task`` whitened draws from each learnt task's statistics
+        ``(T * per_task, d)``, so that clustering sees the known tasks beside the unknown inputs."""
+        if not self.learned_names:
+            return features.double(), features.new_zeros((0, features.shape[1]), dtype=torch.float64)
+        factor = whitening(self.precision)
+        generator = torch.Generator().manual_seed(seed)
+        reference = torch.cat([sample_like(s, per_task, generator) for s in self.stats])
+        return features.double() @ factor, reference @ factor
 
     def explicit(self, texts: Sequence[str]) -> list[str | None]:
         """The task each text's explicit triggers name, or None (searches cut off at their time budget)."""

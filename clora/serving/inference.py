@@ -199,6 +199,11 @@ class LoadedLibrary:
         return [Prediction(q.text, t.name, finite(r.confidence), p, r.source)
                 for q, r, t, p in zip(queries, routes, answer_tasks, predictions)]
 
+    def clustering_space(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z, reference)`` for clustering ``texts`` as the router sees them (``Router.clustering_space``)."""
+        current = self._current
+        return current.router.clustering_space(current.lm.family.router_features(texts))
+
     def search_triggers(self, queries: list["Query"]) -> list["Query"]:
         """``queries`` with their explicit triggers already searched (a server does this on a worker
         thread, so that a slow search holds up no batch); the verdict is kept per library version."""

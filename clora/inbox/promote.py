@@ -1,0 +1,203 @@
+"""Promote an inbox cluster to a new task, behind a gate that protects the tasks already served.
+
+1. The cluster's labelled examples become the new task's data (kept in the inbox under
+   ``tasks/<name>/train.jsonl``, which the new version's data reference names).
+2. The new adapter is trained with the library's method (``add_task``) on a copy of the
+   library (``candidates/<name>/library`` in the inbox): the library itself is not touched.
+3. The gate: every earlier task with evaluation data (the test data its entry references,
+   and feedback kept for it) is answered in ``routed`` mode, as a server answers it, by the
+   library and by the candidate. When any task's accuracy drops by more than ``max_drop``
+   points, the promotion is refused: the library stays at its version, the candidate is
+   kept for inspection, and the result names the task and the drop.
+4. Otherwise the candidate's new task folder and manifest are committed into the library
+   as one new version (only when the library is still at the version the candidate was
+   built from), and the promoted records leave the inbox.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clora.data.task import Example
+from clora.errors import ConfigError, DataError
+from clora.inbox.clusters import saved_cluster
+from clora.inbox.records import CANDIDATES, CLUSTERS, Inbox
+from clora.library.layout import LibraryError, read_manifest
+from clora.library.store import check_task_name, commit, new_stage, write_lock
+from clora.serving.inference import load_library
+from clora.workflows.add_task import AddTaskRequest, _earlier_tasks, add_task
+
+#: a cluster of a few dozen examples is trained for at least this many optimiser steps (the demo's
+#: 3 epochs give 48 examples 9 steps and 52% accuracy; 15 epochs, 45 steps, gave 99.5%)
+MIN_STEPS = 45
+MIN_EXAMPLES = 8
+
+
+@dataclass
+class PromotionRequest:
+    library: Path
+    cluster: int
+    name: str
+    labels: list[str] | None = None
+    max_drop: float = 1.0
+    epochs: int | None = None  # None: the library's, raised to reach MIN_STEPS
+    seed: int | None = None
+    device: str = "auto"
+    progress: bool = True
+    inbox_folder: Path | None = None
+
+    def __post_init__(self) -> None:
+        check_task_name(self.name)
+        if isinstance(self.max_drop, bool) or not isinstance(self.max_drop, (int, float)) or not (
+                math.isfinite(self.max_drop) and self.max_drop >= 0):
+            raise ConfigError(f"max drop must be a non-negative number of points, got {self.max_drop!r}",
+                              field="max_drop")
+        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)
+                                        or self.epochs < 1):
+            raise ConfigError(f"epochs must be a positive integer, got {self.epochs!r}", field="epochs")
+
+
+@dataclass
+class GateRow:
+    """An earlier task's routed accuracy (points) with the library and with the candidate."""
+
+    task: str
+    examples: int
+    before: float
+    after: float
+
+    @property
+    def drop(self) -> float:
+        return self.before - self.after
+
+
+@dataclass
+class PromotionResult:
+    name: str
+    cluster: int
+    examples: int
+    committed: bool
+    version: int
+    accuracy: float  # the new task's accuracy on its held-out part, points
+    routed_to_new: float  # share of the cluster's inputs the candidate routes to the new task, points
+    gate: list[GateRow] = field(default_factory=list)
+    refused_by: list[GateRow] = field(default_factory=list)
+    candidate: str | None = None
+
+    def message(self) -> str:
+        if self.committed:
+            return (f"promoted cluster {self.cluster} as {self.name!r}: version {self.version}, "
+                    f"{self.examples} examples, accuracy {self.accuracy:.1f}, {self.routed_to_new:.1f}% of the "
+                    f"cluster routed to it")
+        worst = ", ".join(f"{r.task} would drop {r.drop:.1f} points ({r.before:.1f} -> {r.after:.1f})"
+                          for r in self.refused_by)
+        return (f"not promoted: {worst}, more than the {self.max_drop_text} allowed; the library stays at version "
+                f"{self.version}, the candidate is kept in {self.candidate}")
+
+    max_drop_text: str = "max drop"
+
+
+def _examples(inbox: Inbox, cluster: int) -> tuple[list, list[str]]:
+    ids = saved_cluster(inbox, cluster)
+    members = [r for r in inbox.records() if r.id in ids]
+    labelled = [r for r in members if r.answer_label is not None]
+    if len(labelled) < MIN_EXAMPLES:
+        raise DataError(f"cluster {cluster} has {len(labelled)} labelled example(s); label at least {MIN_EXAMPLES} "
+                        "(`clora inbox LIB label`, or POST /feedback) before promoting it", field="cluster")
+    return labelled, [r.input for r in members]
+
+
+def _epochs(manifest: dict, n_train: int, given: int | None) -> int:
+    if given is not None:
+        return given
+    settings = manifest["settings"]
+    steps_per_epoch = max(1, math.ceil(n_train / settings["batch_size"]))
+    return max(settings["epochs"], math.ceil(MIN_STEPS / steps_per_epoch))
+
+
+def routed_accuracy(library: Path, examples: list[Example], device: str) -> float:
+    """Points of ``examples`` answered correctly in routed mode."""
+    predictions = load_library(library, device=device).predict([e.text for e in examples])
+    return 100.0 * sum(p.prediction == e.target for p, e in zip(predictions, examples)) / max(len(examples), 1)
+
+
+def _gate(inbox: Inbox, library: Path, candidate: Path, device: str) -> list[GateRow]:
+    manifest = read_manifest(library)
+    tasks, _notes = _earlier_tasks(manifest, {})
+    by_name = {t.name: list(t.test) for t in tasks}
+    for entry in manifest["tasks"]:
+        extra = [Example(text, label) for text, label in inbox.evaluation(entry["name"])]
+        if extra:
+            by_name.setdefault(entry["name"], []).extend(extra)
+    rows = []
+    for name, examples in by_name.items():
+        rows.append(GateRow(name, len(examples), routed_accuracy(library, examples, device),
+                            routed_accuracy(candidate, examples, device)))
+    return rows
+
+
+def _write_train(folder: Path, labelled: list) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "train.jsonl"
+    path.write_text("".join(json.dumps({"sentence": r.input, "label": r.answer_label}, ensure_ascii=False) + "\n"
+                            for r in labelled), encoding="utf-8")
+    return path
+
+
+def commit_candidate(library: Path, candidate: Path, base_version: int) -> dict:
+    """Commit the candidate's last task into ``library`` (which must still be at ``base_version``)."""
+    with write_lock(library):
+        current = read_manifest(library)
+        if current["version"] != base_version:
+            raise LibraryError(f"the library moved from version {base_version} to {current['version']} while the "
+                               "candidate was built; promote again")
+        new = copy.deepcopy(read_manifest(candidate))
+        entry = new["tasks"][-1]
+        rel_dir = str(Path(entry["adapter"]).parent)
+        stage = new_stage(library)
+        for path in (candidate / rel_dir).iterdir():
+            shutil.copy2(path, stage / path.name)
+        for key in ("files", "version", "previous_version", "updated"):
+            new.pop(key, None)
+        return commit(library, current, new, {rel_dir: stage})
+
+
+def promote(request: PromotionRequest) -> PromotionResult:
+    """Train, gate and (when the gate passes) commit the cluster's new task; see the module docstring."""
+    library = Path(request.library)
+    inbox = Inbox(library, folder=request.inbox_folder)
+    manifest = read_manifest(library)
+    if any(t["name"] == request.name for t in manifest["tasks"]):
+        raise LibraryError(f"the library already has a task named {request.name!r}; choose another name",
+                           field="name")
+    labelled, inputs = _examples(inbox, request.cluster)
+    train = _write_train(inbox.folder / "tasks" / request.name, labelled)
+    candidate = inbox.folder / CANDIDATES / request.name
+    shutil.rmtree(candidate, ignore_errors=True)
+    shutil.copytree(library, candidate / "library", ignore=shutil.ignore_patterns(".lock", ".readers", ".stage-*"))
+    staged = candidate / "library"
+    n_train = len(labelled) - max(1, round(0.2 * len(labelled)))  # add_task holds out a fifth to test on
+    added = add_task(AddTaskRequest(library=staged, name=request.name, train=train, labels=request.labels,
+                                    epochs=_epochs(manifest, n_train, request.epochs), seed=request.seed,
+                                    device=request.device, progress=request.progress))
+    new_routes = load_library(staged, device=request.device).predict(inputs)
+    routed_to_new = 100.0 * sum(p.task == request.name for p in new_routes) / len(new_routes)
+    gate = _gate(inbox, library, staged, request.device)
+    refused = [row for row in gate if row.drop > request.max_drop]
+    result = PromotionResult(request.name, request.cluster, len(labelled), committed=not refused,
+                             version=manifest["version"], accuracy=100.0 * added.accuracy, routed_to_new=routed_to_new,
+                             gate=gate, refused_by=refused, max_drop_text=f"{request.max_drop:g} points")
+    if refused:
+        result.candidate = str(candidate)
+        return result
+    result.version = commit_candidate(library, staged, manifest["version"])["version"]
+    promoted = {r.id for r in labelled} | saved_cluster(inbox, request.cluster)
+    inbox.drop(promoted)
+    (inbox.folder / CLUSTERS).unlink(missing_ok=True)  # its ids and numbering are stale now
+    shutil.rmtree(candidate, ignore_errors=True)
+    return result

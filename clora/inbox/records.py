@@ -1,0 +1,194 @@
+"""The inbox beside a library: inputs the router was unsure of, and labelled feedback.
+
+Layout, in the folder ``<library>.inbox`` next to the library (never inside it, so the
+library's own files stay exactly as its versions describe them):
+
+- ``records.jsonl``: one JSON object per line (see :class:`Record`); when it reaches half
+  of ``max_bytes`` it becomes ``records.1.jsonl`` (replacing the older one) and a new file
+  starts, so the two together never hold much more than ``max_bytes``.
+- ``eval/<task>.jsonl``: feedback for tasks the library already has, kept as those tasks'
+  evaluation data (the newest ``MAX_EVAL_PER_TASK`` per task).
+- ``clusters.json``: the last ``clora inbox cluster`` (record id -> cluster).
+- ``candidates/<name>/``: promotions that were built and refused by the gate.
+
+Every change holds the inbox's lock (``.lock``, flock), so a server appending and a
+person labelling never lose each other's lines. The inbox stores users' inputs: it is
+written only when a server records (``--record-unrouted``) or feedback is sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from clora.errors import DataError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: one writer at a time is the user's to ensure
+    fcntl = None
+
+RECORDS, ROTATED, CLUSTERS, EVAL, CANDIDATES, LOCK = ("records.jsonl", "records.1.jsonl", "clusters.json", "eval",
+                                                       "candidates", ".lock")
+DEFAULT_MAX_BYTES = 16 << 20
+MAX_EVAL_PER_TASK = 1000
+KINDS = ("unrouted", "feedback")
+
+
+@dataclass
+class Record:
+    """One inbox entry: an unrouted input (``guess``/``confidence``/``answer``: what the router said and the
+    answer given) or a feedback example (``label`` or ``target``; ``task`` when it names a library task)."""
+
+    input: str
+    kind: str = "unrouted"
+    guess: str | None = None
+    confidence: float | None = None
+    answer: str | None = None
+    label: str | None = None
+    target: str | None = None
+    task: str | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    time: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.input, str) or not self.input.strip():
+            raise DataError(f"an inbox record needs a non-empty input text, got {self.input!r}", field="input")
+        if self.kind not in KINDS:
+            raise DataError(f"unknown record kind {self.kind!r} (choose from {', '.join(KINDS)})")
+        for name in ("label", "target", "task"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise DataError(f"{name} must be a non-empty string, got {value!r}", field=name)
+
+    @property
+    def answer_label(self) -> str | None:
+        """The known correct answer (label or target), if any."""
+        return self.label if self.label is not None else self.target
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Record":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def inbox_path(library: Path) -> Path:
+    """The inbox folder of ``library``: ``<library>.inbox`` beside it."""
+    library = Path(library).resolve()
+    return library.with_name(library.name + ".inbox")
+
+
+class Inbox:
+    """The inbox of one library (created on the first write)."""
+
+    def __init__(self, library: Path, max_bytes: int = DEFAULT_MAX_BYTES, folder: Path | None = None):
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 4096:
+            raise DataError(f"the inbox bound must be at least 4096 bytes, got {max_bytes!r}", field="max_bytes")
+        self.library, self.max_bytes = Path(library), max_bytes
+        self.folder = Path(folder) if folder is not None else inbox_path(self.library)
+
+    @contextlib.contextmanager
+    def locked(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / LOCK, "a+") as fh:
+            if fcntl is not None:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            yield
+
+    def append(self, records: list[Record]) -> None:
+        """Add ``records``, rotating the file first when it has reached half the bound."""
+        if not records:
+            return
+        lines = "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+        with self.locked():
+            path = self.folder / RECORDS
+            size = path.stat().st_size if path.exists() else 0
+            if size and size + len(lines) > self.max_bytes // 2:
+                os.replace(path, self.folder / ROTATED)
+            with open(path, "ab") as fh:
+                fh.write(lines[: self.max_bytes // 2])  # a batch over the whole bound keeps its first part
+                fh.flush()
+
+    def records(self) -> list[Record]:
+        """Every record, oldest first (the rotated file, then the current one)."""
+        out = []
+        for name in (ROTATED, RECORDS):
+            path = self.folder / name
+            if not path.exists():
+                continue
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    out.append(Record.from_dict(json.loads(line)))
+                except (ValueError, TypeError, DataError):
+                    continue  # a line cut off by a crash or by the bound: skip it, keep the rest
+        return out
+
+    def size_bytes(self) -> int:
+        return sum((self.folder / n).stat().st_size for n in (RECORDS, ROTATED) if (self.folder / n).exists())
+
+    def rewrite(self, change) -> int:
+        """Apply ``change(records) -> records`` to the whole inbox atomically; returns the number kept."""
+        with self.locked():
+            kept = change(self.records())
+            tmp = self.folder / f".{RECORDS}.tmp-{os.getpid()}"
+            tmp.write_text("".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in kept),
+                           encoding="utf-8")
+            os.replace(tmp, self.folder / RECORDS)
+            (self.folder / ROTATED).unlink(missing_ok=True)
+        return len(kept)
+
+    def label(self, labels: dict[str, str], field_name: str = "label") -> int:
+        """Set ``label`` (or ``target``) of the records with these ids; returns how many were found."""
+        found = set()
+
+        def change(records):
+            for r in records:
+                if r.id in labels:
+                    setattr(r, field_name, labels[r.id])
+                    found.add(r.id)
+            return records
+
+        self.rewrite(change)
+        missing = sorted(set(labels) - found)
+        if missing:
+            raise DataError(f"no inbox record with id {', '.join(missing[:5])}", field="id")
+        return len(found)
+
+    def drop(self, ids: set[str]) -> int:
+        """Remove the records with these ids; returns how many were removed."""
+        before = {"n": 0}
+
+        def change(records):
+            before["n"] = len(records)
+            return [r for r in records if r.id not in ids]
+
+        kept = self.rewrite(change)
+        return before["n"] - kept
+
+    def add_evaluation(self, task: str, records: list[Record]) -> None:
+        """Keep feedback for a library task as its evaluation data (the newest ``MAX_EVAL_PER_TASK``)."""
+        with self.locked():
+            path = self.folder / EVAL / f"{task}.jsonl"
+            path.parent.mkdir(exist_ok=True)
+            old = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+            new = old + [json.dumps({"sentence": r.input, "label": r.answer_label}, ensure_ascii=False)
+                         for r in records]
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            tmp.write_text("".join(line + "\n" for line in new[-MAX_EVAL_PER_TASK:]), encoding="utf-8")
+            os.replace(tmp, path)
+
+    def evaluation(self, task: str) -> list[tuple[str, str]]:
+        """``(input, label)`` pairs of feedback kept for ``task``."""
+        path = self.folder / EVAL / f"{task}.jsonl"
+        if not path.exists():
+            return []
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [(r["sentence"], r["label"]) for r in rows]
