@@ -108,3 +108,19 @@ def assert_one_line_error(result, fragment: str) -> None:
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     assert fragment in lines[0], lines[0]
+
+
+def post_json(port: int, route: str, body, timeout: float = 120) -> tuple[int, dict]:
+    """POST ``body`` (bytes, or an object sent as JSON) to a loopback server; (status, JSON answer)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{route}", data=data,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())

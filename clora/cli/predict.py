@@ -90,6 +90,34 @@ def predict(library, texts, input_file, mode, task, router, threshold, margin, f
         click.echo(routing_shares(predictions, [expected for _, expected in inputs]).line(), err=True)
 
 
+#: serve's learning-live options (docs/learning-live.md), handed to ``learning_settings`` as they are
+LEARNING_OPTIONS = [
+    click.option("--record-unrouted", is_flag=True,
+                 help="Keep every input the router falls back on (with its router guess and the answer given) in "
+                      "the library's inbox, for `clora inbox`. Stores users' inputs; off by default."),
+    click.option("--inbox", "inbox_folder", type=click.Path(path_type=Path), default=None,
+                 help="The inbox folder (default: LIBRARY.inbox beside the library); also enables POST /feedback."),
+    click.option("--inbox-max-bytes", default=16 << 20, show_default=True, type=click.IntRange(min=4096),
+                 help="The inbox's bound: past half of it the record file rotates (one older file is kept)."),
+    click.option("--auto-promote", is_flag=True,
+                 help="Promote a cluster of the inbox to a new task on a background thread once it has "
+                      "--min-examples labelled examples, behind the --max-drop gate; served live."),
+    click.option("--min-examples", default=40, show_default=True, type=click.IntRange(min=8),
+                 help="Labelled examples a cluster needs before --auto-promote trains it."),
+    click.option("--max-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
+                 help="The gate of --auto-promote: the most points any earlier task's routed accuracy may lose."),
+    click.option("--promote-every", default=30.0, show_default=True, type=click.FloatRange(min=0.1),
+                 help="Seconds between two looks at the inbox by --auto-promote."),
+]
+
+
+def learning_options(command):
+    for option in reversed(LEARNING_OPTIONS):
+        command = option(command)
+    return command
+
+
+
 @click.command()
 @click.argument("library", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -115,27 +143,11 @@ def predict(library, texts, input_file, mode, task, router, threshold, margin, f
 @click.option("--loop-nice", default=10, show_default=True, type=click.IntRange(0, 19),
               help="How much lower the CPU priority of connection handling is than inference's (Linux; 0: "
                    "the same), so that floods of refused requests do not slow the answers.")
-@click.option("--record-unrouted", is_flag=True,
-              help="Keep every input the router falls back on (with its router guess and the answer given) in "
-                   "the library's inbox, for `clora inbox`. Stores users' inputs; off by default.")
-@click.option("--inbox", "inbox_folder", type=click.Path(path_type=Path), default=None,
-              help="The inbox folder (default: LIBRARY.inbox beside the library); also enables POST /feedback.")
-@click.option("--inbox-max-bytes", default=16 << 20, show_default=True, type=click.IntRange(min=4096),
-              help="The inbox's bound: past half of it the record file rotates (one older file is kept).")
-@click.option("--auto-promote", is_flag=True,
-              help="Promote a cluster of the inbox to a new task on a background thread once it has "
-                   "--min-examples labelled examples, behind the --max-drop gate; served live.")
-@click.option("--min-examples", default=40, show_default=True, type=click.IntRange(min=8),
-              help="Labelled examples a cluster needs before --auto-promote trains it.")
-@click.option("--max-drop", default=1.0, show_default=True, type=click.FloatRange(min=0),
-              help="The gate of --auto-promote: the most points any earlier task's routed accuracy may lose.")
-@click.option("--promote-every", default=30.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="Seconds between two looks at the inbox by --auto-promote.")
+@learning_options
 @click.option("--api-key", envvar="CLORA_API_KEY", default=None,
               help="Require 'Authorization: Bearer KEY' on every route but /health (or set CLORA_API_KEY).")
 def serve(library, host, port, threshold, margin, fallback, device, precision, max_batch, batch_wait_ms, max_queue,
-          max_inputs, max_input_chars, max_body_bytes, body_timeout, max_connections, loop_nice, record_unrouted,
-          inbox_folder, inbox_max_bytes, auto_promote, min_examples, max_drop, promote_every, api_key):
+          max_inputs, max_input_chars, max_body_bytes, body_timeout, max_connections, loop_nice, api_key, **learning):
     """Serve LIBRARY over HTTP: POST /predict, GET /tasks, GET /health, GET /metrics (docs at /docs).
 
     POST /predict takes {"inputs": [...], "mode": "routed", "task": null}. Concurrent
@@ -150,10 +162,9 @@ def serve(library, host, port, threshold, margin, fallback, device, precision, m
     check_port(port)  # before the model loads
     loaded = load_library(library, threshold=threshold, margin=margin, fallback=fallback, device=device,
                           precision=precision)
-    learning = learning_settings(library, loaded.device, record_unrouted, inbox_folder, inbox_max_bytes, auto_promote,
-                                 min_examples, max_drop, promote_every)
+    hooks = learning_settings(library, loaded.device, **learning)
     settings = ServeSettings(max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue,
-                             max_inputs=max_inputs, max_input_chars=max_input_chars, loop_nice=loop_nice, **learning,
+                             max_inputs=max_inputs, max_input_chars=max_input_chars, loop_nice=loop_nice, **hooks,
                              limits=Limits(max_body_bytes=max_body_bytes, body_timeout_s=body_timeout, api_key=api_key))
 
     def ready(bound):
@@ -166,6 +177,7 @@ def learning_settings(library, device, record_unrouted, inbox_folder, inbox_max_
                       max_drop, promote_every) -> dict:
     """The inbox and auto-promote parts of ``ServeSettings`` from serve's options."""
     from clora.inbox.auto import AutoPromoter
+    from clora.inbox.hooks import server_hooks
     from clora.inbox.records import Inbox
 
     if not (record_unrouted or inbox_folder or auto_promote):
@@ -173,4 +185,4 @@ def learning_settings(library, device, record_unrouted, inbox_folder, inbox_max_
     inbox = Inbox(library, max_bytes=inbox_max_bytes, folder=inbox_folder)
     promoter = AutoPromoter(library, min_examples=min_examples, every_s=promote_every, max_drop=max_drop,
                             device=device, inbox_folder=inbox_folder) if auto_promote else None
-    return {"inbox": inbox, "record_unrouted": record_unrouted, "auto_promote": promoter}
+    return server_hooks(inbox, record_unrouted, promoter)

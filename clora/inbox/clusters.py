@@ -9,9 +9,9 @@ number of clusters is found, not given; inputs that belong nowhere stay uncluste
 (they are that task's, not a new one).
 
 Why the stand-ins: with only one new domain in the inbox, HDBSCAN has no denser region
-to set it against and split it into a dozen fragments or called it noise (on the demo
-library, the largest cluster held 38 of 200 new-domain inputs; on raw MiniLM features,
-0 of 150). With the known tasks present, the new domain is one cluster (150 of 150) and
+to set it against. On the demo library it split that domain into fragments (the largest
+cluster held 28 of 150 inputs in the whitened space) or called it all noise (raw MiniLM
+features). With the known tasks present, the new domain is one cluster (150 of 150) and
 two new domains are two.
 """
 
@@ -103,6 +103,8 @@ def cluster_inbox(inbox: Inbox, space: Callable[[list[str]], tuple], min_cluster
         clusters.append(Cluster(cluster=k, size=len(members), labelled=sum(r.answer_label is not None for r in members),
                                 words=telling_words(texts, [r.input for r in records if r.id not in inside]),
                                 examples=texts[:3], inputs=texts, ids=[r.id for r in members]))
+    if not records:
+        return clusters  # nothing to save: an inbox never written to stays unwritten
     with inbox.locked():
         (inbox.folder / CLUSTERS).write_text(json.dumps({"library_version": version, "clusters": {
             str(c.cluster): c.ids for c in clusters}}), encoding="utf-8")

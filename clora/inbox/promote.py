@@ -88,6 +88,7 @@ class PromotionResult:
     gate: list[GateRow] = field(default_factory=list)
     refused_by: list[GateRow] = field(default_factory=list)
     candidate: str | None = None
+    max_drop: float = 1.0
 
     def message(self) -> str:
         if self.committed:
@@ -96,10 +97,9 @@ class PromotionResult:
                     f"cluster routed to it")
         worst = ", ".join(f"{r.task} would drop {r.drop:.1f} points ({r.before:.1f} -> {r.after:.1f})"
                           for r in self.refused_by)
-        return (f"not promoted: {worst}, more than the {self.max_drop_text} allowed; the library stays at version "
+        allowed = f"{self.max_drop:g} point{'' if self.max_drop == 1 else 's'}"
+        return (f"not promoted: {worst}, more than the {allowed} allowed; the library stays at version "
                 f"{self.version}, the candidate is kept in {self.candidate}")
-
-    max_drop_text: str = "max drop"
 
 
 def _examples(inbox: Inbox, cluster: int) -> tuple[list, list[str]]:
@@ -191,7 +191,7 @@ def promote(request: PromotionRequest) -> PromotionResult:
     refused = [row for row in gate if row.drop > request.max_drop]
     result = PromotionResult(request.name, request.cluster, len(labelled), committed=not refused,
                              version=manifest["version"], accuracy=100.0 * added.accuracy, routed_to_new=routed_to_new,
-                             gate=gate, refused_by=refused, max_drop_text=f"{request.max_drop:g} points")
+                             gate=gate, refused_by=refused, max_drop=request.max_drop)
     if refused:
         result.candidate = str(candidate)
         return result

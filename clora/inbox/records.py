@@ -135,7 +135,12 @@ class Inbox:
         return sum((self.folder / n).stat().st_size for n in (RECORDS, ROTATED) if (self.folder / n).exists())
 
     def rewrite(self, change) -> int:
-        """Apply ``change(records) -> records`` to the whole inbox atomically; returns the number kept."""
+        """Apply ``change(records) -> records`` to the whole inbox atomically; returns the number kept.
+
+        ``change`` may raise (nothing is written then). An inbox never written to stays unwritten.
+        """
+        if not self.folder.is_dir():
+            return len(change([]))
         with self.locked():
             kept = change(self.records())
             tmp = self.folder / f".{RECORDS}.tmp-{os.getpid()}"
@@ -145,33 +150,39 @@ class Inbox:
             (self.folder / ROTATED).unlink(missing_ok=True)
         return len(kept)
 
+    @staticmethod
+    def _check_ids(records: list[Record], ids) -> None:
+        missing = sorted(set(ids) - {r.id for r in records})
+        if missing:
+            raise DataError(f"no inbox record with id {', '.join(missing[:5])}", field="ids")
+
     def label(self, labels: dict[str, str], field_name: str = "label") -> int:
-        """Set ``label`` (or ``target``) of the records with these ids; returns how many were found."""
-        found = set()
+        """Set ``label`` (or ``target``) of the records with these ids; returns how many were labelled."""
+        for value in labels.values():
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(f"a {field_name} must be a non-empty string, got {value!r}", field="labels")
 
         def change(records):
+            self._check_ids(records, labels)
             for r in records:
                 if r.id in labels:
                     setattr(r, field_name, labels[r.id])
-                    found.add(r.id)
             return records
 
         self.rewrite(change)
-        missing = sorted(set(labels) - found)
-        if missing:
-            raise DataError(f"no inbox record with id {', '.join(missing[:5])}", field="id")
-        return len(found)
+        return len(labels)
 
-    def drop(self, ids: set[str]) -> int:
-        """Remove the records with these ids; returns how many were removed."""
-        before = {"n": 0}
+    def drop(self, ids: set[str], must_exist=()) -> int:
+        """Remove the records with these ids (those in ``must_exist`` must be there); returns how many went."""
+        counts = {"before": 0}
 
         def change(records):
-            before["n"] = len(records)
+            self._check_ids(records, must_exist)
+            counts["before"] = len(records)
             return [r for r in records if r.id not in ids]
 
         kept = self.rewrite(change)
-        return before["n"] - kept
+        return counts["before"] - kept
 
     def add_evaluation(self, task: str, records: list[Record]) -> None:
         """Keep feedback for a library task as its evaluation data (the newest ``MAX_EVAL_PER_TASK``)."""

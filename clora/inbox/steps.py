@@ -62,4 +62,4 @@ class LibraryInbox:
             chosen |= {r.id for r in self.store.records()}
         if not chosen:
             raise DataError("nothing to drop: give record ids, a cluster or all", field="ids")
-        return self.store.drop(chosen)
+        return self.store.drop(chosen, must_exist=set(ids or ()))

@@ -11,6 +11,7 @@ others go on with the version in use.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,12 +25,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from clora.errors import CloraError
-from clora.inbox.auto import AutoPromoter
-from clora.inbox.feedback import take_feedback
-from clora.inbox.records import Inbox, Record
 from clora.serving.batching import MicroBatcher, QueueFull
 from clora.serving.guard import Guard, Limits
 from clora.serving.inference import LoadedLibrary, Query
+from clora.serving.prediction import Prediction
 from clora.serving.metrics import ServerMetrics
 from clora.serving.priority import check_nice, lower_this_thread
 
@@ -45,10 +44,12 @@ class ServeSettings:
     max_input_chars: int = 10_000
     loop_nice: int = 10  # the event loop's CPU priority below inference (clora.serving.priority)
     limits: Limits = Limits()
-    #: the inbox to record unrouted inputs into (None: record nothing); ``POST /feedback`` needs one too
-    inbox: Inbox | None = None
-    record_unrouted: bool = False
-    auto_promote: AutoPromoter | None = None
+    #: learning live (``clora.inbox.hooks.server_hooks`` makes these; the server knows no inbox itself):
+    #: ``record(answers)`` is given every fallback answer; ``feedback(body, labels_of) -> dict`` answers
+    #: ``POST /feedback`` (None: 404); ``background`` has ``start()``, ``stop()`` and ``last`` (for /health)
+    record: Callable[[list[Prediction]], None] | None = None
+    feedback: Callable[[dict, dict], dict] | None = None
+    background: object | None = None
 
     def __post_init__(self) -> None:
         check_nice(self.loop_nice)
@@ -111,12 +112,12 @@ def create_app(library: LoadedLibrary, settings: ServeSettings = ServeSettings()
     async def lifespan(app):
         await batcher.start()  # the inference thread exists from here on, at normal priority
         lower_this_thread(settings.loop_nice)
-        if settings.auto_promote is not None:
-            settings.auto_promote.start()  # after the line above: it runs at the event loop's lower priority
+        if settings.background is not None:
+            settings.background.start()  # after the line above: it runs at the event loop's lower priority
         metrics.version.set(library.version)
         yield
-        if settings.auto_promote is not None:
-            settings.auto_promote.stop()
+        if settings.background is not None:
+            settings.background.stop()
         await batcher.stop()
         reloads.shutdown(wait=False, cancel_futures=True)
 
@@ -142,18 +143,16 @@ def create_app(library: LoadedLibrary, settings: ServeSettings = ServeSettings()
         for answer in answers:
             metrics.routes.labels(answer.source).inc()
         unrouted = [a for a in answers if a.source == "fallback"]
-        if settings.record_unrouted and settings.inbox is not None and unrouted:
-            await run_in_threadpool(settings.inbox.append, [
-                Record(input=a.input, guess=a.task, confidence=a.confidence, answer=a.prediction) for a in unrouted])
+        if settings.record is not None and unrouted:
+            await run_in_threadpool(settings.record, unrouted)
         return {"version": library.version, "predictions": [a.to_dict() for a in answers]}
 
     @app.post("/feedback")
     async def feedback(body: FeedbackRequest):
-        if settings.inbox is None:
+        if settings.feedback is None:
             raise HTTPException(404, "this server keeps no inbox (serve it with --record-unrouted or --inbox)")
         labels_of = {t["name"]: t["labels"] for t in library.tasks()}
-        return await run_in_threadpool(take_feedback, settings.inbox, labels_of, body.input, body.label,
-                                       body.target, body.task)
+        return await run_in_threadpool(settings.feedback, body.model_dump(), labels_of)
 
     @app.get("/tasks")
     async def tasks():
@@ -163,7 +162,7 @@ def create_app(library: LoadedLibrary, settings: ServeSettings = ServeSettings()
     @app.get("/health")
     async def health():
         error = library.reload_error
-        learning = settings.auto_promote.last if settings.auto_promote is not None else None
+        learning = getattr(settings.background, "last", None)
         return {"status": "degraded" if error else "ok", "version": library.version, "queue": batcher.waiting,
                 **({"reload_error": error} if error else {}), **({"auto_promote": learning} if learning else {})}
 

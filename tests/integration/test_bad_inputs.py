@@ -140,6 +140,16 @@ def _readonly_lock(world: World, monkeypatch) -> None:
     monkeypatch.setattr(store, "open", guarded, raising=False)
 
 
+def _few_labelled(world: World) -> None:
+    """An inbox whose cluster 0 holds 3 labelled records (too few to promote)."""
+    from clora.inbox.records import CLUSTERS, Inbox, Record
+
+    inbox = Inbox(world.lib)
+    records = [Record(f"fever {i}", kind="feedback", label="red") for i in range(3)]
+    inbox.append(records)
+    (inbox.folder / CLUSTERS).write_text(json.dumps({"clusters": {"0": [r.id for r in records]}}))
+
+
 RUN = ["run", "{root}/stream.yaml", "--model", "{bert}", "--out", "{root}/out", "--quiet", "--epochs", "1"]
 BAD_RUN = ["run", "{root}/bad.yaml", "--model", "{bert}", "--out", "{root}/out", "--quiet"]
 ADD = ["add-task", "{lib}", "--name", "new", "--train", "{root}/train.jsonl", "--quiet", "--epochs", "1"]
@@ -417,6 +427,32 @@ CASES = [
     ("serve-threshold-above-1", SERVE + ["--threshold", "1.5"], None),
     ("serve-device-unknown", SERVE + ["--device", "tpu"], None),
     ("serve-host-unresolvable", SERVE + ["--host", "no-such-host.invalid", "--port", "0"], None),
+    ("serve-inbox-max-bytes-tiny", SERVE + ["--inbox-max-bytes", "100"], None),
+    ("serve-min-examples-1", SERVE + ["--min-examples", "1"], None),
+    ("serve-max-drop-negative", SERVE + ["--max-drop", "-1"], None),
+    # --- clora inbox ------------------------------------------------------------------------------
+    ("inbox-missing-library", ["inbox", "{root}/nolib", "list"], None),
+    ("inbox-unknown-subcommand", ["inbox", "{lib}", "frob"], None),
+    ("inbox-list-kind-unknown", ["inbox", "{lib}", "list", "--kind", "other"], None),
+    ("inbox-cluster-min-size-1", ["inbox", "{lib}", "cluster", "--min-cluster-size", "1"], None),
+    ("inbox-promote-not-clustered", ["inbox", "{lib}", "promote", "--cluster", "0", "--name", "x"], None),
+    ("inbox-promote-bad-name", ["inbox", "{lib}", "promote", "--cluster", "0", "--name", "bad name!"], None),
+    ("inbox-promote-existing-name", ["inbox", "{lib}", "promote", "--cluster", "0", "--name", "t0"], _few_labelled),
+    ("inbox-promote-unknown-cluster", ["inbox", "{lib}", "promote", "--cluster", "5", "--name", "x"], _few_labelled),
+    ("inbox-promote-too-few-labelled", ["inbox", "{lib}", "promote", "--cluster", "0", "--name", "x"], _few_labelled),
+    ("inbox-promote-max-drop-negative", ["inbox", "{lib}", "promote", "--cluster", "0", "--name", "x",
+                                         "--max-drop", "-1"], None),
+    ("inbox-promote-no-name", ["inbox", "{lib}", "promote", "--cluster", "0"], None),
+    ("inbox-label-odd", ["inbox", "{lib}", "label", "abc"], None),
+    ("inbox-label-unknown-id", ["inbox", "{lib}", "label", "abc", "red"], _few_labelled),
+    ("inbox-label-empty", ["inbox", "{lib}", "label", "abc", " "], _few_labelled),
+    ("inbox-label-file-missing", ["inbox", "{lib}", "label", "--file", "{root}/nofile.jsonl"], None),
+    ("inbox-label-file-bad", ["inbox", "{lib}", "label", "--file", "{root}/bad.jsonl"],
+     lambda w: w.write("bad.jsonl", '{"id": 1}\n')),
+    ("inbox-label-nothing", ["inbox", "{lib}", "label"], None),
+    ("inbox-drop-nothing", ["inbox", "{lib}", "drop"], None),
+    ("inbox-drop-unknown-id", ["inbox", "{lib}", "drop", "nope"], _few_labelled),
+    ("inbox-drop-unknown-cluster", ["inbox", "{lib}", "drop", "--cluster", "3"], _few_labelled),
     # --- the group --------------------------------------------------------------------------------
     ("unknown-command", ["train"], None),
     ("unknown-library-command", ["library", "repair", "{lib}"], None),

@@ -10,7 +10,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from click.testing import CliRunner
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, post_json
 
 from clora.cli.main import cli
 from clora.serving.inference import load_library
@@ -21,13 +21,7 @@ TEXTS = [e.text for d in ("cooking", "sailing") for e in synthetic_examples(d, {
 
 
 def _post(port, body: bytes):
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=body,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return post_json(port, "/predict", body, timeout=60)
 
 
 def _get(port, path):
