@@ -55,7 +55,7 @@ def assign(z: np.ndarray, reference: np.ndarray, min_cluster_size: int = 5) -> n
     n = z.shape[0]
     if n < max(2, min_cluster_size):
         return np.full(n, -1)
-    labels = HDBSCAN(min_cluster_size=min_cluster_size).fit_predict(np.concatenate([z, reference]))
+    labels = HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(np.concatenate([z, reference]))
     inputs, stand_ins = labels[:n], labels[n:]
     for label in set(inputs.tolist()) - {-1}:
         if (stand_ins == label).sum() >= (inputs == label).sum():

@@ -161,6 +161,7 @@ def create_app(library: LoadedLibrary, settings: ServeSettings = ServeSettings()
 
     @app.get("/health")
     async def health():
+        # no reload here: a health check must answer at once, even while a new version loads
         error = library.reload_error
         learning = getattr(settings.background, "last", None)
         return {"status": "degraded" if error else "ok", "version": library.version, "queue": batcher.waiting,
