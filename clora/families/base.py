@@ -11,7 +11,7 @@ from clora.adapters.selection import no_adapters, routed
 from clora.config import RunConfig
 from clora.data.batches import batches
 from clora.data.task import Example, Task
-from clora.errors import ConfigError
+from clora.errors import ConfigError, ModelError
 from clora.families.early_exit import hidden_states_at, install_exit_hooks
 
 
@@ -69,19 +69,40 @@ class Family:
 
     @torch.no_grad()
     def predict(self, task: Task, texts: Sequence[str]) -> list[str]:
-        """The predicted label of each text."""
+        """The predicted label (or, for a generation task, the generated answer) of each text."""
+        if task.generative:
+            return self.generate_mixed([task] * len(texts), texts, None)
         best = self.option_scores(task, texts).argmax(dim=1).tolist()
         return [task.labels[i] for i in best]
 
     @torch.no_grad()
     def predict_mixed(self, tasks: Sequence[Task], texts: Sequence[str], masks: torch.Tensor) -> list[str]:
-        """One forward pass for a batch whose inputs belong to different tasks and snapshots.
+        """One forward pass (one ``generate`` call for generation tasks) for a batch whose inputs belong to
+        different tasks and snapshots.
 
         ``tasks[b]`` is the task input ``b`` is answered as, with the adapters ``masks[b]``
         ``(batch, n_adapters)`` selects.
         """
-        scores = self.mixed_option_scores(tasks, texts, masks)
-        return [task.labels[int(s.argmax())] for task, s in zip(tasks, scores)]
+        out: list[str] = [""] * len(texts)
+        for generative in (False, True):
+            rows = [b for b, t in enumerate(tasks) if t.generative == generative]
+            if not rows:
+                continue
+            part_tasks, part_texts = [tasks[b] for b in rows], [texts[b] for b in rows]
+            part_masks = masks[torch.tensor(rows, device=masks.device)]
+            if generative:
+                answers = self.generate_mixed(part_tasks, part_texts, part_masks)
+            else:
+                scores = self.mixed_option_scores(part_tasks, part_texts, part_masks)
+                answers = [task.labels[int(s.argmax())] for task, s in zip(part_tasks, scores)]
+            for b, answer in zip(rows, answers):
+                out[b] = answer
+        return out
+
+    def generate_mixed(self, tasks: Sequence[Task], texts: Sequence[str], masks: torch.Tensor | None) -> list[str]:
+        """Greedy answers of generation tasks (``masks`` None: the caller's adapters)."""
+        raise ModelError(f"the {self.kind} family cannot generate text; generation tasks need a causal or "
+                         "seq2seq model", field="model")
 
     def mixed_option_scores(self, tasks, texts, masks) -> list[torch.Tensor]:
         raise NotImplementedError
@@ -160,6 +181,44 @@ class AnswerFamily(Family):
         with routed(masks[torch.tensor(owners, device=masks.device)]):
             logprob = self.answer_logprob(prompts, options)
         return list(torch.split(logprob, [len(t.labels) for t in tasks]))
+
+    @torch.no_grad()
+    def generate_mixed(self, tasks, texts, masks):
+        """One greedy ``generate`` call over the batch; input ``b`` keeps the adapters ``masks[b]`` selects at
+        every decoding step (the KV cache is kept), and stops at EOS or its task's ``max_new_tokens``.
+
+        Greedy answers are prefixes of one another under a longer limit, so the batch runs to the
+        largest limit and each answer is cut to its own task's.
+        """
+        prompts = [task.format_prompt(text) for task, text in zip(tasks, texts)]
+        limit = max(task.max_new_tokens for task in tasks)
+        if masks is None:
+            new_tokens = self.generate_tokens(prompts, limit)
+        else:
+            with routed(masks):
+                new_tokens = self.generate_tokens(prompts, limit)
+        return [self.decode_answer(ids[:task.max_new_tokens]) for ids, task in zip(new_tokens, tasks)]
+
+    def generate_tokens(self, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
+        """The greedy new token ids of each prompt (up to and without EOS)."""
+        raise NotImplementedError
+
+    def decode_answer(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    def greedy(self, **inputs) -> torch.Tensor:
+        """``model.generate`` greedily (no sampling, one beam), whatever the model's generation config says."""
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        return self.model.generate(**inputs, do_sample=False, num_beams=1, pad_token_id=pad,
+                                   eos_token_id=tok.eos_token_id, max_length=None)
+
+    def cut_at_eos(self, rows: torch.Tensor) -> list[list[int]]:
+        eos = self.tokenizer.eos_token_id
+        out = []
+        for row in rows.tolist():
+            out.append(row[:row.index(eos)] if eos is not None and eos in row else row)
+        return out
 
     def option_scores(self, task, texts):
         """Rank classification: every (text, option) pair scored in one batch."""

@@ -38,6 +38,28 @@ class CausalFamily(AnswerFamily):
             answer_mask[i, len(row) - n:len(row)] = 1
         return ids.to(self.device), attention.to(self.device), answer_mask.to(self.device)
 
+    def generate_tokens(self, prompts, max_new_tokens):
+        """Greedy new tokens after each prompt, the batch left-padded (``left_padded``)."""
+        ids, attention = self.left_padded(prompts)
+        out = self.greedy(input_ids=ids, attention_mask=attention, max_new_tokens=max_new_tokens)
+        return self.cut_at_eos(out[:, ids.shape[1]:])
+
+    def left_padded(self, prompts) -> tuple[torch.Tensor, torch.Tensor]:
+        """``input_ids`` and ``attention_mask`` ``(n, L)`` as in training (BOS, the prompt's end within
+        ``max_length``), padded on the left so that every prompt ends where generation starts."""
+        tok = self.tokenizer
+        prefix = [tok.bos_token_id] if tok.bos_token_id is not None else []
+        budget = max(1, self.config.max_length - len(prefix))
+        rows = [prefix + self.tokenize(p, add_special_tokens=False)["input_ids"][-budget:] for p in prompts]
+        width = max(len(r) for r in rows)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attention = torch.zeros_like(ids)
+        for i, row in enumerate(rows):
+            ids[i, width - len(row):] = torch.tensor(row)
+            attention[i, width - len(row):] = 1
+        return ids.to(self.device), attention.to(self.device)
+
     def answer_logprob(self, prompts, targets) -> torch.Tensor:
         ids, attention, answer_mask = self._batch(prompts, targets)
         with batch_tokens(attention):

@@ -22,6 +22,12 @@ class Seq2SeqFamily(AnswerFamily):
     def hidden_states(self, batch) -> torch.Tensor:
         return hidden_states_at(self.model.get_encoder(), batch, self.router_layer, n_layers(self.model.config))
 
+    def generate_tokens(self, prompts, max_new_tokens):
+        enc = self.tokenize(list(prompts), padding=True, truncation=True, max_length=self.config.max_length,
+                            return_tensors="pt").to(self.device)
+        out = self.greedy(**enc, max_new_tokens=max_new_tokens)
+        return self.cut_at_eos(out[:, 1:])  # the decoder start token comes first
+
     def answer_logprob(self, prompts, targets) -> torch.Tensor:
         enc = self.tokenize(list(prompts), padding=True, truncation=True,
                             max_length=self.config.max_length, return_tensors="pt").to(self.device)
