@@ -15,7 +15,8 @@ from pathlib import Path
 from clora.errors import DataError
 from clora.data.stream import Stream, TaskSpec
 from clora.data.synthetic import synthetic_examples
-from clora.data.task import DEFAULT_PROMPT, Example, Task
+from clora.data.generation_formats import load_superni, load_trace
+from clora.data.task import DEFAULT_PROMPT, GENERATION_PROMPT, Example, Task
 
 _FILE_BUILDERS = {"jsonl": "json", "json": "json", "csv": "csv"}
 
@@ -192,9 +193,14 @@ def load_task(spec: TaskSpec, stream: Stream, data_dir: Path | None = None, *,
               max_train: int | None = None, max_test: int | None = None, seed: int = 0) -> Task:
     """Read one task's examples, cap them, and validate the label set."""
     spec = resolve_test_path(spec, stream, data_dir)
+    instruction = spec.instruction
     if spec.format == "synthetic":
         train, test, labels = synthetic_examples(spec.name, spec.options, seed=seed)
         labels = spec.labels or labels
+    elif spec.format in ("trace", "superni"):
+        reader = load_trace if spec.format == "trace" else load_superni
+        train, test, definition = reader(spec, resolve_path(spec, stream, data_dir), seed)
+        labels, instruction = [], instruction or definition or ""
     elif spec.format == "dataset":
         train, test, labels = _load_in_memory(spec, seed)
     elif spec.format == "cl_benchmark":
@@ -204,11 +210,18 @@ def load_task(spec: TaskSpec, stream: Stream, data_dir: Path | None = None, *,
         train, test, labels = _load_with_datasets(spec, local if local.exists() else spec.path, seed)
     else:
         train, test, labels = _load_with_datasets(spec, resolve_path(spec, stream, data_dir), seed)
-    if labels is None:  # infer a stable label set from the training data
+    generative = spec.kind == "generation"
+    if generative:
+        labels = []
+    elif labels is None:  # infer a stable label set from the training data
         labels = sorted({ex.target for ex in train})
-    # Validate every row (labels in the label set) before capping, then cap reproducibly.
-    task = Task(name=spec.name, instruction=spec.instruction, labels=labels, train=train,
-                test=test, prompt=spec.prompt or DEFAULT_PROMPT, triggers=dict(spec.triggers))
+    elif not labels:
+        raise DataError(f"task {spec.name!r}: its answers are free text; declare kind: generation", field="kind")
+    # Validate every row (labels in the label set, or non-empty targets) before capping, then cap reproducibly.
+    task = Task(name=spec.name, instruction=instruction, labels=labels, train=train, test=test,
+                prompt=spec.prompt or (GENERATION_PROMPT if generative else DEFAULT_PROMPT),
+                triggers=dict(spec.triggers), kind=spec.kind, metric=spec.metric or "accuracy",
+                max_new_tokens=spec.max_new_tokens)
     rng = random.Random(seed)
     task.train = _subsample(task.train, max_train, rng)
     task.test = _subsample(task.test, max_test, rng)

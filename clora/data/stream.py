@@ -10,7 +10,9 @@ import yaml
 
 from clora.errors import ConfigError, DataError
 
-FORMATS = ("cl_benchmark", "jsonl", "json", "csv", "hf", "synthetic", "dataset")
+FORMATS = ("cl_benchmark", "jsonl", "json", "csv", "hf", "synthetic", "dataset", "trace", "superni")
+#: formats whose answers are free text: their tasks are generation tasks
+GENERATIVE_FORMATS = ("trace", "superni")
 
 
 def _is_in_memory_data(data) -> bool:
@@ -30,6 +32,12 @@ class TaskSpec:
     may hold it instead: a ``datasets.Dataset`` (split into train/test by ``test_size``),
     a ``datasets.DatasetDict`` or ``{"train": ..., "test": ...}`` (``train_split`` /
     ``test_split``), or a list of row dicts; ``format`` is then ``dataset``.
+
+    ``kind: generation`` makes the targets free text, scored by ``metric`` (``exact_match``,
+    ``f1``, ``rouge_l``; default ``rouge_l`` for TRACE and SuperNI files, else
+    ``exact_match``) and answered greedily up to ``max_new_tokens``. ``input_field`` /
+    ``target_field`` name the text and answer fields (aliases of ``text_field`` /
+    ``label_field``).
     """
 
     name: str
@@ -48,11 +56,17 @@ class TaskSpec:
     triggers: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
     data: object = field(default=None, repr=False, compare=False)
+    kind: str = "classification"
+    metric: str | None = None
+    max_new_tokens: int = 32
+    input_field: str | None = None
+    target_field: str | None = None
 
     def __post_init__(self) -> None:
         where = f"task {self.name!r}"
         if not isinstance(self.name, str) or not self.name.strip():
             raise DataError(f"every task needs a non-empty 'name', got {self.name!r}")
+        self._check_kind(where)
         if self.data is not None:
             if not _is_in_memory_data(self.data):
                 raise DataError(f"{where}: data must be a datasets.Dataset, a DatasetDict, a mapping of splits or a "
@@ -83,6 +97,34 @@ class TaskSpec:
         if isinstance(self.test_size, bool) or not isinstance(self.test_size, (int, float)) \
                 or not 0.0 < float(self.test_size) < 1.0:
             raise DataError(f"{where}: test_size must be a number in (0, 1), got {self.test_size!r}")
+
+
+    def _check_kind(self, where: str) -> None:
+        from clora.data.task import GENERATION_METRICS, KINDS
+
+        if self.format in GENERATIVE_FORMATS:
+            self.kind = "generation"
+        if self.kind not in KINDS:
+            raise DataError(f"{where}: unknown kind {self.kind!r} (choose from {', '.join(KINDS)})", field="kind")
+        if self.kind == "generation":
+            if self.labels is not None:
+                raise DataError(f"{where}: a generation task has free-text targets, not labels", field="labels")
+            self.metric = self.metric or ("rouge_l" if self.format in GENERATIVE_FORMATS else "exact_match")
+            if self.metric not in GENERATION_METRICS:
+                raise DataError(f"{where}: unknown metric {self.metric!r} (choose from "
+                                f"{', '.join(GENERATION_METRICS)})", field="metric")
+        elif self.metric not in (None, "accuracy"):
+            raise DataError(f"{where}: metric {self.metric!r} needs kind: generation (classification is scored by "
+                            "accuracy)", field="metric")
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise DataError(f"{where}: max_new_tokens must be a positive integer, got {self.max_new_tokens!r}",
+                            field="max_new_tokens")
+        for alias, field_name in (("input_field", "text_field"), ("target_field", "label_field")):
+            value = getattr(self, alias)
+            if value is not None:
+                if not isinstance(value, str) or not value:
+                    raise DataError(f"{where}: {alias} must be a field name, got {value!r}", field=alias)
+                setattr(self, field_name, value)
 
 
 @dataclass

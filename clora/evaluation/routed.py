@@ -17,6 +17,7 @@ from clora.data.batches import batches
 from clora.data.task import Task
 from clora.families import Family
 from clora.routing.calibration import calibrate_all, calibrated_stats
+from clora.evaluation.text_metrics import example_score
 from clora.routing.lda import TaskStats
 from clora.routing.shares import routing_shares
 from clora.routing.router import Route, Router, RouterConfig, adapter_mask
@@ -58,7 +59,7 @@ class RoutedRun:
         self._features: dict[int, torch.Tensor] = {}
         self.last_routes: dict[int, list[Route]] = {}
 
-    def learned(self, j: int, diagonal_flags: list[bool]) -> None:
+    def learned(self, j: int, diagonal_flags: list[float]) -> None:
         """Task ``j`` has been trained: add its statistics and keep its oracle results.
 
         Every task's held-out calibration is measured again against all the tasks learnt so
@@ -76,7 +77,7 @@ class RoutedRun:
         return self._features[i]
 
     def row(self, j: int, snapshots: dict[str, list[int]]) -> list[float]:
-        """Routed accuracy of every task after task ``j`` (router over tasks ``0..j``)."""
+        """Routed score (accuracy or the task's metric) of every task after task ``j`` (router over ``0..j``)."""
         seen = self.tasks[:j + 1]
         router = Router([t.name for t in seen], self.stats[:j + 1], [t.triggers for t in seen], self.router_config)
         by_name = {t.name: t for t in seen}
@@ -87,7 +88,7 @@ class RoutedRun:
             index = {text: k for k, text in enumerate(texts)}
             routes = router.route(texts, lambda ts: features[[index[t] for t in ts]])
             self.last_routes[i] = routes
-            flags = [False] * len(texts)
+            flags = [0.0] * len(texts)
             rest = []
             for k, route in enumerate(routes):
                 if route.task == task.name and i in self.own_flags:
@@ -98,7 +99,7 @@ class RoutedRun:
                 answers = routed_answers(self.family, self.n_adapters(), by_name, [texts[k] for k in rest],
                                          [routes[k] for k in rest], snapshots, self.router_config.fallback, self.config)
                 for k, answer in zip(rest, answers):
-                    flags[k] = answer == task.test[k].target
+                    flags[k] = example_score(task, answer, task.test[k].target)
             row.append(sum(flags) / len(flags))
         return row
 

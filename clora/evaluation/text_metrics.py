@@ -80,3 +80,8 @@ def score(metric: str, predictions: Sequence[str], references: Sequence[str]) ->
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
     fn = METRICS[metric]
     return sum(fn(p, r) for p, r in zip(predictions, references)) / max(len(references), 1)
+
+
+def example_score(task, prediction: str, target: str) -> float:
+    """One answer's score in [0, 1] under ``task.metric`` (``accuracy`` for classification)."""
+    return METRICS[task.metric](prediction, target)

@@ -32,5 +32,15 @@ def family_of(config) -> str:
     return "encoder"
 
 
-__all__ = ["AnswerFamily", "Family", "FAMILIES", "DEFAULT_TARGETS", "family_of",
+def check_answers(kind: str, tasks) -> None:
+    """Generation tasks need a model that generates: the encoder family is refused, naming the tasks."""
+    generative = [t.name for t in tasks if getattr(t, "generative", False)]
+    if generative and kind == "encoder":
+        from clora.errors import ModelError
+
+        raise ModelError(f"generation task(s) {', '.join(generative)} need a causal or seq2seq model; this one is an "
+                         "encoder (it can only classify)", field="model")
+
+
+__all__ = ["check_answers", "AnswerFamily", "Family", "FAMILIES", "DEFAULT_TARGETS", "family_of",
            "EncoderFamily", "CausalFamily", "Seq2SeqFamily"]

@@ -22,9 +22,13 @@ LIBRARY_SETTINGS = ("rank", "alpha", "epochs", "lr", "frame_lr", "batch_size", "
 
 
 def entry_of(task: Task, **kwargs) -> dict:
-    """:func:`task_entry` for a loaded task (name, labels, instruction, prompt, triggers from it)."""
-    return task_entry(task.name, task.labels, instruction=task.instruction, prompt=task.prompt,
-                      triggers=task.triggers, **kwargs)
+    """:func:`task_entry` for a loaded task (name, labels, instruction, prompt, triggers from it; a generation
+    task's kind, metric and answer length too)."""
+    entry = task_entry(task.name, task.labels, instruction=task.instruction, prompt=task.prompt,
+                       triggers=task.triggers, **kwargs)
+    if task.generative:
+        entry.update(kind=task.kind, metric=task.metric, max_new_tokens=task.max_new_tokens)
+    return entry
 
 
 def now() -> str:

@@ -7,6 +7,8 @@ the field, never a ``TypeError`` deep inside a loader.
 
 from __future__ import annotations
 
+from clora.data.task import KINDS
+
 FAMILIES = ("encoder", "causal", "seq2seq")
 
 
@@ -63,7 +65,10 @@ _SETTINGS = {
 }
 
 _TASK = {
-    "labels": lambda v: _strings(v, non_empty=True),
+    "labels": _strings,  # non-empty for classification: checked below
+    "kind": lambda v: v in KINDS,
+    "metric": lambda v: isinstance(v, str),
+    "max_new_tokens": lambda v: _int(v, 1),
     "snapshot": _strings,
     "adapter": _optional(lambda v: isinstance(v, str)),
     "subspace": _optional(lambda v: isinstance(v, str)),
@@ -94,6 +99,6 @@ def manifest_type_problem(manifest: dict) -> str | None:
     for task in manifest.get("tasks", []):
         if problem is None:
             problem = _first_bad(task, _TASK, f"task {task['name']!r}: ")
-        if problem is None and "labels" not in task:
+        if problem is None and task.get("kind", "classification") == "classification" and not task.get("labels"):
             problem = f"task {task['name']!r} has no labels"
     return problem

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from clora.data.task import DEFAULT_PROMPT, Example, Task
+from clora.data.task import DEFAULT_PROMPT, GENERATION_PROMPT, Example, Task
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,11 @@ class Prediction:
 
 def task_of(entry: dict) -> Task:
     """The :class:`Task` a library entry describes, enough to answer it (label set, prompt, triggers)."""
-    placeholder = [Example("-", entry["labels"][0])]  # answering needs the label set and prompt only
+    kind = entry.get("kind", "classification")
+    # answering needs the label set (or the metric and answer length) and the prompt only
+    placeholder = [Example("-", entry["labels"][0] if kind == "classification" else "-")]
+    default_prompt = GENERATION_PROMPT if kind == "generation" else DEFAULT_PROMPT
     return Task(name=entry["name"], instruction=entry.get("instruction", ""), labels=entry["labels"],
-                train=placeholder, test=placeholder, prompt=entry.get("prompt") or DEFAULT_PROMPT,
-                triggers=entry.get("triggers") or {})
+                train=placeholder, test=placeholder, prompt=entry.get("prompt") or default_prompt,
+                triggers=entry.get("triggers") or {}, kind=kind, metric=entry.get("metric", "accuracy"),
+                max_new_tokens=entry.get("max_new_tokens", 32))

@@ -22,6 +22,7 @@ from clora.data.stream import Stream, TaskSpec
 from clora.data.task import Task
 from clora.errors import ConfigError, DataError
 from clora.evaluation.evaluate import accuracy
+from clora.families import check_answers
 from clora.evaluation.routed import task_stats
 from clora.library.build import entry_of, stage_task
 from clora.library.layout import LibraryError, read_manifest
@@ -220,6 +221,7 @@ def add_task(request: AddTaskRequest) -> AddTaskResult:
                                 progress=request.progress and workers.is_main, device=device)
         if len(lm.lora) == 0:
             raise ConfigError("the library holds no adapters to add a task to", field="library")
+        check_answers(lm.family.kind, [task])
         load_s = time.perf_counter() - started
         method, index, stats = _train(lm, task, workers)
         notes += method.notes

@@ -20,11 +20,11 @@ from clora.config import RunConfig
 from clora.data.loaders import data_reference, load_tasks
 from clora.data.stream import Stream, load_stream
 from clora.data.task import Task
-from clora.evaluation.evaluate import accuracy, correct_flags
+from clora.evaluation.evaluate import accuracy, example_scores
 from clora.evaluation.report import Report, build_report, oracle_matrix
 from clora.evaluation.report_files import write_report_files
 from clora.evaluation.routed import RoutedRun
-from clora.families import FAMILIES, Family
+from clora.families import FAMILIES, Family, check_answers
 from clora.families.loading import BaseModel, load_base_model, model_reference
 from clora.library.build import create_library, entry_of, manifest_header
 from clora.methods import Method, make_method
@@ -95,6 +95,7 @@ def prepare(config: RunConfig, model=None, tokenizer=None) -> Session:
     seed_everything(config.seed)
     base_model = load_base_model(model if model is not None else config.model, device=device,
                                  dtype=resolve_precision(config.precision, device), tokenizer=tokenizer)
+    check_answers(base_model.kind, tasks)
     targets = config.targets or base_model.default_targets
     method = make_method(config)
     lora = LoRASet(inject_lora(base_model.model, targets, config.rank, config.scaling, method.taylor_order))
@@ -145,7 +146,7 @@ def _evaluate_step(s: Session, j: int, routed: RoutedRun | None, label: str, res
     row = []
     with use_adapters(s.method.snapshot(j + 1)):
         for i, task in enumerate(s.tasks):
-            flags = correct_flags(s.family, task, s.config, desc=f"eval after {label} on {task.name}")
+            flags = example_scores(s.family, task, s.config, desc=f"eval after {label} on {task.name}")
             row.append(sum(flags) / len(flags))
             if routed is not None and i == j:
                 routed.learned(j, flags)
