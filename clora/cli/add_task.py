@@ -27,7 +27,7 @@ def _eval_files(values) -> dict[str, Path]:
 
 def print_result(result) -> None:
     click.echo(f"added {result.task!r} to {result.library} (version {result.version}): "
-               f"accuracy {_pct(result.accuracy).strip()}%")
+               f"{result.metric} {_pct(result.accuracy).strip()}%")
     if result.earlier:
         click.echo("earlier tasks, every adapter active (sum mode):")
         click.echo(f"  {'task':<20} before  after  change")
@@ -54,7 +54,15 @@ def print_result(result) -> None:
 @click.option("--instruction", default="", help="Task instruction (used in the prompt of causal/seq2seq models).")
 @click.option("--trigger", "triggers", multiple=True, help="Routes matching inputs to this task (repeatable): a keyword, 'regex:PATTERN' or 'prefix:TEXT'.")
 @click.option("--text-field", default="sentence", show_default=True, help="Field holding the input text.")
-@click.option("--label-field", default="label", show_default=True, help="Field holding the label.")
+@click.option("--label-field", "--target-field", "label_field", default="label", show_default=True,
+              help="Field holding the label (or, for --kind generation, the target answer).")
+@click.option("--kind", type=click.Choice(["classification", "generation"]), default="classification",
+              show_default=True, help="generation: free-text targets, answered by greedy generation (causal and "
+                                      "seq2seq models).")
+@click.option("--metric", type=click.Choice(["exact_match", "f1", "rouge_l"]), default=None,
+              help="How a generation task is scored (default: exact_match).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=32, show_default=True,
+              help="The longest answer a generation task generates.")
 @click.option("--eval", "evals", multiple=True, metavar="NAME=FILE",
               help="Test file of an earlier task to re-evaluate (repeatable; tasks the library references are always evaluated).")
 @click.option("--model", default=None, help="Base model (default: the one named in the library; must have the same weights).")
@@ -68,8 +76,8 @@ def print_result(result) -> None:
               help="auto (a GPU when there is one, else the CPU), cpu, cuda or cuda:N.")
 @with_router_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def add_task(library, name, train, test, fmt, labels, instruction, triggers, text_field, label_field, evals,
-             model, epochs, lr, batch_size, max_train, max_test, seed, device, threshold, margin, fallback, quiet):
+def add_task(library, name, train, test, fmt, labels, instruction, triggers, text_field, label_field, kind, metric,
+             max_new_tokens, evals, model, epochs, lr, batch_size, max_train, max_test, seed, device, threshold, margin, fallback, quiet):
     """Train task NAME onto LIBRARY without touching the tasks already there.
 
     The new adapter is trained with the library's method (orth: orthogonal to the stored
@@ -85,7 +93,8 @@ def add_task(library, name, train, test, fmt, labels, instruction, triggers, tex
     request = AddTaskRequest(
         library=library, name=name, train=train, test=test, format=fmt,
         labels=[x.strip() for x in labels.split(",") if x.strip()] if labels else None, instruction=instruction,
-        triggers=list(triggers), text_field=text_field, label_field=label_field, eval_files=_eval_files(evals),
+        triggers=list(triggers), text_field=text_field, label_field=label_field, kind=kind, metric=metric,
+        max_new_tokens=max_new_tokens, eval_files=_eval_files(evals),
         model=model, epochs=epochs, lr=lr, batch_size=batch_size, max_train=max_train, max_test=max_test,
         seed=seed, device=device, progress=not quiet, threshold=threshold, margin=margin, fallback=fallback)
     result = run_add_task(request)

@@ -19,8 +19,8 @@ MODE_NOTES = {
               "input's snapshot; unsure inputs fall back to every adapter",
 }
 _MODE_KEYS = ("accuracy_matrix", "average_accuracy", "bwt", "forgetting", "fwt")
-_REPORT_KEYS = ("stream", "method", "model", "tasks", "base_accuracy", "modes", "overlap", "timing", "settings",
-                "training", "subspace", "notes")
+_REPORT_KEYS = ("stream", "method", "model", "tasks", "task_metrics", "base_accuracy", "modes", "overlap", "timing",
+                "settings", "training", "subspace", "notes")
 
 
 @dataclass
@@ -72,6 +72,8 @@ class Report:
     modes: dict[str, ModeResult]
     overlap: float | None
     timing: dict[str, float]
+    #: the metric of each task's scores (``accuracy``; a generation task's ``exact_match``, ``f1``, ``rouge_l``)
+    task_metrics: list[str] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
     training: list[dict] = field(default_factory=list)
     subspace: dict = field(default_factory=dict)
@@ -91,6 +93,7 @@ class Report:
         known["modes"] = {mode: ModeResult.from_dict(block) for mode, block in (data.get("modes") or {}).items()}
         known.setdefault("overlap", None)
         known.setdefault("timing", {})
+        known.setdefault("task_metrics", ["accuracy"] * len(known.get("tasks", [])))  # reports before generation
         return cls(**known, extra={k: v for k, v in data.items() if k not in _REPORT_KEYS})
 
     def __getitem__(self, key: str):
@@ -128,8 +131,10 @@ def report_markdown(report: Report | dict) -> str:
     report = report.to_dict() if isinstance(report, Report) else report
     tasks = report["tasks"]
     overlap = "n/a (one adapter)" if report["overlap"] is None else f"{report['overlap']:.2e}"
+    metrics = report.get("task_metrics") or ["accuracy"] * len(tasks)
+    scored = ", ".join(f"{t} ({m})" for t, m in zip(tasks, metrics))
     lines = [f"# clora run: {report['stream']} / {report['method']}", "",
-             f"- model: `{report['model']}`", f"- tasks (in order): {', '.join(tasks)}",
+             f"- model: `{report['model']}`", f"- tasks (in order, with the metric of their scores): {scored}",
              f"- overlap (max principal cosine between adapters): {overlap}",
              f"- time: train {report['timing']['train_s']:.1f} s, eval {report['timing']['eval_s']:.1f} s", ""]
     settings = report.get("settings")
@@ -141,7 +146,8 @@ def report_markdown(report: Report | dict) -> str:
                      f"{_pct(block['forgetting'])} | {_pct(block['fwt'])} |")
     lines += ["", "Base model (no adapter): " + ", ".join(f"{t} {_pct(b)}" for t, b in zip(tasks, report["base_accuracy"])), ""]
     for mode, block in report["modes"].items():
-        lines += [f"## Accuracy matrix, {mode} (%)", "", MODE_NOTES.get(mode, ""), "",
+        title = "Accuracy" if set(metrics) == {"accuracy"} else "Score"
+        lines += [f"## {title} matrix, {mode} (%)", "", MODE_NOTES.get(mode, ""), "",
                   "| after \\ on | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
         for name, row in zip(tasks, block["accuracy_matrix"]):
             lines.append(f"| {name} | " + " | ".join(_pct(x) for x in row) + " |")

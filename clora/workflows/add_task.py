@@ -77,6 +77,9 @@ class AddTaskRequest:
     triggers: list[str] = field(default_factory=list)
     text_field: str = "sentence"
     label_field: str = "label"
+    kind: str = "classification"
+    metric: str | None = None
+    max_new_tokens: int = 32
     eval_files: dict[str, Path] = field(default_factory=dict)
     model: str | None = None
     epochs: int | None = None
@@ -119,7 +122,8 @@ class AddTaskRequest:
         return TaskSpec(name=self.name, format=infer_format(self.train, self.format), instruction=self.instruction,
                         path=str(self.train), test_path=str(self.test) if self.test else None,
                         text_field=self.text_field, label_field=self.label_field, labels=self.labels,
-                        triggers=parse_trigger_args(list(self.triggers)))
+                        triggers=parse_trigger_args(list(self.triggers)), kind=self.kind, metric=self.metric,
+                        max_new_tokens=self.max_new_tokens)
 
 
 def _anchor(spec: TaskSpec) -> Stream:
@@ -135,6 +139,13 @@ def _check_new_name(manifest: dict, name: str) -> None:
                            "add-task needs a method with one adapter per task (inc, olora, olie, orth)")
 
 
+def _answer_fields(entry: dict) -> dict:
+    """What a stream entry needs to read a library task's own answers: its labels, or its generation settings."""
+    if entry.get("kind", "classification") == "generation":
+        return {"kind": "generation", "metric": entry.get("metric"), "max_new_tokens": entry.get("max_new_tokens", 32)}
+    return {"labels": entry["labels"]}
+
+
 def _earlier_tasks(manifest: dict, eval_files: dict[str, Path]) -> tuple[list[Task], list[str]]:
     """Earlier tasks to re-evaluate (library data references, or files the user passes) and notes."""
     tasks, notes = [], []
@@ -146,7 +157,7 @@ def _earlier_tasks(manifest: dict, eval_files: dict[str, Path]) -> tuple[list[Ta
         if entry["name"] in eval_files:
             path = str(eval_files[entry["name"]])
             ref = {"name": entry["name"], "format": infer_format(Path(path), None), "path": path, "test_path": path,
-                   "instruction": entry.get("instruction", ""), "labels": entry["labels"]}
+                   "instruction": entry.get("instruction", ""), **_answer_fields(entry)}
         if not ref:
             notes.append(f"{entry['name']}: no test data referenced; not re-evaluated (give an evaluation file for it)")
             continue
@@ -182,7 +193,8 @@ class EarlierTask:
 
 @dataclass
 class AddTaskResult:
-    """What ``add_task`` did: the new task's accuracy, each earlier task's change, the new version."""
+    """What ``add_task`` did: the new task's score (``accuracy``, in its ``metric``), each earlier task's change,
+    the new version."""
 
     task: str
     accuracy: float
@@ -192,6 +204,7 @@ class AddTaskResult:
     notes: list[str]
     training: dict
     timing: dict
+    metric: str = "accuracy"
 
     def __getitem__(self, key: str):
         """``result["accuracy"]``: the mapping view, so code written against the dict keeps working."""
@@ -235,7 +248,7 @@ def add_task(request: AddTaskRequest) -> AddTaskResult:
     commit_s = time.perf_counter() - started - load_s - train_s - eval_s
     return AddTaskResult(task=task.name, accuracy=accuracy_new, earlier=rows, library=str(folder),
                          version=committed["version"], notes=notes,
-                         training={"steps": stats["steps"], "final_loss": stats["final_loss"]},
+                         training={"steps": stats["steps"], "final_loss": stats["final_loss"]}, metric=task.metric,
                          timing={"load_s": load_s, "train_s": train_s, "eval_s": eval_s, "commit_s": commit_s})
 
 

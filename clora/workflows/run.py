@@ -197,7 +197,8 @@ def run_stream(config: RunConfig, *, model=None, tokenizer=None) -> Report:
     results = learn_stream(session)
     report = build_report(
         stream=session.stream.name, method=config.method, model=session.base_model.name,
-        tasks=[t.name for t in session.tasks], base=results.base, matrices=_matrices(session, results),
+        tasks=[t.name for t in session.tasks], task_metrics=[t.metric for t in session.tasks], base=results.base,
+        matrices=_matrices(session, results),
         overlap=_overlap(session.lora), timing=results.timing, settings=_settings(config, session.targets),
         training=results.training, subspace=session.method.subspace_report(), notes=session.method.notes)
     if results.routing:
