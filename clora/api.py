@@ -65,10 +65,12 @@ class Library:
         with reading(self.path) as manifest:  # its files stay while they are copied, whatever writers do
             return export_peft(self.path, manifest, task, Path(out), resolve_model_path(manifest["base_model"]))
 
-    def import_peft(self, peft_dir, name: str, labels: list[str], instruction: str = "",
-                    triggers: list[str] | None = None) -> int:
-        """Add a PEFT LoRA folder as task ``name`` (``clora library import``); returns the new version."""
-        manifest, _notes = ops.import_peft(self.path, Path(peft_dir), name, labels, instruction, triggers)
+    def import_peft(self, peft_dir, name: str, labels: list[str] | None = None, instruction: str = "",
+                    triggers: list[str] | None = None, generation: dict | None = None) -> int:
+        """Add a PEFT LoRA folder as task ``name`` (``clora library import``); returns the new version.
+        ``generation={"metric": "f1", "max_new_tokens": 32}`` imports a generation task (no labels)."""
+        manifest, _notes = ops.import_peft(self.path, Path(peft_dir), name, labels or [], instruction, triggers,
+                                           generation=generation)
         return manifest["version"]
 
     def inbox(self, folder=None) -> LibraryInbox:

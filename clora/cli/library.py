@@ -113,15 +113,22 @@ def export_cmd(library, task, fmt, out):
 @LIBRARY
 @click.argument("peft_dir", type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Name of the new task.")
-@click.option("--labels", required=True, help="Comma-separated label set of the task.")
+@click.option("--labels", default=None, help="Comma-separated label set of the task (classification).")
+@click.option("--kind", type=click.Choice(["classification", "generation"]), default="classification",
+              show_default=True, help="generation: the task answers in free text (no --labels).")
+@click.option("--metric", type=click.Choice(["exact_match", "f1", "rouge_l"]), default=None,
+              help="How a generation task is scored (default: exact_match).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=32, show_default=True,
+              help="The longest answer a generation task generates.")
 @click.option("--instruction", default="", help="Task instruction.")
 @click.option("--trigger", "triggers", multiple=True, help="Routes matching inputs to this task (repeatable): a keyword, 'regex:PATTERN' or 'prefix:TEXT'.")
-def import_cmd(library, peft_dir, name, labels, instruction, triggers):
+def import_cmd(library, peft_dir, name, labels, kind, metric, max_new_tokens, instruction, triggers):
     """Add the PEFT LoRA folder PEFT_DIR to LIBRARY as task NAME."""
     from clora.library.ops import import_peft
 
-    manifest, notes = import_peft(library, peft_dir, name, [x.strip() for x in labels.split(",") if x.strip()],
-                                  instruction, list(triggers))
+    generation = {"metric": metric, "max_new_tokens": max_new_tokens} if kind == "generation" else None
+    manifest, notes = import_peft(library, peft_dir, name, [x.strip() for x in (labels or "").split(",") if x.strip()],
+                                  instruction, list(triggers), generation=generation)
     click.echo(f"imported {name!r}: library is at version {manifest['version']}")
     for note in notes:
         click.echo(f"note: {note}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from clora.data.task import GENERATION_PROMPT
+
 import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -166,17 +168,20 @@ def remove(folder: Path, name: str, release: bool = False) -> dict:
 
 
 def import_peft(folder: Path, peft_dir: Path, name: str, labels: list[str], instruction: str = "",
-                triggers: list[str] | None = None) -> tuple[dict, list[str]]:
+                triggers: list[str] | None = None, generation: dict | None = None) -> tuple[dict, list[str]]:
     """Add a PEFT LoRA folder as a new task whose snapshot is that adapter alone.
 
     For libraries with a subspace the adapter's row space is reserved, so later tasks
-    stay orthogonal to it. Returns the committed manifest and notes.
+    stay orthogonal to it. ``generation`` (``{"metric", "max_new_tokens"}``) makes it a
+    generation task, which has no labels. Returns the committed manifest and notes.
     """
     folder = Path(folder)
     check_task_name(name)
     parsed_triggers = parse_trigger_args(list(triggers or []))
     TriggerSet.compile(name, parsed_triggers)  # a bad or pathological pattern is refused before anything is written
-    if not labels or len(labels) < 2:
+    if generation is not None and labels:
+        raise LibraryError("a generation task has free-text answers, not labels", field="labels")
+    if generation is None and (not labels or len(labels) < 2):
         raise LibraryError("an imported task needs at least two labels (the task's classes)", field="labels")
     with write_lock(folder):
         manifest = read_manifest(folder)
@@ -196,6 +201,9 @@ def import_peft(folder: Path, peft_dir: Path, name: str, labels: list[str], inst
         entry = task_entry(name, labels, instruction=instruction, triggers=parsed_triggers,
                            method="peft", rank=max(a.shape[0] for a, _ in factors.values()), snapshot=[name],
                            data=None, metrics={}, source=f"peft:{Path(peft_dir).resolve()}")
+        if generation is not None:
+            entry.update(kind="generation", prompt=GENERATION_PROMPT, metric=generation.get("metric") or "exact_match",
+                         max_new_tokens=generation.get("max_new_tokens", 32))
         keep = kept_files(folder, manifest)
         rel_dir, stage = stage_task(folder, entry, factors, directions, keep)
         new = copy.deepcopy(manifest)

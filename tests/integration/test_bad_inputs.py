@@ -341,6 +341,13 @@ CASES = [
     ("import-module-missing", IMPORT, lambda w: w.edit_peft(
         tensors=lambda t: {k: v for k, v in t.items() if k not in (_first_a(t), _first_b(t))})),
     ("import-labels-one", ["library", "import", "{lib}", "{root}/peft", "--name", "imp", "--labels", "a"], None),
+    ("import-no-labels", ["library", "import", "{lib}", "{root}/peft", "--name", "imp"], None),
+    ("import-generation-with-labels", IMPORT + ["--kind", "generation"], None),
+    ("import-metric-unknown", IMPORT + ["--kind", "generation", "--metric", "bleu"], None),
+    ("add-generation-on-an-encoder", ADD + ["--kind", "generation"], None),
+    ("add-metric-without-generation", ADD + ["--metric", "f1"], None),
+    ("add-generation-with-labels", ADD + ["--kind", "generation", "--labels", "red,green"], None),
+    ("add-max-new-tokens-0", ADD + ["--kind", "generation", "--max-new-tokens", "0"], None),
     ("import-name-invalid", ["library", "import", "{lib}", "{root}/peft", "--name", "../x", "--labels", "a,b"], None),
     ("import-name-exists", ["library", "import", "{lib}", "{root}/peft", "--name", "t0", "--labels", "a,b"], None),
     ("import-trigger-regex-invalid", IMPORT + ["--trigger", "regex:("], None),

@@ -9,6 +9,9 @@ from clora.adapters import use_adapters
 from clora.cli.main import cli
 from clora.data.task import Example, Task
 from clora.errors import ModelError
+from clora.library.layout import read_manifest
+from clora.serving.inference import load_library
+from clora.serving.prediction import task_of
 from clora.workflows.library_model import open_library_model
 
 TEXTS = ["apple oven the recipe", "river boat very mast quick", "stone flour again", "cloud anchor tide",
@@ -125,10 +128,13 @@ def test_a_peft_adapter_imported_into_clora_generates_the_same_tokens(kind, targ
     peft_model = get_peft_model(base.model, config).eval()
     peft_model.save_pretrained(str(tmp_path / "made-by-peft"))
     result = CliRunner().invoke(cli, ["library", "import", str(lib), str(tmp_path / "made-by-peft"),
-                                      "--name", "imported", "--labels", "red,green"])
+                                      "--name", "imported", "--kind", "generation", "--metric", "f1",
+                                      "--max-new-tokens", "8"])
     assert result.exit_code == 0, result.output
+    entry = read_manifest(lib)["tasks"][-1]
+    assert (entry["kind"], entry["metric"], entry["max_new_tokens"], entry["labels"]) == ("generation", "f1", 8, [])
     lm = open_library_model(lib, progress=False)
-    prompts = [_generation_task().format_prompt(t) for t in TEXTS]
+    prompts = [task_of(entry).format_prompt(t) for t in TEXTS]
     with use_adapters(lm.snapshot("imported")):
         ours = lm.family.generate_tokens(prompts, 8)
     if kind == "llama":
@@ -140,3 +146,5 @@ def test_a_peft_adapter_imported_into_clora_generates_the_same_tokens(kind, targ
     with peft_model.disable_adapter():
         bare = lm.family.cut_at_eos(_greedy(peft_model, base.tokenizer, inputs)[:, start:])
     assert ours != bare  # the imported adapter changes the text, so equality above is not vacuous
+    served = load_library(lib).predict(TEXTS[:2], mode="oracle", task="imported")
+    assert [p.prediction for p in served] == [lm.family.decode_answer(ids) for ids in ours[:2]]
