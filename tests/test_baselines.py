@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from conftest import assert_one_line_error
 
 from clora.adapters import LoRASet, inject_lora
-from clora.adapters.penalties import olie_factor, olora_penalty
+from clora.adapters.penalties import olora_penalty
 from clora.cli.main import cli
 from clora.config import DEFAULT_LR, RunConfig
 from clora.methods import make_method

@@ -14,24 +14,13 @@
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
+from clora.data.files import read_json
 from clora.data.stream import TaskSpec
 from clora.data.task import Example
 from clora.errors import DataError
-
-
-def _read(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"file {str(path)!r} not found") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"file {str(path)!r} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {str(path)!r}: {exc}") from None
 
 
 def _split(examples: list[Example], spec: TaskSpec, seed: int, source: Path):
@@ -53,7 +42,7 @@ def _field(row, name: str, i: int, source: Path, spec: TaskSpec):
 
 
 def _trace_examples(path: Path, spec: TaskSpec) -> list[Example]:
-    rows = _read(path)
+    rows = read_json(path)
     if not isinstance(rows, list):
         raise DataError(f"{path}: a TRACE file is a JSON list of {{\"prompt\", \"answer\"}} objects")
     text_key = spec.text_field if spec.text_field != "sentence" else "prompt"
@@ -70,7 +59,7 @@ def load_trace(spec: TaskSpec, path: Path, seed: int):
 
 
 def _superni_examples(path: Path, spec: TaskSpec) -> tuple[list[Example], str | None]:
-    data = _read(path)
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("Instances"), list):
         raise DataError(f"{path}: a SuperNI task file is an object with an 'Instances' list")
     definition = data.get("Definition")

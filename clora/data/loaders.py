@@ -8,13 +8,13 @@ or data set it understands works. ``cl_benchmark`` is the O-LoRA folder layout:
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from pathlib import Path
 
 from clora.errors import DataError
 from clora.data.stream import Stream, TaskSpec
 from clora.data.synthetic import synthetic_examples
+from clora.data.files import read_json
 from clora.data.generation_formats import load_superni, load_trace
 from clora.data.task import DEFAULT_PROMPT, GENERATION_PROMPT, Example, Task
 
@@ -61,17 +61,6 @@ def check_paths(stream: Stream, data_dir: Path | None) -> None:
         raise DataError(f"stream {stream.name!r}: missing task data: {'; '.join(missing)}")
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"file {str(path)!r} not found") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"file {str(path)!r} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {str(path)!r}: {exc}") from None
-
-
 def _rows_to_examples(rows, spec: TaskSpec, source: str, label_names=None) -> list[Example]:
     examples = []
     for i, row in enumerate(rows):
@@ -88,11 +77,11 @@ def _rows_to_examples(rows, spec: TaskSpec, source: str, label_names=None) -> li
 
 
 def _load_cl_benchmark(spec: TaskSpec, root: Path):
-    train = _rows_to_examples(_read_json(root / "train.json"), spec, str(root / "train.json"))
-    test = _rows_to_examples(_read_json(root / "test.json"), spec, str(root / "test.json"))
+    train = _rows_to_examples(read_json(root / "train.json"), spec, str(root / "train.json"))
+    test = _rows_to_examples(read_json(root / "test.json"), spec, str(root / "test.json"))
     labels = spec.labels
     if labels is None and (root / "labels.json").exists():
-        labels = [str(label) for label in _read_json(root / "labels.json")]
+        labels = [str(label) for label in read_json(root / "labels.json")]
     return train, test, labels
 
 

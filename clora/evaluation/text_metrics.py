@@ -19,7 +19,6 @@ import string
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from clora.data.task import GENERATION_METRICS
 from clora.errors import ConfigError
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)

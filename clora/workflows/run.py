@@ -25,7 +25,7 @@ from clora.evaluation.report import Report, build_report, oracle_matrix
 from clora.evaluation.report_files import write_report_files
 from clora.evaluation.routed import RoutedRun
 from clora.families import FAMILIES, Family, check_answers
-from clora.families.loading import BaseModel, load_base_model, model_reference
+from clora.families.loading import BaseModel, load_base_model
 from clora.library.build import create_library, entry_of, manifest_header
 from clora.methods import Method, make_method
 from clora.training.devices import resolve_device, resolve_precision

@@ -10,7 +10,6 @@ after; they must be byte-identical (a failed ``run`` leaves no ``--out``, a fail
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
