@@ -8,6 +8,7 @@ or data set it understands works. ``cl_benchmark`` is the O-LoRA folder layout:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from clora.data.files import read_json
 from clora.data.generation_formats import load_superni, load_trace
 from clora.data.task import DEFAULT_PROMPT, GENERATION_PROMPT, Example, Task
 
+log = logging.getLogger("clora")
 _FILE_BUILDERS = {"jsonl": "json", "json": "json", "csv": "csv"}
 
 
@@ -178,6 +180,20 @@ def _subsample(examples: list[Example], limit: int | None, rng: random.Random) -
     return rng.sample(examples, limit)
 
 
+UNLABELLED = ("-", "")
+
+
+def _without_unlabelled(spec: TaskSpec, split: str, examples: list[Example], labels) -> list[Example]:
+    """``examples`` less the rows whose label is a no-label marker (``-`` or empty) outside the label set."""
+    known = set(labels or ())
+    labelled = [e.target in known or e.target.strip() not in UNLABELLED for e in examples]
+    skipped = [e.target for e, ok in zip(examples, labelled) if not ok]
+    if skipped:
+        log.warning("task %r: %d %s row(s) have no label (%s) and were skipped (unlabelled: error refuses them)",
+                    spec.name, len(skipped), split, ", ".join(sorted({repr(t) for t in skipped})))
+    return [e for e, ok in zip(examples, labelled) if ok]
+
+
 def load_task(spec: TaskSpec, stream: Stream, data_dir: Path | None = None, *,
               max_train: int | None = None, max_test: int | None = None, seed: int = 0) -> Task:
     """Read one task's examples, cap them, and validate the label set."""
@@ -200,6 +216,8 @@ def load_task(spec: TaskSpec, stream: Stream, data_dir: Path | None = None, *,
     else:
         train, test, labels = _load_with_datasets(spec, resolve_path(spec, stream, data_dir), seed)
     generative = spec.kind == "generation"
+    if not generative and spec.unlabelled == "skip":
+        train, test = (_without_unlabelled(spec, name, rows, labels) for name, rows in (("training", train), ("test", test)))
     if generative:
         labels = []
     elif labels is None:  # infer a stable label set from the training data

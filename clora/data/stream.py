@@ -38,6 +38,9 @@ class TaskSpec:
     ``exact_match``) and answered greedily up to ``max_new_tokens``. ``input_field`` /
     ``target_field`` name the text and answer fields (aliases of ``text_field`` /
     ``label_field``).
+
+    Rows labelled ``-`` or left empty (MNLI's test split has 131) carry no answer to score: they
+    are skipped with a warning naming the count, or refused with ``unlabelled: error``.
     """
 
     name: str
@@ -61,12 +64,17 @@ class TaskSpec:
     max_new_tokens: int = 32
     input_field: str | None = None
     target_field: str | None = None
+    #: rows whose label is ``-`` or empty (MNLI's unlabelled test rows): ``skip`` them with a note, or
+    #: ``error`` (refuse the task, as a label outside the label set is refused)
+    unlabelled: str = "skip"
 
     def __post_init__(self) -> None:
         where = f"task {self.name!r}"
         if not isinstance(self.name, str) or not self.name.strip():
             raise DataError(f"every task needs a non-empty 'name', got {self.name!r}")
         self._check_kind(where)
+        if self.unlabelled not in ("skip", "error"):
+            raise DataError(f"{where}: unlabelled must be skip or error, got {self.unlabelled!r}", field="unlabelled")
         if self.data is not None:
             if not _is_in_memory_data(self.data):
                 raise DataError(f"{where}: data must be a datasets.Dataset, a DatasetDict, a mapping of splits or a "
