@@ -56,3 +56,17 @@ def test_non_square_matrix_is_rejected(bad):
 def test_fwt_needs_one_base_per_task():
     with pytest.raises(ValueError):
         forward_transfer(ACC, [0.1])
+
+
+def test_entries_the_metrics_do_not_read_may_be_missing():
+    from clora.evaluation.metrics import summarize
+
+    # tasks two steps ahead are not evaluated; the metrics are those of the full matrix
+    full = [[0.9, 0.3, 0.2], [0.8, 0.7, 0.4], [0.6, 0.5, 0.9]]
+    sparse = [[0.9, 0.3, None], [0.8, 0.7, 0.4], [0.6, 0.5, 0.9]]
+    base = [0.25, 0.25, 0.25]
+    got, want = summarize(sparse, base), summarize(full, base)
+    assert {k: got[k] for k in ("average_accuracy", "bwt", "forgetting", "fwt")} == {
+        k: want[k] for k in ("average_accuracy", "bwt", "forgetting", "fwt")}
+    assert got["accuracy_matrix"][0][2] is None
+    assert summarize([[0.9, None], [0.8, 0.7]], [0.2, 0.2])["fwt"] is None  # a[i-1][i] missing: FWT undefined

@@ -65,10 +65,13 @@ def test_report_contract(orth_run):
     assert abs(routed["routing_accuracy"] + routed["routing_fallback"] + routed["routing_misrouted"] - 1) < 1e-12
     assert routed["fwt"] is None  # the router cannot know a task before it is learnt
     assert "% fall back" in (out / "report.md").read_text()
-    for block in on_disk["modes"].values():
+    for mode, block in on_disk["modes"].items():
         assert set(block) >= {"accuracy_matrix", "average_accuracy", "bwt", "forgetting", "fwt"}
         matrix = block["accuracy_matrix"]
-        assert len(matrix) == 3 and all(len(r) == 3 and all(0 <= x <= 1 for x in r) for r in matrix)
+        # only what the metrics read is evaluated: i <= j, and i = j + 1 for FWT (not in routed mode)
+        ahead = 0 if mode == "routed" else 1
+        assert [[x is None for x in row] for row in matrix] == [[i > j + ahead for i in range(3)] for j in range(3)]
+        assert all(0 <= x <= 1 for row in matrix for x in row if x is not None)
     assert on_disk["modes"]["oracle"]["bwt"] == 0.0  # frozen adapters: snapshot i never changes
     assert set(on_disk["timing"]) >= {"train_s", "eval_s"}
     assert on_disk["overlap"] <= 1e-5

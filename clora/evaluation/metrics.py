@@ -2,6 +2,10 @@
 
 ``acc[j][i]`` is the accuracy on task ``i`` after training through task ``j`` (fractions in
 [0, 1]; rows = after task j). ``T`` tasks give a ``T x T`` matrix; all indices are 0-based.
+
+The metrics read ``a[j][i]`` for ``i <= j`` (AA, BWT, forgetting) and ``a[i-1][i]`` (FWT) only;
+entries further right (``i > j + 1``: a task two or more steps ahead) may be ``None``
+(``clora run`` does not evaluate them).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ def forgetting(acc: Matrix) -> float:
     return sum(drops) / (size - 1)
 
 
-def forward_transfer(acc: Matrix, base: Sequence[float]) -> float:
+def forward_transfer(acc: Matrix, base: Sequence[float]) -> float | None:
     """FWT = mean_{i>=2} (a[i-1][i] - b_i)  (GEM, Lopez-Paz & Ranzato 2017), 1-based i.
 
     ``base[i]`` is the accuracy of the model with no adapter on task ``i``. 0.0 for one task.
@@ -57,12 +61,14 @@ def forward_transfer(acc: Matrix, base: Sequence[float]) -> float:
         raise ValueError(f"need one base accuracy per task ({size}), got {len(base)}")
     if size < 2:
         return 0.0
+    if any(acc[i - 1][i] is None for i in range(1, size)):
+        return None  # the next task was not evaluated (routed mode: its router does not know it yet)
     return sum(acc[i - 1][i] - base[i] for i in range(1, size)) / (size - 1)
 
 
 def summarize(acc: Matrix, base: Sequence[float]) -> dict:
     """The report's per-mode block: the matrix and AA, BWT, forgetting, FWT."""
-    return {"accuracy_matrix": [list(map(float, row)) for row in acc],
+    return {"accuracy_matrix": [[None if x is None else float(x) for x in row] for row in acc],
             "average_accuracy": average_accuracy(acc),
             "bwt": backward_transfer(acc),
             "forgetting": forgetting(acc),

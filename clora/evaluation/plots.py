@@ -24,7 +24,8 @@ def heatmap(path: Path, tasks: list[str], matrix: list[list[float]], title: str)
     size = max(4.0, 1.1 * len(tasks) + 1.5)
     fig = _figure(size, size * 0.85)
     ax = fig.add_subplot()
-    image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
+    values = [[float("nan") if x is None else x for x in row] for row in matrix]  # not evaluated: left blank
+    image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis")
     ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right")
     ax.set_yticks(range(len(tasks)), tasks)
     ax.set_xlabel("evaluated on task")
@@ -32,8 +33,9 @@ def heatmap(path: Path, tasks: list[str], matrix: list[list[float]], title: str)
     ax.set_title(title)
     for j, row in enumerate(matrix):
         for i, value in enumerate(row):
-            ax.text(i, j, f"{100 * value:.0f}", ha="center", va="center",
-                    color="white" if value < 0.6 else "black", fontsize=9)
+            if value is not None:
+                ax.text(i, j, f"{100 * value:.0f}", ha="center", va="center",
+                        color="white" if value < 0.6 else "black", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

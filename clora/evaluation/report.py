@@ -150,7 +150,7 @@ def report_markdown(report: Report | dict) -> str:
         lines += [f"## {title} matrix, {mode} (%)", "", MODE_NOTES.get(mode, ""), "",
                   "| after \\ on | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
         for name, row in zip(tasks, block["accuracy_matrix"]):
-            lines.append(f"| {name} | " + " | ".join(_pct(x) for x in row) + " |")
+            lines.append(f"| {name} | " + " | ".join("-" if x is None else _pct(x) for x in row) + " |")
         lines.append("")
         if "routing_confusion" in block:
             lines += routing_markdown(block)

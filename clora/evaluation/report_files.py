@@ -16,7 +16,7 @@ def write_matrix_csv(path: Path, tasks: list[str], matrix: list[list[float]]) ->
         writer = csv.writer(fh)
         writer.writerow(["after", *tasks])
         for name, row in zip(tasks, matrix):
-            writer.writerow([name, *(f"{x:.6f}" for x in row)])
+            writer.writerow([name, *("" if x is None else f"{x:.6f}" for x in row)])  # "": not evaluated
 
 
 def write_report_files(folder: Path, report: Report) -> None:

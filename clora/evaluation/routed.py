@@ -77,12 +77,16 @@ class RoutedRun:
         return self._features[i]
 
     def row(self, j: int, snapshots: dict[str, list[int]]) -> list[float]:
-        """Routed score (accuracy or the task's metric) of every task after task ``j`` (router over ``0..j``)."""
+        """Routed score (accuracy or the task's metric) of tasks ``0..j`` after task ``j`` (router over them);
+        ``None`` for the tasks ahead."""
         seen = self.tasks[:j + 1]
         router = Router([t.name for t in seen], self.stats[:j + 1], [t.triggers for t in seen], self.router_config)
         by_name = {t.name: t for t in seen}
         row = []
         for i, task in enumerate(self.tasks):
+            if i > j:  # routed FWT is not defined (docs/report-format.md): tasks ahead are not evaluated
+                row.append(None)
+                continue
             texts = [ex.text for ex in task.test]
             features = self._test_features(i)
             index = {text: k for k, text in enumerate(texts)}

@@ -142,10 +142,18 @@ def learn_stream(s: Session) -> StreamResults:
 
 
 def _evaluate_step(s: Session, j: int, routed: RoutedRun | None, label: str, results: StreamResults) -> None:
-    """Every task in snapshot ``j+1`` (sum mode; task j's results kept per example), then routed."""
+    """The tasks the metrics need in snapshot ``j+1`` (sum mode; task j's results kept per example), then routed.
+
+    AA, BWT and forgetting read the tasks learnt so far (``i <= j``), FWT the next one (``i = j+1``)
+    once; tasks further ahead are not evaluated (``None``). A joint method trains once and is
+    evaluated on every task.
+    """
     row = []
     with use_adapters(s.method.snapshot(j + 1)):
         for i, task in enumerate(s.tasks):
+            if i > j + 1 and not s.method.joint:
+                row.append(None)
+                continue
             flags = example_scores(s.family, task, s.config, desc=f"eval after {label} on {task.name}")
             row.append(sum(flags) / len(flags))
             if routed is not None and i == j:
