@@ -31,3 +31,14 @@ def test_shared_cl_benchmark_stream(method, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["tasks"] == ["dbpedia", "amazon", "yelp", "agnews"]
     assert len(report["modes"]["sum"]["accuracy_matrix"]) == 4
+
+
+def test_the_long_10_stream_loads_every_shared_task():
+    from clora.data.loaders import load_tasks
+    from clora.data.stream import load_stream
+
+    data = shared_data_or_skip()
+    tasks = load_tasks(load_stream("long-10"), data, max_train=4, max_test=4)
+    assert [t.name for t in tasks] == ["yelp", "amazon", "mnli", "cb", "copa", "dbpedia", "agnews", "multirc",
+                                       "boolqa", "wic"]
+    assert all(len(t.train) == 4 and len(t.test) == 4 for t in tasks)
