@@ -147,17 +147,25 @@ def create_app(library: LoadedLibrary, settings: ServeSettings = ServeSettings()
             await run_in_threadpool(settings.record, unrouted)
         return {"version": library.version, "predictions": [a.to_dict() for a in answers]}
 
+    @app.get("/tasks")
+    async def tasks():
+        await fresh()
+        return {"version": library.version, "tasks": library.tasks()}
+
+    _status_routes(app, library, settings, batcher, metrics)
+    return Guard(app, settings.limits, on_response=metrics.response)
+
+
+def _status_routes(app: FastAPI, library: LoadedLibrary, settings: ServeSettings, batcher: MicroBatcher,
+                   metrics: ServerMetrics) -> None:
+    """``POST /feedback`` (learning live), ``GET /health`` and ``GET /metrics``: none of them loads a version."""
+
     @app.post("/feedback")
     async def feedback(body: FeedbackRequest):
         if settings.feedback is None:
             raise HTTPException(404, "this server keeps no inbox (serve it with --record-unrouted or --inbox)")
         labels_of = {t["name"]: t["labels"] for t in library.tasks()}
         return await run_in_threadpool(settings.feedback, body.model_dump(), labels_of)
-
-    @app.get("/tasks")
-    async def tasks():
-        await fresh()
-        return {"version": library.version, "tasks": library.tasks()}
 
     @app.get("/health")
     async def health():
@@ -171,5 +179,3 @@ def create_app(library: LoadedLibrary, settings: ServeSettings = ServeSettings()
     async def prometheus(request: Request):
         metrics.queue.set(batcher.waiting)
         return Response(metrics.render(), media_type=metrics.content_type)
-
-    return Guard(app, settings.limits, on_response=metrics.response)
