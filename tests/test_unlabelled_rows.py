@@ -24,13 +24,20 @@ def _load(tmp_path, **spec):
     return load_task(stream.tasks[0], stream, tmp_path)
 
 
-def test_unlabelled_rows_are_skipped_with_a_warning_naming_the_count(tmp_path, caplog):
+def test_unlabelled_rows_are_skipped_with_a_warning_naming_the_count(tmp_path):
     root = _folder(tmp_path, ["yes", "-", "no", "-", "", "yes"])
-    with caplog.at_level(logging.WARNING, logger="clora"):
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # on clora's own logger: the CLI stops it propagating to the root
+    log = logging.getLogger("clora")
+    log.addHandler(handler)
+    try:
         task = _load(root)
+    finally:
+        log.removeHandler(handler)
     assert [e.target for e in task.test] == ["yes", "no", "yes"] and [e.text for e in task.train] == ["s0", "s1", "s3"]
     assert task.labels == ["no", "yes"]  # '-' is not inferred as a label
-    messages = [r.getMessage() for r in caplog.records]
+    messages = [r.getMessage() for r in records]
     assert "task 'x': 3 test row(s) have no label ('', '-') and were skipped" in messages[1]
     assert "task 'x': 1 training row(s) have no label ('-')" in messages[0]
 
