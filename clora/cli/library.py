@@ -24,14 +24,15 @@ def library():
 @library.command("list")
 @LIBRARY
 def list_cmd(library):
-    """One line per task: name, method, rank, labels, accuracy when learnt and in sum mode now."""
+    """One line per task: name, method, rank, labels, score when learnt and in sum mode now, and its metric."""
     from clora.library.summary import list_tasks
 
     rows = list_tasks(library)
-    click.echo(f"{'task':<20} {'method':<7} {'rank':>4} {'labels':>6} {'learnt':>7} {'sum':>6}  source")
+    click.echo(f"{'task':<20} {'method':<7} {'rank':>4} {'labels':>6} {'learnt':>7} {'sum':>6}  {'metric':<11}  source")
     for r in rows:
-        click.echo(f"{r.name:<20} {r.method or '?':<7} {r.rank or 0:>4} {r.labels:>6} "
-                   f"{_pct(r.learned):>7} {_pct(r.sum):>6}  {r.source}")
+        labels = "text" if r.metric != "accuracy" else r.labels  # a generation task answers in free text
+        click.echo(f"{r.name:<20} {r.method or '?':<7} {r.rank or 0:>4} {labels:>6} "
+                   f"{_pct(r.learned):>7} {_pct(r.sum):>6}  {r.metric:<11}  {r.source}")
 
 
 @library.command()

@@ -133,6 +133,9 @@ def test_a_peft_adapter_imported_into_clora_generates_the_same_tokens(kind, targ
     assert result.exit_code == 0, result.output
     entry = read_manifest(lib)["tasks"][-1]
     assert (entry["kind"], entry["metric"], entry["max_new_tokens"], entry["labels"]) == ("generation", "f1", 8, [])
+    listed = CliRunner().invoke(cli, ["library", "list", str(lib)]).output.splitlines()
+    assert listed[-1].split()[:4] == ["imported", "peft", "4", "text"] and " f1 " in listed[-1]
+    assert " accuracy " in listed[1]  # a classification task says so
     lm = open_library_model(lib, progress=False)
     prompts = [task_of(entry).format_prompt(t) for t in TEXTS]
     with use_adapters(lm.snapshot("imported")):
