@@ -64,13 +64,13 @@ class AutoPromoter:
     def step(self) -> PromotionResult | None:
         """One look at the inbox; the promotion's result when one was attempted."""
         inbox = Inbox(self.library, folder=self.inbox_folder)
-        if sum(r.answer_label is not None for r in inbox.records()) < self.min_examples:
+        labelled_ids = {r.id for r in inbox.records() if r.answer_label is not None}
+        if len(labelled_ids) < self.min_examples:
             return None
         loaded = load_library(self.library, device=self.device)
         clusters = cluster_inbox(inbox, loaded.clustering_space, self.min_cluster_size, version=loaded.version)
         del loaded
         ready = [c for c in clusters if c.labelled >= self.min_examples]
-        labelled_ids = {r.id for r in inbox.records() if r.answer_label is not None}
         for cluster in ready:
             key = frozenset(set(cluster.ids) & labelled_ids)
             if key in self._refused:

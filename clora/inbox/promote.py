@@ -120,13 +120,14 @@ def _epochs(manifest: dict, n_train: int, given: int | None) -> int:
     return max(settings["epochs"], math.ceil(MIN_STEPS / steps_per_epoch))
 
 
-def routed_accuracy(library: Path, examples: list[Example], device: str) -> float:
-    """Points of ``examples`` answered correctly in routed mode."""
-    predictions = load_library(library, device=device).predict([e.text for e in examples])
+def routed_accuracy(loaded, examples: list[Example]) -> float:
+    """Points of ``examples`` a loaded library answers correctly in routed mode."""
+    predictions = loaded.predict([e.text for e in examples])
     return 100.0 * sum(p.prediction == e.target for p, e in zip(predictions, examples)) / max(len(examples), 1)
 
 
-def _gate(inbox: Inbox, library: Path, candidate: Path, device: str) -> list[GateRow]:
+def _gate(inbox: Inbox, library: Path, before, after) -> list[GateRow]:
+    """Every earlier task with evaluation data, answered by the library (``before``) and the candidate."""
     manifest = read_manifest(library)
     tasks, _notes = _earlier_tasks(manifest, {})
     by_name = {t.name: list(t.test) for t in tasks}
@@ -134,11 +135,8 @@ def _gate(inbox: Inbox, library: Path, candidate: Path, device: str) -> list[Gat
         extra = [Example(text, label) for text, label in inbox.evaluation(entry["name"])]
         if extra:
             by_name.setdefault(entry["name"], []).extend(extra)
-    rows = []
-    for name, examples in by_name.items():
-        rows.append(GateRow(name, len(examples), routed_accuracy(library, examples, device),
-                            routed_accuracy(candidate, examples, device)))
-    return rows
+    return [GateRow(name, len(examples), routed_accuracy(before, examples), routed_accuracy(after, examples))
+            for name, examples in by_name.items()]
 
 
 def _write_train(folder: Path, labelled: list) -> Path:
@@ -185,9 +183,10 @@ def promote(request: PromotionRequest) -> PromotionResult:
     added = add_task(AddTaskRequest(library=staged, name=request.name, train=train, labels=request.labels,
                                     epochs=_epochs(manifest, n_train, request.epochs), seed=request.seed,
                                     device=request.device, progress=request.progress))
-    new_routes = load_library(staged, device=request.device).predict(inputs)
+    before, after = load_library(library, device=request.device), load_library(staged, device=request.device)
+    new_routes = after.predict(inputs)
     routed_to_new = 100.0 * sum(p.task == request.name for p in new_routes) / len(new_routes)
-    gate = _gate(inbox, library, staged, request.device)
+    gate = _gate(inbox, library, before, after)
     refused = [row for row in gate if row.drop > request.max_drop]
     result = PromotionResult(request.name, request.cluster, len(labelled), committed=not refused,
                              version=manifest["version"], accuracy=100.0 * added.accuracy, routed_to_new=routed_to_new,
