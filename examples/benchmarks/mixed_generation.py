@@ -35,23 +35,10 @@ from _common import interleaved, machine, median_ms, parse_timing_args, print_js
 
 from clora.adapters import no_adapters, use_adapters  # noqa: E402
 from clora.adapters.lora import LoRALinear  # noqa: E402
-from clora.config import RunConfig  # noqa: E402
 from clora.data.synthetic import DOMAINS, synthetic_examples  # noqa: E402
 from clora.serving.prediction import task_of  # noqa: E402
 from clora.workflows.library_model import open_library_model  # noqa: E402
-from clora.workflows.run import run_stream  # noqa: E402
-
-
-def build_library(root: Path, model: Path, n_tasks: int) -> Path:
-    domains = list(DOMAINS)
-    stream = root / "stream.yaml"
-    stream.write_text("name: gen\ntasks:\n" + "".join(
-        f"  - {{name: task{i}, format: synthetic, kind: generation, instruction: 'Which colour and word?', "
-        f"options: {{domain: {domains[i % len(domains)]}, shift: {i}, answer: phrase, n_train: 32, n_test: 8}}}}\n"
-        for i in range(n_tasks)))
-    run_stream(RunConfig(stream=str(stream), out=root / "run", model=str(model), epochs=1, subspace="adapters",
-                         progress=False, device="cpu"))
-    return root / "run" / "library"
+from mixed_inference import build_library  # noqa: E402
 
 
 def merge_into_weights(lm, snapshot: list[int]) -> None:
@@ -76,7 +63,7 @@ def main(argv=None) -> dict:
     model = tiny_llama(root / "tiny-llama")
     library = root / "run" / "library"
     if not library.is_dir():
-        library = build_library(root, model, args.tasks)
+        library = build_library(root, str(model), args.tasks, generation=True)
     lm, plain = open_library_model(library, progress=False), open_library_model(library, progress=False)
     tasks = [dataclasses.replace(task_of(t), max_new_tokens=args.new_tokens) for t in lm.manifest["tasks"]]
     ids = [i % len(tasks) for i in range(args.batch)]

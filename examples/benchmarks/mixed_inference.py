@@ -42,17 +42,19 @@ from clora.workflows.run import run_stream  # noqa: E402
 from clora.data.synthetic import DOMAINS  # noqa: E402
 
 
-def build_library(root: Path, model: str, n_tasks: int, rank: int) -> Path:
+def build_library(root: Path, model: str, n_tasks: int, rank: int = 8, generation: bool = False) -> Path:
     """Train a short ``n_tasks`` synthetic stream with orth; returns its library folder.
 
     The subspace holds the adapters' own directions only, so that tiny test models
-    have room for 8 tasks; the cost of answering does not depend on it.
+    have room for 8 tasks; the cost of answering does not depend on it. ``generation``:
+    the tasks answer in two-word phrases (``answer: phrase``) instead of a colour.
     """
     domains = list(DOMAINS)
+    kind, answer = (", kind: generation", ", answer: phrase") if generation else ("", "")
     stream = root / "stream.yaml"
     stream.write_text("name: mixed\ntasks:\n" + "".join(
-        f"  - {{name: task{i}, format: synthetic, instruction: 'Which colour does this note signal?', "
-        f"options: {{domain: {domains[i % len(domains)]}, shift: {i}, n_train: 32, n_test: 16}}}}\n"
+        f"  - {{name: task{i}, format: synthetic{kind}, instruction: 'Which colour does this note signal?', "
+        f"options: {{domain: {domains[i % len(domains)]}, shift: {i}{answer}, n_train: 32, n_test: 16}}}}\n"
         for i in range(n_tasks)))
     run_stream(RunConfig(stream=str(stream), out=root / "run", model=model, epochs=1, rank=rank, subspace="adapters",
                          progress=False, device="cpu"))
