@@ -10,7 +10,7 @@ from pathlib import Path
 
 from clora.errors import ConfigError
 
-METHODS = ("seq", "inc", "olora", "olie", "orth", "mtl")
+METHODS = ("seq", "inc", "olora", "olie", "orth", "mtl", "osf", "replay")
 SUBSPACE_SOURCES = ("adapters", "activations", "both")
 RETRACTIONS = ("cayley", "qr")
 #: tokens of each input the router reads (docs/results.md: routing accuracy against cost)
@@ -22,7 +22,10 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 #: orth's Stiefel frames have a rate of their own (``frame_lr``); raising B's rate alone to
 #: 6e-3 learns the second task better but the later adapters then disturb the earlier tasks
 #: in sum mode (docs/results.md, "orth's two learning rates").
-DEFAULT_LR = {"seq": 3e-3, "inc": 3e-3, "olora": 3e-3, "olie": 1e-2, "orth": 3e-3, "mtl": 3e-3}
+#: osf trains the weights' own singular vectors and values (full-rank fine-tuning in the
+#: complement of the preserved directions), so it takes a full fine-tuning rate, not a LoRA one.
+DEFAULT_LR = {"seq": 3e-3, "inc": 3e-3, "olora": 3e-3, "olie": 1e-2, "orth": 3e-3, "mtl": 3e-3, "osf": 5e-5,
+              "replay": 3e-3}
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -65,6 +68,25 @@ def _check_number(name: str, value, allow_zero: bool = False) -> None:
         raise ConfigError(f"{name} must be {bound}, got {value!r}", field=name)
 
 
+def _check_fraction(name: str, value) -> None:
+    _check_number(name, value)
+    if value > 1:
+        raise ConfigError(f"{name} must be in (0, 1], got {value!r}", field=name)
+
+
+def _check_preserve(value) -> tuple[float, float]:
+    """osf's preserved fraction of each weight's singular directions on the first and last task."""
+    try:
+        first, last = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"osf_preserve must be two fractions (first task, last task), got {value!r}",
+                          field="osf_preserve") from None
+    for v in (first, last):
+        if not 0.0 < v < 1.0:
+            raise ConfigError(f"osf_preserve fractions must be in (0, 1), got {value!r}", field="osf_preserve")
+    return first, last
+
+
 def _check_count(name: str, value, optional: bool = False) -> None:
     if optional and value is None:
         return
@@ -84,6 +106,9 @@ class RunConfig:
     ``energy`` is the GPM energy threshold for the ``activations`` subspace source.
     ``lambda1`` / ``lambda2`` weigh O-LoRA's orthogonality and L2 terms; ``olie_lambda``
     weighs OLieRA's penalty and ``taylor_order`` is the order of its Taylor exp.
+    ``replay_fraction`` is the share of each task's training examples ``replay`` keeps.
+    ``osf_preserve`` is ``osf``'s preserved fraction of each weight's singular directions
+    on the first and the last task (linear in between, as PEFT's OSF example raises it).
     """
 
     stream: str
@@ -113,6 +138,8 @@ class RunConfig:
     eval_batch_size: int = 64
     router_layer: int | None = None
     router_tokens: int | None = ROUTER_TOKENS
+    replay_fraction: float = 0.02
+    osf_preserve: tuple[float, float] = (0.3, 0.7)
     device: str = "auto"
     precision: str = "auto"
     progress: bool = True
@@ -140,6 +167,8 @@ class RunConfig:
             _check_number(name, getattr(self, name), allow_zero=True)
         check_device_name(self.device)
         check_precision_name(self.precision)
+        _check_fraction("replay_fraction", self.replay_fraction)
+        self.osf_preserve = _check_preserve(self.osf_preserve)
         _check_number("energy", self.energy)
         if not 0.0 < self.energy < 1.0:
             raise ConfigError(f"energy must be in (0, 1), got {self.energy!r}", field="energy")

@@ -45,6 +45,11 @@ TRAINING_OPTIONS = [
     click.option("--lambda2", default=_default("lambda2"), show_default=True, type=float, help="olora: weight of the L2 term on new factors."),
     click.option("--olie-lambda", default=_default("olie_lambda"), show_default=True, type=float, help="olie: weight of sum ||E_i E_t^T||_F."),
     click.option("--taylor-order", default=_default("taylor_order"), show_default=True, type=int, help="olie: order of the Taylor exp."),
+    click.option("--replay-fraction", default=_default("replay_fraction"), show_default=True, type=float,
+                 help="replay: share of each task's training examples kept and trained on with every later task."),
+    click.option("--osf-preserve", default=_default("osf_preserve"), show_default=True, type=(float, float),
+                 help="osf: fraction of each weight's singular directions frozen on the first and on the last task "
+                      "(raised linearly in between, as in PEFT's OSF example)."),
     click.option("--temperature", default=_default("temperature"), show_default=True, type=float, help="Encoder label matching: cosine temperature."),
     click.option("--max-length", default=_default("max_length"), show_default=True, type=int, help="Tokens per input (longer inputs are truncated)."),
     click.option("--router-layer", default=None, type=int,

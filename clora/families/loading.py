@@ -104,7 +104,8 @@ def load_base_model(name, device: str = "cpu", dtype: torch.dtype | None = None,
     ``name`` may be a transformers ``PreTrainedModel`` given with its ``tokenizer``: a copy
     of it is used. ``dtype`` (bf16, fp16) casts the weights after loading; the
     fingerprint is taken first, so a library trained in bf16 still matches the stored
-    float32 weights.
+    float32 weights, and one trained by ``osf`` (which merges updates into the weights)
+    names the weights it started from.
     """
     if isinstance(name, (str, Path)):
         model, tokenizer, kind = _from_pretrained(str(name))
@@ -115,9 +116,8 @@ def load_base_model(name, device: str = "cpu", dtype: torch.dtype | None = None,
         reference = model_reference(label)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    stored = None
+    stored = weights_fingerprint(model)  # as loaded: a cast, or a method that trains the weights (osf), changes them
     if dtype is not None and dtype != torch.float32:
-        stored = weights_fingerprint(model)
         model.to(dtype)
     model.to(device).eval()
     return BaseModel(name=label, model=model, tokenizer=tokenizer, kind=kind, stored_fingerprint=stored,

@@ -15,6 +15,7 @@ import torch
 
 from clora.adapters.factor_set import LoRASet
 from clora.config import RunConfig
+from clora.data.task import Task
 
 
 class Method:
@@ -27,6 +28,8 @@ class Method:
     joint = False
     #: True when the method keeps a reserved subspace per module (``reserved`` in ``__init__``).
     uses_subspace = False
+    #: True when the method keeps earlier tasks' examples and trains on them again (reports say so).
+    uses_stored_data = False
 
     def __init__(self, config: RunConfig):
         self.config = config
@@ -37,8 +40,15 @@ class Method:
         """Order of the multiplicative update's Taylor exp; ``None`` for additive LoRA (the layers' form)."""
         return None
 
+    def plan(self, num_tasks: int, model: torch.nn.Module) -> None:
+        """Called once before a stream's first task with its length and the adapted model."""
+
     def begin_task(self, lora: LoRASet, task_index: int) -> list[torch.nn.Parameter]:
         raise NotImplementedError
+
+    def training_tasks(self, tasks: list[Task], task_index: int) -> list[Task]:
+        """What task ``task_index`` trains on: its own task(s), plus anything the method adds (``replay``)."""
+        return list(tasks)
 
     def end_task(self, lora: LoRASet, task_index: int, run_inputs: Callable[[], None]) -> None:
         """Called after training task ``task_index``; ``run_inputs()`` replays its training inputs."""
@@ -50,6 +60,10 @@ class Method:
     def snapshot(self, learned: int) -> list[int]:
         """Adapter indices active after ``learned`` tasks (0 = base model)."""
         return list(range(learned))
+
+    def library_factors(self, lora: LoRASet, index: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per module, the ``(A, B)`` a library stores for adapter ``index``."""
+        return lora.factors(index)
 
     def reserved_by(self, task_index: int) -> dict[str, torch.Tensor] | None:
         """Per module, the ``(d_in, k)`` directions task ``task_index`` reserved (None: the method reserves none)."""

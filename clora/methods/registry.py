@@ -11,10 +11,13 @@ from clora.methods.mtl import MTLMethod
 from clora.methods.olie import OLieMethod
 from clora.methods.olora import OLoRAMethod
 from clora.methods.orth import OrthMethod
+from clora.methods.osf import OSFMethod
+from clora.methods.replay import ReplayMethod
 from clora.methods.seq import SeqMethod
 
 METHOD_CLASSES: dict[str, type[Method]] = {m.name: m for m in (SeqMethod, IncMethod, OLoRAMethod, OLieMethod,
-                                                                OrthMethod, MTLMethod)}
+                                                                OrthMethod, MTLMethod, ReplayMethod,
+                                                                OSFMethod)}
 
 
 def make_method(config: RunConfig, reserved: dict[str, torch.Tensor] | None = None) -> Method:

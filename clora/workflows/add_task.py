@@ -134,9 +134,9 @@ def _check_new_name(manifest: dict, name: str) -> None:
     check_task_name(name)
     if any(t["name"] == name for t in manifest["tasks"]):
         raise LibraryError(f"the library already has a task named {name!r}; choose another name", field="name")
-    if manifest["method"] in ("seq", "mtl"):
+    if manifest["method"] in ("seq", "mtl", "osf"):
         raise LibraryError(f"this library's method {manifest['method']!r} keeps one adapter for every task; "
-                           "add-task needs a method with one adapter per task (inc, olora, olie, orth)")
+                           "add-task needs a method with one adapter per task (inc, olora, olie, orth, replay)")
 
 
 def _answer_fields(entry: dict) -> dict:
@@ -179,6 +179,10 @@ def _train(lm: LibraryModel, task: Task, workers: Workers) -> tuple[Method, int,
         stats = train_task(lm.family, [task], params, lm.config, task_index=index,
                            penalty=lambda: method.penalty(lm.lora), workers=workers)
         method.end_task(lm.lora, index, run_inputs=lambda: replay_inputs(lm.family, task, lm.config))
+    if method.uses_stored_data:
+        # a library keeps adapters, never its tasks' examples: there is nothing to replay
+        method.notes[:] = ["the library stores no training examples of its tasks, so this task trained "
+                           "without a replay buffer (as inc)"]
     return method, index, stats
 
 

@@ -119,6 +119,7 @@ def learn_stream(s: Session) -> StreamResults:
     routing = s.method.keeps_snapshots and not s.method.joint  # one adapter for all: nothing to route
     routed = RoutedRun(s.family, lambda: len(s.lora), s.config, s.tasks) if routing else None
     rounds = [s.tasks] if s.method.joint else [[task] for task in s.tasks]
+    s.method.plan(len(rounds), s.base_model.model)
     for j, tasks in enumerate(rounds):
         label = "+".join(t.name for t in tasks)
         log.info("task %d/%d: %s (%d train, %d test)", j + 1, len(rounds), label,
@@ -126,7 +127,7 @@ def learn_stream(s: Session) -> StreamResults:
         started = time.perf_counter()
         params = s.method.begin_task(s.lora, j)
         with use_adapters(s.method.snapshot(j + 1)):
-            stats = train_task(s.family, tasks, params, s.config, task_index=j,
+            stats = train_task(s.family, s.method.training_tasks(tasks, j), params, s.config, task_index=j,
                                penalty=lambda: s.method.penalty(s.lora), workers=s.workers)
             s.method.end_task(s.lora, j, run_inputs=lambda: replay_inputs(s.family, tasks[0], s.config))
         results.timing["train_s"] += time.perf_counter() - started
@@ -177,7 +178,7 @@ def library_tasks(s: Session, results: StreamResults) -> list[tuple]:
         snapshot = [n for n in names[:j + 1] if n in owner] or [names[-1]]
         entry = entry_of(task, method=s.config.method, rank=s.config.rank, snapshot=snapshot, data=data,
                          metrics=metrics)
-        factors = s.lora.factors(owner[task.name]) if task.name in owner else None
+        factors = s.method.library_factors(s.lora, owner[task.name]) if task.name in owner else None
         stats = results.router_stats[j] if j < len(results.router_stats) else None
         tasks.append((entry, factors, s.method.reserved_by(j), stats))
     return tasks
@@ -252,7 +253,8 @@ def run_settings(config: RunConfig) -> dict:
     keys = ("rank", "alpha", "epochs", "lr", "batch_size", "max_train", "max_test", "seed", "temperature",
             "max_length")
     keys += {"orth": ("frame_lr", "subspace", "energy", "retraction"), "olora": ("lambda1", "lambda2"),
-             "olie": ("olie_lambda", "taylor_order")}.get(config.method, ())
+             "olie": ("olie_lambda", "taylor_order"), "replay": ("replay_fraction",),
+             "osf": ("osf_preserve",)}.get(config.method, ())
     settings = {k: getattr(config, k) for k in keys}
     if config.method == "orth":
         settings["frame_lr"] = config.frame_rate  # the resolved rate, so a report says what ran
