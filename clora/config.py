@@ -106,6 +106,8 @@ class RunConfig:
     ``energy`` is the GPM energy threshold for the ``activations`` subspace source.
     ``lambda1`` / ``lambda2`` weigh O-LoRA's orthogonality and L2 terms; ``olie_lambda``
     weighs OLieRA's penalty and ``taylor_order`` is the order of its Taylor exp.
+    ``capacity_tasks`` is how many tasks orth's subspace budget keeps room for (``None``:
+    the stream's length in a run; a library records the number it was planned for).
     ``replay_fraction`` is the share of each task's training examples ``replay`` keeps.
     ``osf_preserve`` is ``osf``'s preserved fraction of each weight's singular directions
     on the first and the last task (linear in between, as PEFT's OSF example raises it).
@@ -138,6 +140,7 @@ class RunConfig:
     eval_batch_size: int = 64
     router_layer: int | None = None
     router_tokens: int | None = ROUTER_TOKENS
+    capacity_tasks: int | None = None
     replay_fraction: float = 0.02
     osf_preserve: tuple[float, float] = (0.3, 0.7)
     device: str = "auto"
@@ -155,7 +158,7 @@ class RunConfig:
                               field="retraction")
         for name in ("rank", "epochs", "batch_size", "max_length", "eval_batch_size", "taylor_order"):
             _check_count(name, getattr(self, name))
-        for name in ("max_train", "max_test", "router_layer", "router_tokens"):
+        for name in ("max_train", "max_test", "router_layer", "router_tokens", "capacity_tasks"):
             _check_count(name, getattr(self, name), optional=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}", field="seed")

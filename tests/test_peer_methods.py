@@ -141,3 +141,14 @@ def test_add_task_refuses_an_osf_library(synthetic_stream, tiny_model_dirs, tmp_
     result = CliRunner().invoke(cli, ["add-task", str(tmp_path / "osf" / "library"), "--name", "new",
                                       "--train", str(train), "--test", str(test), "--quiet"])
     assert result.exit_code != 0 and "keeps one adapter for every task" in result.output
+
+
+def test_compare_table_marks_methods_that_store_data():
+    from clora.workflows.compare import comparison_markdown
+
+    row = {"lr": 3e-3, "overlap": None, "train_s": 1.0, "modes": {"sum": {"average_accuracy": 0.5, "bwt": 0.0,
+                                                                          "forgetting": 0.0, "fwt": 0.0}}}
+    table = {"stream": "s", "model": "m", "tasks": ["a"],
+             "methods": {"inc": {**row, "notes": []}, "replay": {**row, "notes": ["replay uses stored data: 3"]}}}
+    text = comparison_markdown(table)
+    assert "| replay * |" in text and "| inc |" in text and "replay: uses stored data" in text

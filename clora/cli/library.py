@@ -54,6 +54,10 @@ def show(library, as_json):
     click.echo("subspace capacity used (reserved / d_in):")
     for name, c in info.capacity.items():
         click.echo(f"  {name:<50} {c['reserved']:>5} / {c['d_in']:<5} ({100 * c['reserved'] / c['d_in']:.0f}%)")
+    if info.capacity_by_task:
+        click.echo("reserved by each task:")
+        for line in info.capacity_lines()[2:]:
+            click.echo(f"  {line}")
 
 
 @library.command()

@@ -39,6 +39,9 @@ TRAINING_OPTIONS = [
                  help=f"orth: where reserved directions come from: {', '.join(SUBSPACE_SOURCES)}."),
     click.option("--energy", default=_default("energy"), show_default=True, type=float,
                  help="orth with activations: share of input energy a task reserves (GPM threshold)."),
+    click.option("--capacity-tasks", default=None, type=int,
+                 help="orth: how many tasks the reserved subspace keeps room for (default: the stream's length); "
+                      "each task reserves at most what leaves every later task room for its rank."),
     click.option("--retraction", default=_default("retraction"), show_default=True,
                  help="orth: Stiefel retraction, cayley (canonical metric, a Lie-group step) or qr."),
     click.option("--lambda1", default=_default("lambda1"), show_default=True, type=float, help="olora: weight of sum |A_i A_t^T|."),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clora.adapters.capacity import CapacityRow, capacity_markdown
 from clora.evaluation.metrics import summarize
 
 MODE_NOTES = {
@@ -20,7 +21,7 @@ MODE_NOTES = {
 }
 _MODE_KEYS = ("accuracy_matrix", "average_accuracy", "bwt", "forgetting", "fwt")
 _REPORT_KEYS = ("stream", "method", "model", "tasks", "task_metrics", "base_accuracy", "modes", "overlap", "timing",
-                "settings", "training", "subspace", "notes")
+                "settings", "training", "subspace", "capacity", "notes")
 
 
 @dataclass
@@ -77,6 +78,8 @@ class Report:
     settings: dict = field(default_factory=dict)
     training: list[dict] = field(default_factory=list)
     subspace: dict = field(default_factory=dict)
+    #: orth: per task, ``{"task", "reserved": {module: n}, "free_after": {module: n}}`` (clora.adapters.capacity)
+    capacity: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
     out: Path | None = None
@@ -154,6 +157,10 @@ def report_markdown(report: Report | dict) -> str:
         lines.append("")
         if "routing_confusion" in block:
             lines += routing_markdown(block)
+    if report.get("capacity"):
+        d_in = {name: info["d_in"] for name, info in report["subspace"].items()}
+        rows = [CapacityRow(r["task"], r["reserved"], r["free_after"]) for r in report["capacity"]]
+        lines += ["## Capacity of the reserved subspace", ""] + capacity_markdown(rows, d_in)
     for note in report.get("notes", []):
         lines.append(f"- note: {note}")
     return "\n".join(lines).rstrip() + "\n"

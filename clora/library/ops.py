@@ -16,8 +16,9 @@ from clora.library.peft_io import peft_factors
 from clora.library.readers import reading
 from clora.library.store import (STAGE_PREFIX, check_task_name, commit, files_of, kept_files, previous_manifest,
                                  stale_temp_files, write_lock)
-from clora.library.tensors import load_adapter, load_subspace, module_dims
+from clora.library.tensors import load_adapter, load_directions, load_subspace, module_dims
 from clora.routing.triggers import TriggerSet, parse_trigger_args
+from clora.adapters.capacity import CapacityRow, capacity_markdown, capacity_rows
 from clora.adapters.subspace import extend_basis, max_overlap
 
 
@@ -27,6 +28,17 @@ def capacity(folder: Path, manifest: dict) -> dict[str, dict]:
     for name, u in load_subspace(folder, manifest).items():
         reserved[name] = int(u.shape[1])
     return {name: {"reserved": reserved[name], "d_in": d_in} for name, d_in in module_dims(manifest).items()}
+
+
+def capacity_table(folder: Path, manifest: dict) -> list[CapacityRow]:
+    """Per task (then per removed task whose directions stay reserved): what it reserved and what was left free."""
+    dims = module_dims(manifest)
+    entries = [(t["name"], t.get("subspace")) for t in manifest["tasks"]]
+    entries += [(f"{r['name']} (removed)", r.get("subspace")) for r in manifest.get("reserved", [])]
+    if not any(rel for _, rel in entries):
+        return []
+    counts = [{n: int(u.shape[1]) for n, u in load_directions(folder, rel, dims).items()} for _, rel in entries]
+    return capacity_rows([name for name, _ in entries], counts, dims)
 
 
 @dataclass
@@ -46,12 +58,18 @@ class LibraryInfo:
     tasks: list[dict]
     reserved: list[dict]
     capacity: dict[str, dict]
+    #: orth: per task, the directions it reserved and those left free per module (``clora.adapters.capacity``)
+    capacity_by_task: list[CapacityRow] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def __getitem__(self, key: str):
         return getattr(self, key)
+
+    def capacity_lines(self) -> list[str]:
+        """The per-task capacity table as markdown lines (empty for a library without a subspace)."""
+        return capacity_markdown(self.capacity_by_task, {name: c["d_in"] for name, c in self.capacity.items()})
 
 
 @dataclass
@@ -74,10 +92,11 @@ def show(folder: Path) -> LibraryInfo:
     """The manifest's description of the library plus the subspace capacity used per module."""
     with reading(folder) as manifest:
         capacity_used = capacity(folder, manifest)
+        by_task = capacity_table(folder, manifest)
     keys = ("format_version", "version", "previous_version", "base_model", "family", "method", "target_modules",
             "settings", "created", "updated")
     return LibraryInfo(**{k: manifest.get(k) for k in keys}, tasks=manifest["tasks"],
-                       reserved=manifest.get("reserved", []), capacity=capacity_used)
+                       reserved=manifest.get("reserved", []), capacity=capacity_used, capacity_by_task=by_task)
 
 
 def _structure_problems(folder: Path, manifest: dict) -> list[str]:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from clora.adapters.activations import input_second_moments
+from clora.adapters.capacity import low_capacity_warnings, reservation_budget
 from clora.adapters.factor_set import LoRASet
 from clora.adapters.stiefel import stiefel_manifold
 from clora.adapters.subspace import complement_dim, empty_basis, energy_directions, extend_basis, random_complement_frame
@@ -59,12 +60,18 @@ class OrthMethod(Method):
         #: per module, the reserved subspace U (d_in, k): a library's, then each task's directions
         self.bases: dict[str, torch.Tensor] = {name: u.clone() for name, u in (reserved or {}).items()}
         self.contributions: dict[int, dict[str, torch.Tensor]] = {}
+        #: how many tasks the subspace budget plans room for (None: no plan, the energy threshold alone)
+        self.horizon: int | None = config.capacity_tasks
+
+    def plan(self, num_tasks: int, model) -> None:
+        self.horizon = self.config.capacity_tasks or num_tasks
 
     def _rank_for(self, name: str, basis: torch.Tensor) -> int:
         free = complement_dim(basis)
         if free == 0:
             raise ConfigError(f"module {name!r} has no free directions left (subspace holds all "
-                              f"{basis.shape[0]}); lower the energy threshold or use fewer tasks", field="energy")
+                              f"{basis.shape[0]}); free some with `clora library remove TASK --release`, lower "
+                              "--energy, or plan the stream's length with --capacity-tasks", field="energy")
         if free < self.config.rank:
             self.notes.append(f"module {name}: only {free} free directions left, rank reduced "
                               f"from {self.config.rank} to {free}")
@@ -86,12 +93,29 @@ class OrthMethod(Method):
         if self.config.subspace in ("activations", "both"):
             moments = input_second_moments(lora.layers, run_inputs)
             for name, r in moments.items():
-                self.bases[name] = extend_basis(self.bases[name], energy_directions(r, self.bases[name], self.config.energy))
+                directions = energy_directions(r, self.bases[name], self.config.energy)
+                self.bases[name] = extend_basis(self.bases[name], directions[:, :self._budget(name, task_index)])
         if self.config.subspace in ("adapters", "both"):
             for name, (a, _) in lora.factors(task_index).items():
                 self.bases[name] = extend_basis(self.bases[name], a.T)
         # what this task reserved; a library stores it per task so a removal can release it
         self.contributions[task_index] = {name: u[:, before[name]:] for name, u in self.bases.items()}
+        self.notes += low_capacity_warnings({name: complement_dim(u) for name, u in self.bases.items()},
+                                            self.config.rank, after=f" after task {task_index + 1}")
+
+    def _budget(self, name: str, task_index: int) -> int:
+        """Energy directions task ``task_index`` may reserve in module ``name`` (its adapter's rank aside)."""
+        free = complement_dim(self.bases[name])
+        if self.horizon is None:
+            return free
+        own = self.config.rank if self.config.subspace == "both" else 0
+        budget = reservation_budget(free, self.config.rank, self.horizon - task_index - 1)
+        return max(0, budget - own)
+
+    def reserved_counts(self) -> list[dict[str, int]]:
+        """Per task (in order), the directions it reserved per module."""
+        return [{name: int(u.shape[1]) for name, u in self.contributions[j].items()}
+                for j in sorted(self.contributions)]
 
     def reserved_by(self, task_index: int) -> dict[str, torch.Tensor] | None:
         return self.contributions.get(task_index)

@@ -89,7 +89,7 @@ def finished_report(config: RunConfig) -> Report | None:
     the run's library (absolute path, caps and seed) must be the one ``config`` resolves
     to, so a resumed comparison over another ``--data-dir`` runs every method again.
     """
-    from clora.workflows.run import run_settings
+    from clora.workflows.run import planned, run_settings
 
     path = config.out / RUN_MARKER
     try:
@@ -99,6 +99,7 @@ def finished_report(config: RunConfig) -> Report | None:
     settings = dict(report.settings)
     targets = settings.pop("targets", None)
     stream = load_stream(config.stream)
+    config = planned(config, len(stream.tasks))
     same = (report.stream == stream.name and report.tasks == [t.name for t in stream.tasks]
             and report.method == config.method and report.model == config.model
             and settings == run_settings(config)
@@ -228,11 +229,18 @@ def comparison_markdown(table: Comparison | dict) -> str:
     lines += [
              "| method | lr | mode | AA | BWT | forgetting | FWT | overlap | train s |",
              "|---|---|---|---|---|---|---|---|---|"]
+    stored = []
     for method, row in table["methods"].items():
         overlap = "n/a" if row["overlap"] is None else f"{row['overlap']:.1e}"
+        label = method
+        if any("uses stored data" in note for note in row.get("notes", [])):
+            label, stored = f"{method} *", stored + [method]
         for mode, m in row["modes"].items():
-            lines.append(f"| {method} | {row.get('lr', 0):g} | {mode} | {_pct(m['average_accuracy'])} | {_pct(m['bwt'])} | "
+            lines.append(f"| {label} | {row.get('lr', 0):g} | {mode} | {_pct(m['average_accuracy'])} | {_pct(m['bwt'])} | "
                          f"{_pct(m['forgetting'])} | {_pct(m['fwt'])} | {overlap} | {row['train_s']:.0f} |")
+    if stored:
+        lines += ["", f"\\* {', '.join(stored)}: uses stored data (keeps earlier tasks' training examples and "
+                      "trains on them again); the other methods keep none."]
     return "\n".join(lines) + "\n"
 
 

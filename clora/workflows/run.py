@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clora.adapters import LoRASet, inject_lora, no_adapters, use_adapters
+from clora.adapters.capacity import capacity_rows
 from clora.adapters.subspace import max_overlap
 from clora.config import RunConfig
 from clora.data.loaders import data_reference, load_tasks
@@ -77,6 +78,13 @@ class StreamResults:
     router_stats: list = field(default_factory=list)
 
 
+def planned(config: RunConfig, num_tasks: int) -> RunConfig:
+    """``config`` with orth's capacity plan resolved: room for every task of the stream unless told otherwise."""
+    if config.method == "orth" and config.capacity_tasks is None:
+        return dataclasses.replace(config, capacity_tasks=num_tasks)
+    return config
+
+
 def prepare(config: RunConfig, model=None, tokenizer=None) -> Session:
     """Read the stream and its data (failing early on bad input), load and adapt the model.
 
@@ -92,6 +100,7 @@ def prepare(config: RunConfig, model=None, tokenizer=None) -> Session:
         log.info("training data-parallel over %d processes on %s", workers.size, device)
     stream = load_stream(config.stream)
     tasks = load_tasks(stream, config.data_dir, max_train=config.max_train, max_test=config.max_test, seed=config.seed)
+    config = planned(config, len(tasks))
     seed_everything(config.seed)
     base_model = load_base_model(model if model is not None else config.model, device=device,
                                  dtype=resolve_precision(config.precision, device), tokenizer=tokenizer)
@@ -208,8 +217,9 @@ def run_stream(config: RunConfig, *, model=None, tokenizer=None) -> Report:
         stream=session.stream.name, method=config.method, model=session.base_model.name,
         tasks=[t.name for t in session.tasks], task_metrics=[t.metric for t in session.tasks], base=results.base,
         matrices=_matrices(session, results),
-        overlap=_overlap(session.lora), timing=results.timing, settings=_settings(config, session.targets),
-        training=results.training, subspace=session.method.subspace_report(), notes=session.method.notes)
+        overlap=_overlap(session.lora), timing=results.timing, settings=_settings(session.config, session.targets),
+        training=results.training, subspace=session.method.subspace_report(), capacity=_capacity(session),
+        notes=session.method.notes)
     if results.routing:
         report.modes["routed"].extra.update(results.routing)
     if "routed" in report.modes:
@@ -232,6 +242,15 @@ def _matrices(s: Session, results: StreamResults) -> dict[str, list[list[float]]
     return matrices
 
 
+def _capacity(s: Session) -> list[dict]:
+    """orth: per task, the directions it reserved and those left free, per module (``clora.adapters.capacity``)."""
+    if not s.method.uses_subspace:
+        return []
+    d_in = {name: layer.d_in for name, layer in s.lora.layers.items()}
+    rows = capacity_rows([t.name for t in s.tasks], s.method.reserved_counts(), d_in)
+    return [{"task": r.task, "reserved": r.reserved, "free_after": r.free_after} for r in rows]
+
+
 def _mark_not_continual(report: Report) -> None:
     """A joint run has one evaluation: transfer and forgetting are undefined, not zero."""
     for block in report.modes.values():
@@ -252,7 +271,7 @@ def run_settings(config: RunConfig) -> dict:
     """The settings a report records for ``config`` (its method's own knobs included), less targets."""
     keys = ("rank", "alpha", "epochs", "lr", "batch_size", "max_train", "max_test", "seed", "temperature",
             "max_length")
-    keys += {"orth": ("frame_lr", "subspace", "energy", "retraction"), "olora": ("lambda1", "lambda2"),
+    keys += {"orth": ("frame_lr", "subspace", "energy", "retraction", "capacity_tasks"), "olora": ("lambda1", "lambda2"),
              "olie": ("olie_lambda", "taylor_order"), "replay": ("replay_fraction",),
              "osf": ("osf_preserve",)}.get(config.method, ())
     settings = {k: getattr(config, k) for k in keys}
