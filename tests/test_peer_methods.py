@@ -152,3 +152,34 @@ def test_compare_table_marks_methods_that_store_data():
              "methods": {"inc": {**row, "notes": []}, "replay": {**row, "notes": ["replay uses stored data: 3"]}}}
     text = comparison_markdown(table)
     assert "| replay * |" in text and "| inc |" in text and "replay: uses stored data" in text
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--replay-fraction", "0"], "replay_fraction must be positive"),
+    (["--replay-fraction", "1.5"], "replay_fraction must be in (0, 1]"),
+    (["--osf-preserve", "0.3", "1"], "osf_preserve fractions must be in (0, 1)"),
+    (["--capacity-tasks", "0"], "capacity_tasks must be a positive integer"),
+])
+def test_bad_peer_settings_are_one_line_errors(synthetic_stream, tmp_path, options, message):
+    from click.testing import CliRunner
+    from conftest import assert_one_line_error
+
+    from clora.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["run", str(synthetic_stream), "--out", str(tmp_path / "x"), *options])
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_runs_osf_and_prints_its_schedule(synthetic_stream, tiny_model_dirs, tmp_path):
+    from click.testing import CliRunner
+
+    from clora.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["run", str(synthetic_stream), "--model", str(tiny_model_dirs["bert"]),
+                                      "--method", "osf", "--osf-preserve", "0.2", "0.6", "--epochs", "1",
+                                      "--out", str(tmp_path / "o"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "osf preserved 20% to 60%" in result.output and "routed" not in result.output
+    saved = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert saved["settings"]["osf_preserve"] == [0.2, 0.6] and saved["settings"]["lr"] == 5e-5
