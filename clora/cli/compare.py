@@ -8,12 +8,13 @@ import click
 from click.core import ParameterSource
 
 from clora.cli.options import make_config, training_options
+from clora.config import METHODS
 
 
 @click.command()
 @click.argument("stream")
 @click.option("--methods", default="seq,inc,olora,olie,orth,mtl", show_default=True,
-              help="Comma-separated methods to run, in order.")
+              help=f"Comma-separated methods to run, in order (any of {', '.join(METHODS)}).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for the runs (one sub-folder per method) and compare.{json,md,png} "
                    "(default: clora-runs/<stream>-compare).")
