@@ -24,7 +24,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 #: in sum mode (docs/results.md, "orth's two learning rates").
 #: osf trains the weights' own singular vectors and values (full-rank fine-tuning in the
 #: complement of the preserved directions), so it takes a full fine-tuning rate, not a LoRA one.
-DEFAULT_LR = {"seq": 3e-3, "inc": 3e-3, "olora": 3e-3, "olie": 1e-2, "orth": 3e-3, "mtl": 3e-3, "osf": 5e-5,
+DEFAULT_LR = {"seq": 3e-3, "inc": 3e-3, "olora": 3e-3, "olie": 1e-2, "orth": 3e-3, "mtl": 3e-3, "osf": 1e-4,
               "replay": 3e-3}
 
 

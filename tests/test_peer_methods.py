@@ -182,4 +182,4 @@ def test_cli_runs_osf_and_prints_its_schedule(synthetic_stream, tiny_model_dirs,
     assert result.exit_code == 0, result.output
     assert "osf preserved 20% to 60%" in result.output and "routed" not in result.output
     saved = json.loads((tmp_path / "o" / "report.json").read_text())
-    assert saved["settings"]["osf_preserve"] == [0.2, 0.6] and saved["settings"]["lr"] == 5e-5
+    assert saved["settings"]["osf_preserve"] == [0.2, 0.6] and saved["settings"]["lr"] == 1e-4
