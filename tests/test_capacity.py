@@ -83,3 +83,31 @@ def test_run_reports_and_library_shows_the_capacity_table(synthetic_stream, tiny
     shown = CliRunner().invoke(cli, ["library", "show", str(out / "library")])
     assert shown.exit_code == 0, shown.output
     assert "reserved by each task:" in shown.output and "| t2 | 8 | 0 |" in shown.output
+
+
+def test_add_task_one_at_a_time_gives_the_runs_capacity_table(synthetic_stream, tiny_model_dirs, tmp_path):
+    """The same three tasks, as one run or as a one-task run (planned for 3) plus two add-tasks."""
+    from conftest import write_jsonl
+
+    from clora.data.loaders import load_tasks
+    from clora.data.stream import load_stream
+    from clora.library.ops import show
+
+    model = str(tiny_model_dirs["bert"])
+    whole = run_stream(RunConfig(stream=str(synthetic_stream), model=model, method="orth", epochs=1,
+                                 out=tmp_path / "whole", progress=False))
+    first = tmp_path / "first.yaml"
+    first.write_text("\n".join(synthetic_stream.read_text().splitlines()[:6]) + "\n")  # the stream's first task
+    run_stream(RunConfig(stream=str(first), model=model, method="orth", epochs=1, capacity_tasks=3,
+                         out=tmp_path / "grown", progress=False))
+    library = tmp_path / "grown" / "library"
+    for task in load_tasks(load_stream(synthetic_stream), None)[1:]:
+        train = write_jsonl(tmp_path / f"{task.name}-train.jsonl", task.train)
+        test = write_jsonl(tmp_path / f"{task.name}-test.jsonl", task.test)
+        result = CliRunner().invoke(cli, ["add-task", str(library), "--name", task.name, "--train", str(train),
+                                          "--test", str(test), "--labels", ",".join(task.labels),
+                                          "--instruction", task.instruction, "--quiet"])
+        assert result.exit_code == 0, result.output
+    grown = [(r.task, r.reserved, r.free_after) for r in show(library).capacity_by_task]
+    assert grown == [(r["task"], r["reserved"], r["free_after"]) for r in whole.capacity]
+    assert "the next task cannot be added" in result.output  # the full library warns, naming what is left
