@@ -151,8 +151,8 @@ def test_auto_promote_serves_the_new_task_live_while_8_clients_keep_asking(small
     lib = _copy(small_demo, tmp_path)
     known = [e.text for e in _examples("sailing", 1, 40, split=1)]
     new = [e.text for e in _examples("medicine", 1, 40, split=1)]
-    # every feedback example (60) is in before it promotes: what it trains on does not depend on the machine's load
-    promoter = AutoPromoter(lib, min_examples=60, every_s=0.5, device="cpu")
+    # held until every feedback example (60) is in: what it trains on must not depend on the machine's load
+    promoter = AutoPromoter(lib, min_examples=10**9, every_s=0.5, device="cpu")
     settings = ServeSettings(**server_hooks(Inbox(lib), record_unrouted=True, promoter=promoter))
     statuses, versions, stop = [], [], threading.Event()
 
@@ -171,6 +171,7 @@ def test_auto_promote_serves_the_new_task_live_while_8_clients_keep_asking(small
             t.start()
         for e in _examples("medicine", 1, 60):
             assert _post(port, "/feedback", {"input": e.text, "label": e.target})[0] == 200
+        promoter.min_examples = 40
         deadline = time.time() + 300
         while not any(v == 2 for v, _, _ in versions) and time.time() < deadline:
             time.sleep(0.5)
