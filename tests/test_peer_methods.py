@@ -183,3 +183,18 @@ def test_cli_runs_osf_and_prints_its_schedule(synthetic_stream, tiny_model_dirs,
     assert "osf preserved 20% to 60%" in result.output and "routed" not in result.output
     saved = json.loads((tmp_path / "o" / "report.json").read_text())
     assert saved["settings"]["osf_preserve"] == [0.2, 0.6] and saved["settings"]["lr"] == 1e-4
+
+
+def test_osf_without_peft_is_one_line_before_anything_loads(synthetic_stream, tmp_path, monkeypatch):
+    import sys
+
+    from click.testing import CliRunner
+    from conftest import assert_one_line_error
+
+    from clora.cli.main import cli
+
+    monkeypatch.setitem(sys.modules, "peft", None)  # as in a plain `pip install clora`: import peft fails
+    result = CliRunner().invoke(cli, ["run", str(synthetic_stream), "--method", "osf", "--model", "no-such-model",
+                                      "--out", str(tmp_path / "x")])
+    assert_one_line_error(result, "needs peft 0.18 or later: pip install 'clora[osf]'")
+    assert not (tmp_path / "x").exists()

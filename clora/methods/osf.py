@@ -19,11 +19,21 @@ each target weight as one adapter (its exact SVD factors), owned by the last tas
 from __future__ import annotations
 
 import torch
-from peft import OSFConfig
-from peft.tuners.osf import OSFModel
 
 from clora.adapters.factor_set import LoRASet
+from clora.errors import ConfigError
 from clora.methods.base import Method
+
+
+def _peft_osf():
+    """peft's ``(OSFConfig, OSFModel)``: peft is an optional dependency (``pip install 'clora[osf]'``)."""
+    try:
+        from peft import OSFConfig
+        from peft.tuners.osf import OSFModel
+    except ImportError:
+        raise ConfigError("method osf runs PEFT's OSF and needs peft 0.18 or later: pip install 'clora[osf]'",
+                          field="method") from None
+    return OSFConfig, OSFModel
 
 
 def preserved_fraction(first: float, last: float, task_index: int, num_tasks: int) -> float:
@@ -52,9 +62,10 @@ class OSFMethod(Method):
 
     def __init__(self, config):
         super().__init__(config)
+        self._osf_config, self._osf_model = _peft_osf()  # fails here, before any data or model is loaded
         self.num_tasks = 1
         self.initial: dict[str, torch.Tensor] = {}  # target -> its weight before the first task (d_out, d_in)
-        self._tuner: OSFModel | None = None
+        self._tuner = None  # peft's OSFModel while a task trains
         self._model: torch.nn.Module | None = None
 
     def plan(self, num_tasks: int, model: torch.nn.Module) -> None:
@@ -65,8 +76,8 @@ class OSFMethod(Method):
         for name, layer in lora.layers.items():
             self.initial.setdefault(name, layer.weight_out_in().detach().clone())
         fraction = preserved_fraction(*self.config.osf_preserve, task_index, self.num_tasks)
-        config = OSFConfig(target_modules=[f"{name}.base" for name in lora.layers], effective_rank=fraction)
-        self._tuner = OSFModel(self._model, config, "default")  # wraps each target's frozen weight in place
+        config = self._osf_config(target_modules=[f"{name}.base" for name in lora.layers], effective_rank=fraction)
+        self._tuner = self._osf_model(self._model, config, "default")  # wraps each target's frozen weight in place
         self.notes[:] = [f"osf preserved {preserved_fraction(*self.config.osf_preserve, 0, self.num_tasks):.0%} "
                          f"to {fraction:.0%} of each weight's singular directions (first to latest task)"]
         return [p for n, p in self._model.named_parameters() if "osf_svd_params" in n]

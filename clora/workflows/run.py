@@ -101,12 +101,12 @@ def prepare(config: RunConfig, model=None, tokenizer=None) -> Session:
     stream = load_stream(config.stream)
     tasks = load_tasks(stream, config.data_dir, max_train=config.max_train, max_test=config.max_test, seed=config.seed)
     config = planned(config, len(tasks))
+    method = make_method(config)  # before the model loads: a method that cannot run says so first
     seed_everything(config.seed)
     base_model = load_base_model(model if model is not None else config.model, device=device,
                                  dtype=resolve_precision(config.precision, device), tokenizer=tokenizer)
     check_answers(base_model.kind, tasks)
     targets = config.targets or base_model.default_targets
-    method = make_method(config)
     lora = LoRASet(inject_lora(base_model.model, targets, config.rank, config.scaling, method.taylor_order))
     family = FAMILIES[base_model.kind](base_model.model, base_model.tokenizer, config)
     return Session(config, stream, tasks, base_model, targets, lora, family, method, workers)
