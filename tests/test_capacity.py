@@ -39,14 +39,12 @@ def test_low_capacity_warning_says_what_is_left_and_what_to_do():
     assert "cannot be added" in low_capacity_warnings({"q": 0}, rank=8)[0]
 
 
-def _orth_on_hand_made_inputs(capacity_tasks, horizon=None):
+def _orth_on_hand_made_inputs(capacity_tasks):
     """A 6-input linear layer, rank 1, inputs that fill all 6 directions (energy 0.999 wants every one)."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 4))
     lora = LoRASet(inject_lora(model, ("0",), rank=1, scaling=1.0))
     method = OrthMethod(RunConfig(stream="x", method="orth", rank=1, energy=0.999, capacity_tasks=capacity_tasks))
-    if horizon:
-        method.plan(horizon, model)
     inputs = torch.randn(200, 6) * torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0, 0.5])
     for j in range(3):
         method.begin_task(lora, j)
@@ -56,7 +54,7 @@ def _orth_on_hand_made_inputs(capacity_tasks, horizon=None):
 
 
 def test_planned_budget_keeps_room_for_every_task():
-    method = _orth_on_hand_made_inputs(capacity_tasks=None, horizon=3)
+    method = _orth_on_hand_made_inputs(capacity_tasks=3)
     # task 0 may take 6 - 1*2 = 4 (3 energy directions + its adapter's 1), then one each
     assert [c["0"] for c in method.reserved_counts()] == [4, 1, 1]
     leading = method.contributions[0]["0"][:, :3]  # the capped reservation keeps the leading energy directions

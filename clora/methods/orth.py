@@ -60,11 +60,9 @@ class OrthMethod(Method):
         #: per module, the reserved subspace U (d_in, k): a library's, then each task's directions
         self.bases: dict[str, torch.Tensor] = {name: u.clone() for name, u in (reserved or {}).items()}
         self.contributions: dict[int, dict[str, torch.Tensor]] = {}
-        #: how many tasks the subspace budget plans room for (None: no plan, the energy threshold alone)
+        #: how many tasks the subspace budget plans room for (None: no plan, the energy threshold alone);
+        #: a run resolves it to the stream's length (``clora.workflows.run.planned``), a library stores it
         self.horizon: int | None = config.capacity_tasks
-
-    def plan(self, num_tasks: int, model) -> None:
-        self.horizon = self.config.capacity_tasks or num_tasks
 
     def _rank_for(self, name: str, basis: torch.Tensor) -> int:
         free = complement_dim(basis)

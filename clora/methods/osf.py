@@ -73,8 +73,8 @@ class OSFMethod(Method):
         self.num_tasks, self._model = num_tasks, model
 
     def begin_task(self, lora: LoRASet, task_index: int):
-        for name, layer in lora.layers.items():
-            self.initial.setdefault(name, layer.weight_out_in().detach().clone())
+        if not self.initial:  # the weights before the first task: the library stores the change from them
+            self.initial = {name: layer.weight_out_in().detach().clone() for name, layer in lora.layers.items()}
         fraction = preserved_fraction(*self.config.osf_preserve, task_index, self.num_tasks)
         config = self._osf_config(target_modules=[f"{name}.base" for name in lora.layers], effective_rank=fraction)
         self._tuner = self._osf_model(self._model, config, "default")  # wraps each target's frozen weight in place
