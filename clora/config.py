@@ -13,6 +13,8 @@ from clora.errors import ConfigError
 METHODS = ("seq", "inc", "olora", "olie", "orth", "mtl", "osf", "replay")
 SUBSPACE_SOURCES = ("adapters", "activations", "both")
 RETRACTIONS = ("cayley", "qr")
+#: where orth's frames start: along the steepest free directions of the task's loss, or at random
+FRAME_INITS = ("gradient", "random")
 #: tokens of each input the router reads (docs/results.md: routing accuracy against cost)
 ROUTER_TOKENS = 64
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -106,6 +108,8 @@ class RunConfig:
     ``energy`` is the GPM energy threshold for the ``activations`` subspace source.
     ``lambda1`` / ``lambda2`` weigh O-LoRA's orthogonality and L2 terms; ``olie_lambda``
     weighs OLieRA's penalty and ``taylor_order`` is the order of its Taylor exp.
+    ``frame_init`` is where ``orth``'s frames start: ``gradient`` (the steepest free
+    directions of a sample of the task's loss) or ``random`` (uniform in the free directions).
     ``capacity_tasks`` is how many tasks orth's subspace budget keeps room for (``None``:
     the stream's length in a run; a library records the number it was planned for).
     ``replay_fraction`` is the share of each task's training examples ``replay`` keeps.
@@ -131,6 +135,7 @@ class RunConfig:
     subspace: str = "both"
     energy: float = 0.95
     retraction: str = "cayley"
+    frame_init: str = "gradient"
     temperature: float = 0.05
     lambda1: float = 0.5
     lambda2: float = 0.0
@@ -156,6 +161,9 @@ class RunConfig:
         if self.retraction not in RETRACTIONS:
             raise ConfigError(f"unknown retraction {self.retraction!r} (choose from {', '.join(RETRACTIONS)})",
                               field="retraction")
+        if self.frame_init not in FRAME_INITS:
+            raise ConfigError(f"unknown frame init {self.frame_init!r} (choose from {', '.join(FRAME_INITS)})",
+                              field="frame_init")
         for name in ("rank", "epochs", "batch_size", "max_length", "eval_batch_size", "taylor_order"):
             _check_count(name, getattr(self, name))
         for name in ("max_train", "max_test", "router_layer", "router_tokens", "capacity_tasks"):

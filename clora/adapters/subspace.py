@@ -127,3 +127,31 @@ def energy_directions(covariance: torch.Tensor, basis: torch.Tensor, energy: flo
     count = int(torch.searchsorted(cumulative, torch.tensor(needed, dtype=torch.float64)).item()) + 1
     count = min(count, int((values > RANK_TOL * values[0].clamp_min(1e-300)).sum()))
     return vectors[:, :count].to(covariance.dtype)
+
+
+def complement_basis(basis: torch.Tensor) -> torch.Tensor:
+    """An orthonormal basis ``(d_in, d_in - k)`` of the orthogonal complement of span(U) (float64)."""
+    d_in, k = basis.shape
+    if k == 0:
+        return torch.eye(d_in, dtype=torch.float64)
+    u, _, _ = torch.linalg.svd(basis.double(), full_matrices=True)
+    return u[:, k:]
+
+
+def gradient_frame(gradient: torch.Tensor, basis: torch.Tensor, rank: int) -> torch.Tensor:
+    """The ``(d_in, rank)`` orthonormal frame in the complement of span(U) along which the loss falls fastest.
+
+    ``gradient`` is ``dL/dW`` ``(d_out, d_in)``. With ``C`` a basis of the complement, the
+    top ``rank`` right singular vectors ``v`` of ``G C`` give ``X = C v``: an update
+    ``B X^T`` with ``B`` starting at zero then has the largest gradient a rank-``rank``
+    adapter confined to the complement can have (the frame start of InfLoRA, Liang & Li,
+    CVPR 2024, and LoRA-GA, Wang et al. 2024, restricted to the free directions).
+    """
+    free = complement_basis(basis)
+    if rank > free.shape[1]:
+        raise ValueError(f"rank {rank} exceeds the complement dimension {free.shape[1]}")
+    _, _, vh = torch.linalg.svd(gradient.double() @ free, full_matrices=rank > min(gradient.shape[0], free.shape[1]))
+    frame = free @ vh[:rank].T
+    frame = project_out(frame, basis.double())  # exact complement despite rounding in the SVD
+    q, r = torch.linalg.qr(frame)
+    return (q * torch.sign(torch.diagonal(r)).unsqueeze(0)).to(basis.dtype)

@@ -44,6 +44,9 @@ TRAINING_OPTIONS = [
                       "each task reserves at most what leaves every later task room for its rank."),
     click.option("--retraction", default=_default("retraction"), show_default=True,
                  help="orth: Stiefel retraction, cayley (canonical metric, a Lie-group step) or qr."),
+    click.option("--frame-init", default=_default("frame_init"), show_default=True,
+                 help="orth: where each frame starts: gradient (the free directions along which a sample of the "
+                      "task's loss falls fastest) or random."),
     click.option("--lambda1", default=_default("lambda1"), show_default=True, type=float, help="olora: weight of sum |A_i A_t^T|."),
     click.option("--lambda2", default=_default("lambda2"), show_default=True, type=float, help="olora: weight of the L2 term on new factors."),
     click.option("--olie-lambda", default=_default("olie_lambda"), show_default=True, type=float, help="olie: weight of sum ||E_i E_t^T||_F."),

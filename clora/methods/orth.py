@@ -19,10 +19,11 @@ import torch
 from torch import nn
 
 from clora.adapters.activations import input_second_moments
+from clora.adapters.gradients import weight_gradients
 from clora.adapters.capacity import low_capacity_warnings, reservation_budget
 from clora.adapters.factor_set import LoRASet
 from clora.adapters.stiefel import stiefel_manifold
-from clora.adapters.subspace import complement_dim, empty_basis, energy_directions, extend_basis, random_complement_frame
+from clora.adapters.subspace import complement_dim, empty_basis, energy_directions, extend_basis, gradient_frame, random_complement_frame
 from clora.errors import ConfigError
 from clora.methods.base import Method
 
@@ -84,6 +85,23 @@ class OrthMethod(Method):
 
         index = lora.add(make)
         return lora.parameters(index)
+
+    def initialise(self, lora: LoRASet, task_index: int, run_loss) -> None:
+        """``frame_init: gradient``: start each frame along the steepest free directions of the task's loss.
+
+        A random frame in the free directions sees a random rank-r slice of the inputs, and
+        the frame moves slowly on the manifold, so B spends the task learning through it.
+        """
+        if self.config.frame_init != "gradient":
+            return
+        gradients = weight_gradients(lora.layers, run_loss)
+        for name, layer in lora.layers.items():
+            factors = layer.adapters[task_index]
+            frame = gradient_frame(gradients[name], factors.basis, factors.x.shape[1])
+            with torch.no_grad():
+                factors.x.copy_(frame.to(factors.x.dtype))
+        for p in lora.parameters(task_index):  # the pass took no step; leave no gradient behind
+            p.grad = None
 
     def end_task(self, lora: LoRASet, task_index: int, run_inputs):
         lora.freeze(task_index)

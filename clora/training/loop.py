@@ -105,6 +105,24 @@ def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.
     return {"steps": len(losses), "final_loss": sum(tail) / len(tail), "seconds": time.perf_counter() - started}
 
 
+#: examples whose loss gradient starts orth's frames (a seeded sample of the training set)
+GRADIENT_EXAMPLES = 256
+
+
+def gradient_pass(family: Family, task: Task, config: RunConfig, task_index: int = 0,
+                  limit: int = GRADIENT_EXAMPLES) -> None:
+    """Back-propagate the loss of a seeded sample of ``task``'s training examples, taking no step.
+
+    Every process of a data-parallel run takes the same sample, so a frame started from
+    these gradients is the same on all of them.
+    """
+    generator = torch.Generator().manual_seed(config.seed * 7919 + task_index)
+    order = torch.randperm(len(task.train), generator=generator).tolist()[:limit]
+    sample = [task.train[i] for i in order]
+    for batch in batches(sample, config.batch_size):
+        (family.loss(task, batch) * (len(batch) / len(sample))).backward()
+
+
 @torch.no_grad()
 def replay_inputs(family: Family, task: Task, config: RunConfig) -> None:
     """Run every training input of ``task`` forward once (for activation statistics)."""

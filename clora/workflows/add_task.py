@@ -33,7 +33,7 @@ from clora.routing.router import RouterConfig
 from clora.routing.triggers import parse_trigger_args
 from clora.training.devices import resolve_device
 from clora.training.distributed import Workers
-from clora.training.loop import replay_inputs, train_task
+from clora.training.loop import gradient_pass, replay_inputs, train_task
 from clora.training.seeding import seed_everything
 from clora.workflows.library_model import LibraryModel, open_library_model
 
@@ -176,6 +176,7 @@ def _train(lm: LibraryModel, task: Task, workers: Workers) -> tuple[Method, int,
     index = len(lm.lora)
     params = method.begin_task(lm.lora, index)
     with use_adapters(range(index + 1)):
+        method.initialise(lm.lora, index, run_loss=lambda: gradient_pass(lm.family, task, lm.config, index))
         stats = train_task(lm.family, [task], params, lm.config, task_index=index,
                            penalty=lambda: method.penalty(lm.lora), workers=workers)
         method.end_task(lm.lora, index, run_inputs=lambda: replay_inputs(lm.family, task, lm.config))

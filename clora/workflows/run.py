@@ -31,7 +31,7 @@ from clora.library.build import create_library, entry_of, manifest_header
 from clora.methods import Method, make_method
 from clora.training.devices import resolve_device, resolve_precision
 from clora.training.distributed import Workers
-from clora.training.loop import replay_inputs, train_task
+from clora.training.loop import gradient_pass, replay_inputs, train_task
 from clora.training.seeding import seed_everything
 from clora.workflows.outdir import check_out_dir, staged_out_dir
 
@@ -136,6 +136,7 @@ def learn_stream(s: Session) -> StreamResults:
         started = time.perf_counter()
         params = s.method.begin_task(s.lora, j)
         with use_adapters(s.method.snapshot(j + 1)):
+            s.method.initialise(s.lora, j, run_loss=lambda: gradient_pass(s.family, tasks[0], s.config, j))
             stats = train_task(s.family, s.method.training_tasks(tasks, j), params, s.config, task_index=j,
                                penalty=lambda: s.method.penalty(s.lora), workers=s.workers)
             s.method.end_task(s.lora, j, run_inputs=lambda: replay_inputs(s.family, tasks[0], s.config))
@@ -271,8 +272,8 @@ def run_settings(config: RunConfig) -> dict:
     """The settings a report records for ``config`` (its method's own knobs included), less targets."""
     keys = ("rank", "alpha", "epochs", "lr", "batch_size", "max_train", "max_test", "seed", "temperature",
             "max_length")
-    keys += {"orth": ("frame_lr", "subspace", "energy", "retraction", "capacity_tasks"), "olora": ("lambda1", "lambda2"),
-             "olie": ("olie_lambda", "taylor_order"), "replay": ("replay_fraction",),
+    keys += {"orth": ("frame_lr", "subspace", "energy", "retraction", "frame_init", "capacity_tasks"),
+             "olora": ("lambda1", "lambda2"), "olie": ("olie_lambda", "taylor_order"), "replay": ("replay_fraction",),
              "osf": ("osf_preserve",)}.get(config.method, ())
     settings = {k: getattr(config, k) for k in keys}
     if config.method == "orth":
