@@ -15,6 +15,12 @@ SUBSPACE_SOURCES = ("adapters", "activations", "both")
 RETRACTIONS = ("cayley", "qr")
 #: where orth's frames start: along the steepest free directions of the task's loss, or at random
 FRAME_INITS = ("gradient", "random")
+#: orth's energy threshold and frame start when none is given, by the kind of the task that reserves or
+#: trains (docs/results.md, "Where the frame starts"): MiniLM on cl-benchmark-4 forgets least with a random
+#: start and 0.95; a generated answer, scored token by token, needs more of its inputs reserved (0.99)
+#: and tiny random generative models learn little through a random slice of their inputs
+KIND_ENERGY = {"classification": 0.95, "generation": 0.99}
+KIND_FRAME_INIT = {"classification": "random", "generation": "gradient"}
 #: tokens of each input the router reads (docs/results.md: routing accuracy against cost)
 ROUTER_TOKENS = 64
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -105,11 +111,13 @@ class RunConfig:
     ``alpha`` is the LoRA scale numerator: the update is ``(alpha / rank) * B A``.
     ``frame_lr`` is the rate of ``orth``'s Stiefel frames (scaled by ``sqrt(d_in r)`` in
     ``clora.training.loop.param_groups``); ``None`` means ``lr``.
-    ``energy`` is the GPM energy threshold for the ``activations`` subspace source.
+    ``energy`` is the GPM energy threshold for the ``activations`` subspace source (``None``: by the
+    reserving task's kind, ``KIND_ENERGY``).
     ``lambda1`` / ``lambda2`` weigh O-LoRA's orthogonality and L2 terms; ``olie_lambda``
     weighs OLieRA's penalty and ``taylor_order`` is the order of its Taylor exp.
     ``frame_init`` is where ``orth``'s frames start: ``gradient`` (the steepest free
-    directions of a sample of the task's loss) or ``random`` (uniform in the free directions).
+    directions of a sample of the task's loss) or ``random`` (uniform in the free directions);
+    ``None``: by the task's kind (``KIND_FRAME_INIT``).
     ``capacity_tasks`` is how many tasks orth's subspace budget keeps room for (``None``:
     the stream's length in a run; a library records the number it was planned for).
     ``replay_fraction`` is the share of each task's training examples ``replay`` keeps.
@@ -133,9 +141,9 @@ class RunConfig:
     seed: int = 0
     targets: tuple[str, ...] | None = None
     subspace: str = "both"
-    energy: float = 0.95
+    energy: float | None = None
     retraction: str = "cayley"
-    frame_init: str = "gradient"
+    frame_init: str | None = None
     temperature: float = 0.05
     lambda1: float = 0.5
     lambda2: float = 0.0
@@ -161,7 +169,7 @@ class RunConfig:
         if self.retraction not in RETRACTIONS:
             raise ConfigError(f"unknown retraction {self.retraction!r} (choose from {', '.join(RETRACTIONS)})",
                               field="retraction")
-        if self.frame_init not in FRAME_INITS:
+        if self.frame_init is not None and self.frame_init not in FRAME_INITS:
             raise ConfigError(f"unknown frame init {self.frame_init!r} (choose from {', '.join(FRAME_INITS)})",
                               field="frame_init")
         for name in ("rank", "epochs", "batch_size", "max_length", "eval_batch_size", "taylor_order"):
@@ -180,9 +188,10 @@ class RunConfig:
         check_precision_name(self.precision)
         _check_fraction("replay_fraction", self.replay_fraction)
         self.osf_preserve = _check_preserve(self.osf_preserve)
-        _check_number("energy", self.energy)
-        if not 0.0 < self.energy < 1.0:
-            raise ConfigError(f"energy must be in (0, 1), got {self.energy!r}", field="energy")
+        if self.energy is not None:
+            _check_number("energy", self.energy)
+            if not 0.0 < self.energy < 1.0:
+                raise ConfigError(f"energy must be in (0, 1), got {self.energy!r}", field="energy")
         if self.targets is not None:
             self.targets = tuple(t.strip() for t in self.targets if t.strip())
             if not self.targets:
@@ -191,6 +200,14 @@ class RunConfig:
             self.data_dir = Path(self.data_dir)
         if self.out is not None:
             self.out = Path(self.out)
+
+    def energy_for(self, kind: str) -> float:
+        """The energy threshold a task of ``kind`` reserves with."""
+        return self.energy if self.energy is not None else KIND_ENERGY[kind]
+
+    def frame_init_for(self, kind: str) -> str:
+        """Where the frame of a task of ``kind`` starts."""
+        return self.frame_init if self.frame_init is not None else KIND_FRAME_INIT[kind]
 
     @property
     def frame_rate(self) -> float:

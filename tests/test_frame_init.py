@@ -89,7 +89,7 @@ def test_orth_initialise_starts_frames_on_the_gradient_and_leaves_no_gradient():
     method.begin_task(lora, 1)
     with use_adapters([0, 1]):
         expected = gradient_frame(weight_gradients(lora.layers, run_loss)["0"], method.bases["0"], 2)
-        method.initialise(lora, 1, run_loss)
+        method.initialise(lora, 1, "generation", run_loss)  # a generation task starts on the gradient
     frame = lora.layers["0"].adapters[1].x.detach()
     assert torch.allclose(frame, expected, atol=1e-6)
     assert (method.bases["0"].T @ frame).abs().max() < 1e-6
@@ -99,16 +99,52 @@ def test_orth_initialise_starts_frames_on_the_gradient_and_leaves_no_gradient():
 def test_random_frame_init_keeps_the_random_start():
     model = torch.nn.Sequential(torch.nn.Linear(8, 4))
     lora = LoRASet(inject_lora(model, ("0",), rank=2, scaling=1.0))
-    method = OrthMethod(RunConfig(stream="x", method="orth", rank=2, frame_init="random", progress=False))
-    method.begin_task(lora, 0)
-    before = lora.layers["0"].adapters[0].x.detach().clone()
-    method.initialise(lora, 0, lambda: pytest.fail("a random start takes no gradient pass"))
-    assert torch.equal(lora.layers["0"].adapters[0].x.detach(), before)
+    for config in (RunConfig(stream="x", method="orth", rank=2, frame_init="random", progress=False),
+                   RunConfig(stream="x", method="orth", rank=2, progress=False)):  # a classification task's default
+        method = OrthMethod(config)
+        index = len(lora)
+        method.begin_task(lora, index)
+        before = lora.layers["0"].adapters[index].x.detach().clone()
+        method.initialise(lora, index, "classification", lambda: pytest.fail("a random start takes no gradient pass"))
+        assert torch.equal(lora.layers["0"].adapters[index].x.detach(), before)
 
 
 def test_frame_init_is_validated():
     with pytest.raises(ConfigError, match="unknown frame init 'svd'"):
         RunConfig(stream="demo", frame_init="svd")
+
+
+def test_energy_and_frame_start_follow_the_tasks_kind_unless_given():
+    from clora.workflows.run import planned
+
+    config = RunConfig(stream="x", method="orth")
+    assert (config.energy_for("classification"), config.frame_init_for("classification")) == (0.95, "random")
+    assert (config.energy_for("generation"), config.frame_init_for("generation")) == (0.99, "gradient")
+    given = RunConfig(stream="x", method="orth", energy=0.9, frame_init="random")
+    assert (given.energy_for("generation"), given.frame_init_for("generation")) == (0.9, "random")
+    # a stream of one kind records that kind's values; a mixed one decides task by task
+    one = planned(config, ["generation", "generation"])
+    assert (one.energy, one.frame_init, one.capacity_tasks) == (0.99, "gradient", 2)
+    mixed = planned(config, ["classification", "generation"])
+    assert (mixed.energy, mixed.frame_init) == (None, None)
+    assert planned(given, ["generation"]).energy == 0.9
+
+
+def test_a_generation_task_reserves_at_its_own_energy():
+    """Same inputs, two kinds: the generation task (0.99) reserves more directions than the classification one."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(200, 16, generator=gen) * torch.linspace(3.0, 0.1, 16)  # energy spread over many directions
+    counts = {}
+    for kind in ("classification", "generation"):
+        model = torch.nn.Sequential(torch.nn.Linear(16, 4))
+        lora = LoRASet(inject_lora(model, ("0",), rank=2, scaling=1.0))
+        method = OrthMethod(RunConfig(stream="x", method="orth", rank=2, subspace="activations", progress=False))
+        method.begin_task(lora, 0)
+        with use_adapters([0]):
+            method.initialise(lora, 0, kind, lambda: ((model(x) ** 2).mean()).backward())
+            method.end_task(lora, 0, run_inputs=lambda: model(x))
+        counts[kind] = method.reserved_counts()[0]["0"]
+    assert counts["classification"] < counts["generation"] < 16
 
 
 def test_gradient_start_learns_a_first_task_faster(tiny_model_dirs, synthetic_stream, tmp_path):

@@ -37,16 +37,18 @@ TRAINING_OPTIONS = [
     click.option("--targets", default=None, help="Comma-separated module names to adapt (default: the family's query and value)."),
     click.option("--subspace", default=_default("subspace"), show_default=True,
                  help=f"orth: where reserved directions come from: {', '.join(SUBSPACE_SOURCES)}."),
-    click.option("--energy", default=_default("energy"), show_default=True, type=float,
-                 help="orth with activations: share of input energy a task reserves (GPM threshold)."),
+    click.option("--energy", default=None, type=float,
+                 help="orth with activations: share of input energy a task reserves (GPM threshold); "
+                      "default 0.95 for a classification task, 0.99 for a generation task."),
     click.option("--capacity-tasks", default=None, type=int,
                  help="orth: how many tasks the reserved subspace keeps room for (default: the stream's length); "
                       "each task reserves at most what leaves every later task room for its rank."),
     click.option("--retraction", default=_default("retraction"), show_default=True,
                  help="orth: Stiefel retraction, cayley (canonical metric, a Lie-group step) or qr."),
-    click.option("--frame-init", default=_default("frame_init"), show_default=True,
+    click.option("--frame-init", default=None,
                  help="orth: where each frame starts: gradient (the free directions along which a sample of the "
-                      "task's loss falls fastest) or random."),
+                      "task's loss falls fastest) or random (uniform in the free directions); default random for "
+                      "a classification task, gradient for a generation task."),
     click.option("--lambda1", default=_default("lambda1"), show_default=True, type=float, help="olora: weight of sum |A_i A_t^T|."),
     click.option("--lambda2", default=_default("lambda2"), show_default=True, type=float, help="olora: weight of the L2 term on new factors."),
     click.option("--olie-lambda", default=_default("olie_lambda"), show_default=True, type=float, help="olie: weight of sum ||E_i E_t^T||_F."),

@@ -46,9 +46,10 @@ class Method:
     def begin_task(self, lora: LoRASet, task_index: int) -> list[torch.nn.Parameter]:
         raise NotImplementedError
 
-    def initialise(self, lora: LoRASet, task_index: int, run_loss: Callable[[], None]) -> None:
-        """Called after ``begin_task`` with the task's snapshot selected; ``run_loss()`` back-propagates
-        the loss of a sample of its training examples (no step). Nothing to do for most methods."""
+    def initialise(self, lora: LoRASet, task_index: int, kind: str, run_loss: Callable[[], None]) -> None:
+        """Called after ``begin_task`` with the task's snapshot selected: ``kind`` is the task's kind and
+        ``run_loss()`` back-propagates the loss of a sample of its training examples (no step).
+        Nothing to do for most methods."""
 
     def training_tasks(self, tasks: list[Task], task_index: int) -> list[Task]:
         """What task ``task_index`` trains on: its own task(s), plus anything the method adds (``replay``)."""

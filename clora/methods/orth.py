@@ -64,6 +64,7 @@ class OrthMethod(Method):
         #: how many tasks the subspace budget plans room for (None: no plan, the energy threshold alone);
         #: a run resolves it to the stream's length (``clora.workflows.run.planned``), a library stores it
         self.horizon: int | None = config.capacity_tasks
+        self.kinds: dict[int, str] = {}  # task index -> its kind, which decides its energy and frame start
 
     def _rank_for(self, name: str, basis: torch.Tensor) -> int:
         free = complement_dim(basis)
@@ -86,13 +87,15 @@ class OrthMethod(Method):
         index = lora.add(make)
         return lora.parameters(index)
 
-    def initialise(self, lora: LoRASet, task_index: int, run_loss) -> None:
-        """``frame_init: gradient``: start each frame along the steepest free directions of the task's loss.
+    def initialise(self, lora: LoRASet, task_index: int, kind: str, run_loss) -> None:
+        """Remember the task's kind (its energy threshold); with a ``gradient`` frame start, start each
+        frame along the steepest free directions of the task's loss.
 
         A random frame in the free directions sees a random rank-r slice of the inputs, and
         the frame moves slowly on the manifold, so B spends the task learning through it.
         """
-        if self.config.frame_init != "gradient":
+        self.kinds[task_index] = kind
+        if self.config.frame_init_for(kind) != "gradient":
             return
         gradients = weight_gradients(lora.layers, run_loss)
         for name, layer in lora.layers.items():
@@ -106,10 +109,11 @@ class OrthMethod(Method):
     def end_task(self, lora: LoRASet, task_index: int, run_inputs):
         lora.freeze(task_index)
         before = {name: u.shape[1] for name, u in self.bases.items()}
+        energy = self.config.energy_for(self.kinds.get(task_index, "classification"))
         if self.config.subspace in ("activations", "both"):
             moments = input_second_moments(lora.layers, run_inputs)
             for name, r in moments.items():
-                directions = energy_directions(r, self.bases[name], self.config.energy)
+                directions = energy_directions(r, self.bases[name], energy)
                 self.bases[name] = extend_basis(self.bases[name], directions[:, :self._budget(name, task_index)])
         if self.config.subspace in ("adapters", "both"):
             for name, (a, _) in lora.factors(task_index).items():

@@ -176,7 +176,7 @@ def _train(lm: LibraryModel, task: Task, workers: Workers) -> tuple[Method, int,
     index = len(lm.lora)
     params = method.begin_task(lm.lora, index)
     with use_adapters(range(index + 1)):
-        method.initialise(lm.lora, index, run_loss=lambda: gradient_pass(lm.family, task, lm.config, index))
+        method.initialise(lm.lora, index, task.kind, run_loss=lambda: gradient_pass(lm.family, task, lm.config, index))
         stats = train_task(lm.family, [task], params, lm.config, task_index=index,
                            penalty=lambda: method.penalty(lm.lora), workers=workers)
         method.end_task(lm.lora, index, run_inputs=lambda: replay_inputs(lm.family, task, lm.config))

@@ -99,7 +99,7 @@ def finished_report(config: RunConfig) -> Report | None:
     settings = dict(report.settings)
     targets = settings.pop("targets", None)
     stream = load_stream(config.stream)
-    config = planned(config, len(stream.tasks))
+    config = planned(config, [t.kind for t in stream.tasks])
     same = (report.stream == stream.name and report.tasks == [t.name for t in stream.tasks]
             and report.method == config.method and report.model == config.model
             and settings == run_settings(config)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,11 +79,19 @@ class StreamResults:
     router_stats: list = field(default_factory=list)
 
 
-def planned(config: RunConfig, num_tasks: int) -> RunConfig:
-    """``config`` with orth's capacity plan resolved: room for every task of the stream unless told otherwise."""
-    if config.method == "orth" and config.capacity_tasks is None:
-        return dataclasses.replace(config, capacity_tasks=num_tasks)
-    return config
+def planned(config: RunConfig, kinds: Sequence[str]) -> RunConfig:
+    """``config`` with orth's plan resolved for a stream of tasks of ``kinds``: room for every task unless
+    told otherwise, and, where every task is of one kind, that kind's energy and frame start
+    (``clora.config.KIND_ENERGY``); a mixed stream keeps ``None``, decided task by task."""
+    if config.method != "orth":
+        return config
+    changes = {}
+    if config.capacity_tasks is None:
+        changes["capacity_tasks"] = len(kinds)
+    if len(set(kinds)) == 1:
+        changes["energy"] = config.energy_for(kinds[0])
+        changes["frame_init"] = config.frame_init_for(kinds[0])
+    return dataclasses.replace(config, **changes)
 
 
 def prepare(config: RunConfig, model=None, tokenizer=None) -> Session:
@@ -100,7 +109,7 @@ def prepare(config: RunConfig, model=None, tokenizer=None) -> Session:
         log.info("training data-parallel over %d processes on %s", workers.size, device)
     stream = load_stream(config.stream)
     tasks = load_tasks(stream, config.data_dir, max_train=config.max_train, max_test=config.max_test, seed=config.seed)
-    config = planned(config, len(tasks))
+    config = planned(config, [t.kind for t in tasks])
     method = make_method(config)  # before the model loads: a method that cannot run says so first
     seed_everything(config.seed)
     base_model = load_base_model(model if model is not None else config.model, device=device,
@@ -136,7 +145,8 @@ def learn_stream(s: Session) -> StreamResults:
         started = time.perf_counter()
         params = s.method.begin_task(s.lora, j)
         with use_adapters(s.method.snapshot(j + 1)):
-            s.method.initialise(s.lora, j, run_loss=lambda: gradient_pass(s.family, tasks[0], s.config, j))
+            s.method.initialise(s.lora, j, tasks[0].kind,
+                                run_loss=lambda: gradient_pass(s.family, tasks[0], s.config, j))
             stats = train_task(s.family, s.method.training_tasks(tasks, j), params, s.config, task_index=j,
                                penalty=lambda: s.method.penalty(s.lora), workers=s.workers)
             s.method.end_task(s.lora, j, run_inputs=lambda: replay_inputs(s.family, tasks[0], s.config))
