@@ -33,10 +33,15 @@ def input_second_moments(layers: dict[str, LoRALinear], run_inputs: Callable[[],
         return hook
 
     # hooks live only while the statistics are taken, on a model no other call is using
-    handles = [layer.register_forward_pre_hook(hook_for(name)) for name, layer in layers.items()]
+    run_with_hooks(layers, lambda name, layer: layer.register_forward_pre_hook(hook_for(name)), run_inputs)
+    return sums
+
+
+def run_with_hooks(layers: dict[str, LoRALinear], register, run: Callable[[], None]) -> None:
+    """``run()`` with ``register(name, layer)``'s hook on every layer, removed afterwards whatever happens."""
+    handles = [register(name, layer) for name, layer in layers.items()]
     try:
-        run_inputs()
+        run()
     finally:
         for h in handles:
             h.remove()
-    return sums

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 
+from clora.adapters.activations import run_with_hooks
 from clora.adapters.lora import LoRALinear
 
 
@@ -32,10 +33,5 @@ def weight_gradients(layers: dict[str, LoRALinear], run_loss: Callable[[], None]
             output.register_hook(accumulate)
         return hook
 
-    handles = [layer.register_forward_hook(hook_for(name)) for name, layer in layers.items()]
-    try:
-        run_loss()
-    finally:
-        for h in handles:
-            h.remove()
+    run_with_hooks(layers, lambda name, layer: layer.register_forward_hook(hook_for(name)), run_loss)
     return sums
