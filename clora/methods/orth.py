@@ -19,11 +19,12 @@ import torch
 from torch import nn
 
 from clora.adapters.activations import input_second_moments
-from clora.adapters.gradients import weight_gradients
 from clora.adapters.capacity import low_capacity_warnings, reservation_budget
 from clora.adapters.factor_set import LoRASet
+from clora.adapters.gradients import weight_gradients
 from clora.adapters.stiefel import stiefel_manifold
-from clora.adapters.subspace import complement_dim, empty_basis, energy_directions, extend_basis, gradient_frame, random_complement_frame
+from clora.adapters.subspace import (complement_dim, empty_basis, energy_directions, extend_basis, gradient_frame,
+                                     random_complement_frame)
 from clora.errors import ConfigError
 from clora.methods.base import Method
 
