@@ -5,6 +5,8 @@ tasks use. The new adapter's ``A_t = X_t^T (I - U U^T)`` with ``X_t`` ``(d_in, r
 of the Stiefel manifold (``X^T X = I``), trained by geoopt's Riemannian Adam (Bécigneul &
 Ganea, ICLR 2019) with a Cayley (Lie-group) or QR retraction. Then ``A_t U = 0`` whatever
 the optimiser does, so the new update ``B_t A_t`` is blind to the reserved directions.
+``X_t`` starts at random in the complement, or (``frame_init: gradient``, a generation
+task's default) along the free directions where the task's loss falls fastest.
 
 Subspace sources: ``adapters`` adds the row space of each finished ``A_t`` (as O-LoRA
 orthogonalises against earlier A's); ``activations`` adds the principal directions of the
