@@ -172,7 +172,9 @@ def _status_routes(app: FastAPI, library: LoadedLibrary, settings: ServeSettings
         # no reload here: a health check must answer at once, even while a new version loads
         error = library.reload_error
         learning = getattr(settings.background, "last", None)
+        loading = library.loading  # read once: the load may finish between two reads
         return {"status": "degraded" if error else "ok", "version": library.version, "queue": batcher.waiting,
+                **({"loading": loading} if loading is not None else {}),
                 **({"reload_error": error} if error else {}), **({"auto_promote": learning} if learning else {})}
 
     @app.get("/metrics")

@@ -110,6 +110,8 @@ class LoadedLibrary:
         self._disk_key, self._disk_version = None, None
         #: why the newest version on disk is not served (None when it is)
         self.reload_error: str | None = None
+        #: the version being loaded right now (None when no load is in flight), for ``/health``
+        self.loading: int | None = None
 
     def _load(self) -> _Version:
         previous = getattr(self, "_current", None)
@@ -156,11 +158,14 @@ class LoadedLibrary:
         with self._reload_lock:
             if on_disk == self._current.version:
                 return True
+            self.loading = on_disk
             try:
                 self._current = self._load()  # one reference swap
             except CloraError as exc:
                 self._backoff(on_disk, exc)
                 return False
+            finally:
+                self.loading = None
             self._failed_version, self._failures, self.reload_error = None, 0, None
         return True
 

@@ -335,3 +335,26 @@ def test_device_and_precision_reach_every_tensor_of_a_served_library(library_fac
     assert [(a.task, a.source) for a in answers] == [(a.task, a.source) for a in reference]
     result = CliRunner().invoke(cli, ["predict", str(lib), "--device", "auto", "--precision", "bf16", *texts])
     assert result.exit_code == 0, result.output
+
+
+def test_health_names_the_version_being_loaded(library_copy, monkeypatch):
+    from clora.library.layout import MANIFEST
+
+    lib = library_copy()
+    loaded = load_library(lib)
+    release, started = threading.Event(), threading.Event()
+    real_load = loaded._load
+    monkeypatch.setattr(loaded, "_load", lambda: (started.set(), release.wait(30), real_load())[2])
+    with running(loaded) as port:
+        manifest = json.loads((lib / MANIFEST).read_text())
+        manifest["version"] = 2  # same files, valid checksums: version 2 loads
+        (lib / MANIFEST).write_text(json.dumps(manifest))
+        waiting = threading.Thread(target=call, args=(port, "/tasks"))
+        waiting.start()  # this request notices version 2 and waits for it
+        assert started.wait(30)
+        health = json.loads(call(port, "/health")[2])
+        assert health["version"] == 1 and health["loading"] == 2 and health["status"] == "ok"
+        release.set()
+        waiting.join(30)
+        health = json.loads(call(port, "/health")[2])
+        assert health["version"] == 2 and "loading" not in health
