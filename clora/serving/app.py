@@ -100,13 +100,9 @@ def _error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
 
 
-def create_app(library: LoadedLibrary, settings: ServeSettings = ServeSettings()):
-    """The ASGI application (wrapped in the request :class:`Guard`) serving ``library``."""
-    metrics = ServerMetrics()
-    batcher = MicroBatcher(library.predict_queries, settings.max_batch, settings.batch_wait_ms / 1000,
-                           settings.max_queue, observe=metrics.batch_size.observe)
-    reloads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clora-reload")
-    reloading: dict = {"task": None}
+def _lifespan(library: LoadedLibrary, settings: ServeSettings, batcher: MicroBatcher, metrics: ServerMetrics,
+              reloads: ThreadPoolExecutor):
+    """Start the inference thread (and learning live, if any) before the first request; stop them at shutdown."""
 
     @asynccontextmanager
     async def lifespan(app):
@@ -121,7 +117,18 @@ def create_app(library: LoadedLibrary, settings: ServeSettings = ServeSettings()
         await batcher.stop()
         reloads.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="clora", summary="Answer inputs with a continual-learning adapter library", lifespan=lifespan)
+    return lifespan
+
+
+def create_app(library: LoadedLibrary, settings: ServeSettings = ServeSettings()):
+    """The ASGI application (wrapped in the request :class:`Guard`) serving ``library``."""
+    metrics = ServerMetrics()
+    batcher = MicroBatcher(library.predict_queries, settings.max_batch, settings.batch_wait_ms / 1000,
+                           settings.max_queue, observe=metrics.batch_size.observe)
+    reloads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clora-reload")
+    reloading: dict = {"task": None}
+    app = FastAPI(title="clora", summary="Answer inputs with a continual-learning adapter library",
+                  lifespan=_lifespan(library, settings, batcher, metrics, reloads))
     _error_handlers(app)
 
     async def fresh() -> None:

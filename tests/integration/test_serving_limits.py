@@ -143,7 +143,7 @@ def test_the_json_depth_check_skips_strings():
 class _Blocking:
     """A stand-in library whose answering waits for ``release``: the queue can be filled deterministically."""
 
-    version, reload_error = 1, None
+    version, reload_error, loading = 1, None, None
 
     def __init__(self):
         self.release, self.entered = threading.Event(), threading.Event()
