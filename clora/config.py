@@ -15,6 +15,8 @@ SUBSPACE_SOURCES = ("adapters", "activations", "both")
 RETRACTIONS = ("cayley", "qr")
 #: where orth's frames start: along the steepest free directions of the task's loss, or at random
 FRAME_INITS = ("gradient", "random")
+#: how orth's frame rate moves over a task: ``constant``, or ``linear`` (falls to 0 by the last step)
+FRAME_SCHEDULES = ("constant", "linear")
 #: orth's energy threshold and frame start when none is given, by the kind of the task that reserves or
 #: trains (docs/results.md, "Where the frame starts"): MiniLM on cl-benchmark-4 forgets least with a random
 #: start and 0.95; a generated answer, scored token by token, needs more of its inputs reserved (0.99)
@@ -118,6 +120,8 @@ class RunConfig:
     ``frame_init`` is where ``orth``'s frames start: ``gradient`` (the steepest free
     directions of a sample of the task's loss) or ``random`` (uniform in the free directions);
     ``None``: by the task's kind (``KIND_FRAME_INIT``).
+    ``frame_schedule`` is how the frames' rate moves over a task: ``constant`` or ``linear``
+    (from ``frame_lr`` down to 0 at the task's last step; B keeps its rate).
     ``capacity_tasks`` is how many tasks orth's subspace budget keeps room for (``None``:
     the stream's length in a run; a library records the number it was planned for).
     ``replay_fraction`` is the share of each task's training examples ``replay`` keeps.
@@ -144,6 +148,7 @@ class RunConfig:
     energy: float | None = None
     retraction: str = "cayley"
     frame_init: str | None = None
+    frame_schedule: str = "constant"
     temperature: float = 0.05
     lambda1: float = 0.5
     lambda2: float = 0.0
@@ -169,6 +174,9 @@ class RunConfig:
         if self.retraction not in RETRACTIONS:
             raise ConfigError(f"unknown retraction {self.retraction!r} (choose from {', '.join(RETRACTIONS)})",
                               field="retraction")
+        if self.frame_schedule not in FRAME_SCHEDULES:
+            raise ConfigError(f"unknown frame schedule {self.frame_schedule!r} (choose from "
+                              f"{', '.join(FRAME_SCHEDULES)})", field="frame_schedule")
         if self.frame_init is not None and self.frame_init not in FRAME_INITS:
             raise ConfigError(f"unknown frame init {self.frame_init!r} (choose from {', '.join(FRAME_INITS)})",
                               field="frame_init")

@@ -1,3 +1,5 @@
+import json
+
 import geoopt
 import pytest
 import torch
@@ -135,3 +137,41 @@ def test_low_rank_cayley_step_equals_geoopts_dense_solve():
     y = low_rank.retr(x, u)
     assert torch.allclose(y.T @ y, torch.eye(3, dtype=torch.float64), atol=1e-12)  # still on the manifold
     assert not torch.allclose(y, x)  # and it moved
+
+
+def test_linear_frame_schedule_takes_the_frames_rate_to_zero_and_keeps_b():
+    from clora.training.loop import param_groups, schedule_frames
+
+    gen = torch.Generator().manual_seed(0)
+    factors = StiefelFactors(torch.zeros(64, 0), d_out=16, rank=4, retraction="cayley", generator=gen)
+    opt = geoopt.optim.RiemannianAdam(param_groups(list(factors.parameters()), 2e-3), lr=2e-3)
+    start = [g["lr"] for g in opt.param_groups]  # B: 2e-3; frame: 2e-3 * sqrt(64 * 4) = 0.032
+    frame = [i for i, g in enumerate(opt.param_groups) if any(p is factors.x for p in g["params"])][0]
+    schedule_frames(opt, start, "constant", 5, 10)
+    assert [g["lr"] for g in opt.param_groups] == start
+    schedule_frames(opt, start, "linear", 5, 20)  # a quarter of the way: 3/4 of the rate left
+    assert opt.param_groups[frame]["lr"] == pytest.approx(0.032 * 0.75)
+    assert opt.param_groups[1 - frame]["lr"] == 2e-3
+    schedule_frames(opt, start, "linear", 20, 20)
+    assert opt.param_groups[frame]["lr"] == 0.0
+    x0 = factors.x.detach().clone()
+    factors.x.grad = torch.randn(64, 4, generator=gen)
+    factors.lora_B.grad = torch.randn(16, 4, generator=gen)
+    opt.step()
+    assert torch.equal(factors.x.detach(), x0)  # rate 0: the frame stays, still on the manifold
+
+
+def test_frame_schedule_is_checked_and_recorded(tiny_model_dirs, synthetic_stream, tmp_path):
+    from clora.config import RunConfig
+    from clora.errors import ConfigError
+    from clora.workflows.run import run_stream
+
+    with pytest.raises(ConfigError, match="unknown frame schedule 'cosine'"):
+        RunConfig(stream="demo", frame_schedule="cosine")
+    config = RunConfig(stream=str(synthetic_stream), out=tmp_path / "run", model=str(tiny_model_dirs["bert"]),
+                       method="orth", rank=2, epochs=1, batch_size=8, frame_schedule="linear", progress=False)
+    report = run_stream(config)
+    assert report["settings"]["frame_schedule"] == "linear"
+    manifest = json.loads((tmp_path / "run" / "library" / "manifest.json").read_text())
+    assert manifest["settings"]["frame_schedule"] == "linear"
+    assert report["overlap"] <= 1e-5

@@ -30,6 +30,10 @@ TRAINING_OPTIONS = [
     click.option("--frame-lr", default=None, type=float,
                  help="orth: learning rate of the Stiefel frames X_t (default: --lr; B always takes --lr); "
                       "scaled by sqrt(d_in r) so a frame steps as far as a Euclidean matrix would."),
+    click.option("--frame-schedule", default=_default("frame_schedule"), show_default=True,
+                 type=click.Choice(["constant", "linear"]),
+                 help="orth: the frames' rate over a task: constant, or linear (falls to 0 by the task's last step; "
+                      "B keeps --lr)."),
     click.option("--batch-size", default=_default("batch_size"), show_default=True, type=int, help="Training batch size."),
     click.option("--max-train", default=None, type=int, help="Cap on training examples per task (sampled with --seed)."),
     click.option("--max-test", default=None, type=int, help="Cap on test examples per task (sampled with --seed)."),

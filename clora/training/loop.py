@@ -49,6 +49,23 @@ def param_groups(params: Sequence[torch.nn.Parameter], lr: float, frame_lr: floa
     return [g for g in groups if g["params"]]
 
 
+def schedule_frames(optimizer: torch.optim.Optimizer, start: Sequence[float], schedule: str, done: int,
+                    total: int) -> None:
+    """Set each Stiefel frame's rate for the next step: ``linear`` takes it from ``start`` to 0 at step ``total``
+    (``constant``: unchanged). Euclidean groups (B) keep their rate.
+
+    Why: at a constant rate the frame keeps turning to the end of a task and B, fitted to
+    where it was, keeps chasing it (docs/results.md, "Plasticity"); a frame that settles
+    lets B fit its final span.
+    """
+    if schedule == "constant":
+        return
+    left = max(0.0, 1.0 - done / max(total, 1))
+    for group, rate in zip(optimizer.param_groups, start):
+        if any(isinstance(p, geoopt.ManifoldParameter) for p in group["params"]):
+            group["lr"] = rate * left
+
+
 def train_step(family: Family, task: Task, batch: Sequence[Example], params: Sequence[torch.nn.Parameter],
                optimizer: torch.optim.Optimizer, penalty: Callable[[], torch.Tensor | None] | None = None,
                workers: Workers | None = None) -> float:
@@ -93,11 +110,13 @@ def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.
     generator = torch.Generator().manual_seed(config.seed * 7919 + task_index)
     steps_per_epoch = sum(-(-len(t.train) // config.batch_size) for t in tasks)
     started, losses = time.perf_counter(), []
+    frame_rates = [g["lr"] for g in optimizer.param_groups]
     bar = tqdm(total=steps_per_epoch * config.epochs, desc=f"train {'+'.join(t.name for t in tasks)}",
                unit="step", disable=not config.progress or not workers.is_main, leave=False)
     for _ in range(config.epochs):
         for task, batch in epoch_batches(tasks, config.batch_size, generator):
             losses.append(train_step(family, task, batch, params, optimizer, penalty, workers))
+            schedule_frames(optimizer, frame_rates, config.frame_schedule, len(losses), steps_per_epoch * config.epochs)
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()

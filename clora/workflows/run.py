@@ -282,7 +282,7 @@ def run_settings(config: RunConfig) -> dict:
     """The settings a report records for ``config`` (its method's own knobs included), less targets."""
     keys = ("rank", "alpha", "epochs", "lr", "batch_size", "max_train", "max_test", "seed", "temperature",
             "max_length")
-    keys += {"orth": ("frame_lr", "subspace", "energy", "retraction", "frame_init", "capacity_tasks"),
+    keys += {"orth": ("frame_lr", "frame_schedule", "subspace", "energy", "retraction", "frame_init", "capacity_tasks"),
              "olora": ("lambda1", "lambda2"), "olie": ("olie_lambda", "taylor_order"), "replay": ("replay_fraction",),
              "osf": ("osf_preserve",)}.get(config.method, ())
     settings = {k: getattr(config, k) for k in keys}
