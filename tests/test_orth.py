@@ -162,10 +162,6 @@ def test_linear_frame_schedule_takes_the_frames_rate_to_zero_and_keeps_b():
 
 
 def test_frame_schedule_is_checked_and_recorded(tiny_model_dirs, synthetic_stream, tmp_path):
-    from clora.config import RunConfig
-    from clora.errors import ConfigError
-    from clora.workflows.run import run_stream
-
     with pytest.raises(ConfigError, match="unknown frame schedule 'cosine'"):
         RunConfig(stream="demo", frame_schedule="cosine")
     config = RunConfig(stream=str(synthetic_stream), out=tmp_path / "run", model=str(tiny_model_dirs["bert"]),

@@ -109,14 +109,15 @@ def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.
     optimizer = geoopt.optim.RiemannianAdam(param_groups(params, config.lr, config.frame_rate), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed * 7919 + task_index)
     steps_per_epoch = sum(-(-len(t.train) // config.batch_size) for t in tasks)
+    total_steps = steps_per_epoch * config.epochs
     started, losses = time.perf_counter(), []
     frame_rates = [g["lr"] for g in optimizer.param_groups]
-    bar = tqdm(total=steps_per_epoch * config.epochs, desc=f"train {'+'.join(t.name for t in tasks)}",
+    bar = tqdm(total=total_steps, desc=f"train {'+'.join(t.name for t in tasks)}",
                unit="step", disable=not config.progress or not workers.is_main, leave=False)
     for _ in range(config.epochs):
         for task, batch in epoch_batches(tasks, config.batch_size, generator):
             losses.append(train_step(family, task, batch, params, optimizer, penalty, workers))
-            schedule_frames(optimizer, frame_rates, config.frame_schedule, len(losses), steps_per_epoch * config.epochs)
+            schedule_frames(optimizer, frame_rates, config.frame_schedule, len(losses), total_steps)
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()
