@@ -122,6 +122,9 @@ class RunConfig:
     ``None``: by the task's kind (``KIND_FRAME_INIT``).
     ``frame_schedule`` is how the frames' rate moves over a task: ``constant`` or ``linear``
     (from ``frame_lr`` down to 0 at the task's last step; B keeps its rate).
+    ``attenuation`` (``gamma`` >= 0; 0: off) scales a new orth adapter down in the free directions
+    where earlier tasks' inputs left energy outside the reserved subspace
+    (``clora.adapters.attenuation``; scaled gradient projection, Saha & Roy 2023).
     ``capacity_tasks`` is how many tasks orth's subspace budget keeps room for (``None``:
     the stream's length in a run; a library records the number it was planned for).
     ``replay_fraction`` is the share of each task's training examples ``replay`` keeps.
@@ -149,6 +152,7 @@ class RunConfig:
     retraction: str = "cayley"
     frame_init: str | None = None
     frame_schedule: str = "constant"
+    attenuation: float = 0.0
     temperature: float = 0.05
     lambda1: float = 0.5
     lambda2: float = 0.0
@@ -190,7 +194,7 @@ class RunConfig:
             self.lr = DEFAULT_LR[self.method]
         for name in ("lr", "alpha", "temperature") + (("frame_lr",) if self.frame_lr is not None else ()):
             _check_number(name, getattr(self, name))
-        for name in ("lambda1", "lambda2", "olie_lambda"):
+        for name in ("lambda1", "lambda2", "olie_lambda", "attenuation"):
             _check_number(name, getattr(self, name), allow_zero=True)
         check_device_name(self.device)
         check_precision_name(self.precision)

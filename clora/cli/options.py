@@ -34,6 +34,10 @@ TRAINING_OPTIONS = [
                  type=click.Choice(["constant", "linear"]),
                  help="orth: the frames' rate over a task: constant, or linear (falls to 0 by the task's last step; "
                       "B keeps --lr)."),
+    click.option("--attenuation", default=_default("attenuation"), show_default=True, type=float,
+                 help="orth: scale a new adapter down (by up to 90%) in the free directions where earlier tasks' "
+                      "inputs left energy outside the reserved subspace; strength gamma (1: a direction as strong "
+                      "as the weakest reserved one is scaled by 90%); 0 turns it off (scaled projection, SGP)."),
     click.option("--batch-size", default=_default("batch_size"), show_default=True, type=int, help="Training batch size."),
     click.option("--max-train", default=None, type=int, help="Cap on training examples per task (sampled with --seed)."),
     click.option("--max-test", default=None, type=int, help="Cap on test examples per task (sampled with --seed)."),

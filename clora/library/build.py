@@ -16,7 +16,7 @@ from clora.routing.lda import TaskStats
 from clora.data.task import DEFAULT_PROMPT, Task
 
 #: RunConfig fields that decide how adapters are built, applied and trained on; kept per library.
-LIBRARY_SETTINGS = ("rank", "alpha", "epochs", "lr", "frame_lr", "frame_schedule", "batch_size", "seed", "subspace",
+LIBRARY_SETTINGS = ("rank", "alpha", "epochs", "lr", "frame_lr", "frame_schedule", "attenuation", "batch_size", "seed", "subspace",
                     "energy", "retraction", "frame_init", "temperature", "lambda1", "lambda2", "olie_lambda",
                     "taylor_order", "max_length", "eval_batch_size", "capacity_tasks", "replay_fraction",
                     "osf_preserve")
@@ -64,7 +64,8 @@ def task_entry(name: str, labels: list[str], *, method: str, rank: int, snapshot
 
 
 def stage_task(folder: Path, entry: dict, factors: dict | None, directions: dict[str, torch.Tensor] | None,
-               keep: set[str], router: TaskStats | None = None) -> tuple[str, Path]:
+               keep: set[str], router: TaskStats | None = None,
+               leftover: dict[str, torch.Tensor] | None = None) -> tuple[str, Path]:
     """Write a task's adapter, reserved directions and router statistics into a staging folder.
 
     Sets ``entry['adapter']`` / ``['subspace']`` / ``['router']`` to their final relative paths and
@@ -75,8 +76,9 @@ def stage_task(folder: Path, entry: dict, factors: dict | None, directions: dict
     if factors is not None:
         save_adapter(stage / ADAPTER_FILE, factors, entry["name"])
         entry["adapter"] = f"{rel_dir}/{ADAPTER_FILE}"
-    if directions and any(u.shape[1] for u in directions.values()):
-        save_subspace(stage / SUBSPACE_FILE, directions, entry["name"])
+    has_leftover = bool(leftover) and any(f.shape[1] for f in leftover.values())
+    if (directions and any(u.shape[1] for u in directions.values())) or has_leftover:
+        save_subspace(stage / SUBSPACE_FILE, directions or {}, entry["name"], leftover if has_leftover else None)
         entry["subspace"] = f"{rel_dir}/{SUBSPACE_FILE}"
     if router is not None:
         save_router_stats(stage / ROUTER_FILE, router, entry["name"])
@@ -87,14 +89,16 @@ def stage_task(folder: Path, entry: dict, factors: dict | None, directions: dict
 def create_library(folder: Path, header: dict, tasks: list[tuple]) -> dict:
     """Write a new library at ``folder`` (empty or absent) as version 1.
 
-    ``tasks`` holds ``(entry, factors, directions, router stats)`` per task in stream order.
+    ``tasks`` holds ``(entry, factors, directions, router stats, leftover)`` per task in stream order
+    (``leftover``: orth's attenuation factors or ``None``).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with write_lock(folder):
         staged, new = {}, {**header, "tasks": []}
-        for entry, factors, directions, router in tasks:
-            rel_dir, stage = stage_task(folder, entry, factors, directions, keep=set(), router=router)
+        for entry, factors, directions, router, leftover in tasks:
+            rel_dir, stage = stage_task(folder, entry, factors, directions, keep=set(), router=router,
+                                        leftover=leftover)
             staged[rel_dir] = stage
             new["tasks"].append(entry)
         return commit(folder, None, new, staged)

@@ -60,7 +60,7 @@ _SETTINGS = {
                                             "eval_batch_size")},
     "seed": lambda v: _int(v, 0),
     **{key: _optional(_number) for key in ("alpha", "lr", "frame_lr", "energy", "temperature", "lambda1", "lambda2",
-                                           "olie_lambda")},
+                                           "olie_lambda", "attenuation")},
     **{key: _optional(lambda v: isinstance(v, str)) for key in ("subspace", "retraction", "frame_init", "frame_schedule")},
 }
 

@@ -14,6 +14,8 @@ from clora.library.layout import LibraryError
 ADAPTER_FILE = "adapter.safetensors"
 SUBSPACE_FILE = "subspace.safetensors"
 ROUTER_FILE = "router.safetensors"
+#: suffix of a module's leftover-energy factor in a subspace file
+LEFTOVER_KEY = ".leftover"
 
 
 def _metadata(kind: str, task: str) -> dict[str, str]:
@@ -31,10 +33,13 @@ def save_adapter(path: Path, factors: dict[str, tuple[torch.Tensor, torch.Tensor
     save_file(tensors, str(path), metadata=_metadata("adapter", task))
 
 
-def save_subspace(path: Path, directions: dict[str, torch.Tensor], task: str) -> None:
-    """Per module the ``(d_in, k)`` orthonormal directions ``task`` added to the subspace."""
-    save_file({n: u.detach().float().contiguous().cpu() for n, u in directions.items()}, str(path),
-              metadata=_metadata("subspace", task))
+def save_subspace(path: Path, directions: dict[str, torch.Tensor], task: str,
+                  leftover: dict[str, torch.Tensor] | None = None) -> None:
+    """Per module ``"<module>"``: the ``(d_in, k)`` orthonormal directions ``task`` added to the subspace;
+    with ``leftover``, ``"<module>.leftover"``: its ``(d_in, m)`` leftover-energy factor (orth's attenuation)."""
+    tensors = {n: u.detach().float().contiguous().cpu() for n, u in directions.items()}
+    tensors.update({f"{n}{LEFTOVER_KEY}": f.detach().float().contiguous().cpu() for n, f in (leftover or {}).items()})
+    save_file(tensors, str(path), metadata=_metadata("subspace", task))
 
 
 def _load(path: Path) -> dict[str, torch.Tensor]:
@@ -82,6 +87,23 @@ def load_subspace(folder: Path, manifest: dict) -> dict[str, torch.Tensor]:
             for name, u in load_directions(folder, entry["subspace"], dims).items():
                 bases[name] = torch.cat([bases[name], u], dim=1)
     return bases
+
+
+def load_leftover(folder: Path, manifest: dict) -> dict[str, torch.Tensor]:
+    """Per module, every task's leftover-energy factor side by side ``(d_in, n)`` (``n = 0``: none stored)."""
+    dims = module_dims(manifest)
+    factors = {name: torch.zeros(d_in, 0) for name, d_in in dims.items()}
+    for entry in manifest["tasks"]:
+        tensors = _load(Path(folder) / entry["subspace"]) if entry.get("subspace") else {}
+        for name, d_in in dims.items():
+            f = tensors.get(f"{name}{LEFTOVER_KEY}")
+            if f is None:
+                continue
+            if f.dim() != 2 or f.shape[0] != d_in or not torch.isfinite(f).all():
+                raise LibraryError(f"{entry['subspace']}: the leftover factor of {name!r} has shape "
+                                   f"{tuple(f.shape)} or non-finite values; expected finite ({d_in}, m)")
+            factors[name] = torch.cat([factors[name], f], dim=1)
+    return factors
 
 
 def save_router_stats(path: Path, stats, task: str) -> None:

@@ -74,6 +74,10 @@ class Method:
         """Per module, the ``(d_in, k)`` directions task ``task_index`` reserved (None: the method reserves none)."""
         return None
 
+    def leftover_by(self, task_index: int) -> dict[str, torch.Tensor] | None:
+        """Per module, the ``(d_in, m)`` leftover-energy factor task ``task_index`` recorded (orth's attenuation)."""
+        return None
+
     def subspace_report(self) -> dict:
         """Per module: dimensions reserved by earlier tasks (empty for unconstrained methods)."""
         return {}

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from clora.adapters.activations import input_second_moments
+from clora.adapters.attenuation import attenuated_rows, attenuation_directions, leftover_factor
 from clora.adapters.capacity import low_capacity_warnings, reservation_budget
 from clora.adapters.factor_set import LoRASet
 from clora.adapters.gradients import weight_gradients
@@ -32,19 +33,28 @@ from clora.methods.base import Method
 
 
 class StiefelFactors(nn.Module):
-    """``A = X^T (I - U U^T)`` with ``X`` ``(d_in, r)`` on the Stiefel manifold; ``B`` ``(d_out, r)`` starts at zero."""
+    """``A = X^T (I - U U^T)`` with ``X`` ``(d_in, r)`` on the Stiefel manifold; ``B`` ``(d_out, r)`` starts at zero.
+
+    With ``attenuation`` ``(V (d_in, m), a (m,))`` (``clora.adapters.attenuation``), ``A = X^T S``:
+    the free directions ``V`` are also scaled down by ``a``.
+    """
 
     def __init__(self, basis: torch.Tensor, d_out: int, rank: int, retraction: str,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, attenuation: tuple | None = None):
         super().__init__()
         frame = random_complement_frame(basis, rank, generator)
         self.x = geoopt.ManifoldParameter(frame, manifold=stiefel_manifold(retraction))
         self.register_buffer("basis", basis.clone())
         self.lora_B = nn.Parameter(torch.zeros(d_out, rank))
+        v, scale = attenuation if attenuation is not None else (basis.new_zeros(basis.shape[0], 0), basis.new_zeros(0))
+        self.register_buffer("attenuated", v.to(basis.dtype))
+        self.register_buffer("attenuation", scale.to(basis.dtype))
 
     def factor_a(self) -> torch.Tensor:
-        """``(r, d_in)``: the frame's rows with any component inside span(U) removed."""
+        """``(r, d_in)``: the frame's rows with any component inside span(U) removed (and the attenuated ones scaled)."""
         xt = self.x.T
+        if self.attenuated.shape[1]:
+            return attenuated_rows(xt, self.basis, self.attenuated, self.attenuation)
         if self.basis.shape[1] == 0:
             return xt
         return xt - (xt @ self.basis) @ self.basis.T
@@ -59,11 +69,16 @@ class OrthMethod(Method):
     name = "orth"
     uses_subspace = True
 
-    def __init__(self, config, reserved: dict[str, torch.Tensor] | None = None):
+    def __init__(self, config, reserved: dict[str, torch.Tensor] | None = None,
+                 leftover: dict[str, torch.Tensor] | None = None):
         super().__init__(config)
         #: per module, the reserved subspace U (d_in, k): a library's, then each task's directions
         self.bases: dict[str, torch.Tensor] = {name: u.clone() for name, u in (reserved or {}).items()}
         self.contributions: dict[int, dict[str, torch.Tensor]] = {}
+        #: per module, earlier tasks' leftover energy F (d_in, n) (``clora.adapters.attenuation``):
+        #: a library's, then each task's (``leftovers``); read only with ``attenuation`` > 0
+        self.library_leftover: dict[str, torch.Tensor] = dict(leftover or {})
+        self.leftovers: dict[int, dict[str, torch.Tensor]] = {}
         #: how many tasks the subspace budget plans room for (None: no plan, the energy threshold alone);
         #: a run resolves it to the stream's length (``clora.workflows.run.planned``), a library stores it
         self.horizon: int | None = config.capacity_tasks
@@ -85,7 +100,8 @@ class OrthMethod(Method):
 
         def make(name, layer):
             basis = self.bases.setdefault(name, empty_basis(layer.d_in))
-            return StiefelFactors(basis, layer.d_out, self._rank_for(name, basis), self.config.retraction, gen)
+            return StiefelFactors(basis, layer.d_out, self._rank_for(name, basis), self.config.retraction, gen,
+                                  attenuation=self._attenuation(name, basis))
 
         index = lora.add(make)
         return lora.parameters(index)
@@ -113,8 +129,10 @@ class OrthMethod(Method):
         lora.freeze(task_index)
         before = {name: u.shape[1] for name, u in self.bases.items()}
         energy = self.config.energy_for(self.kinds.get(task_index, "classification"))
+        attenuate = self.config.attenuation > 0
+        moments = input_second_moments(lora.layers, run_inputs) \
+            if attenuate or self.config.subspace in ("activations", "both") else {}
         if self.config.subspace in ("activations", "both"):
-            moments = input_second_moments(lora.layers, run_inputs)
             for name, r in moments.items():
                 directions = energy_directions(r, self.bases[name], energy)
                 self.bases[name] = extend_basis(self.bases[name], directions[:, :self._budget(name, task_index)])
@@ -123,6 +141,9 @@ class OrthMethod(Method):
                 self.bases[name] = extend_basis(self.bases[name], a.T)
         # what this task reserved; a library stores it per task so a removal can release it
         self.contributions[task_index] = {name: u[:, before[name]:] for name, u in self.bases.items()}
+        if attenuate:  # what later tasks' adapters scale down: the energy this task left outside the subspace
+            self.leftovers[task_index] = {name: leftover_factor(r, self.bases[name], energy).float()
+                                          for name, r in moments.items()}
         self.notes += low_capacity_warnings({name: complement_dim(u) for name, u in self.bases.items()},
                                             self.config.rank, after=f" after task {task_index + 1}")
 
@@ -134,6 +155,19 @@ class OrthMethod(Method):
         own = self.config.rank if self.config.subspace == "both" else 0
         budget = reservation_budget(free, self.config.rank, self.horizon - task_index - 1)
         return max(0, budget - own)
+
+    def _attenuation(self, name: str, basis: torch.Tensor) -> tuple | None:
+        """``(V, a)`` for a new adapter in module ``name``, or ``None`` with attenuation off."""
+        if self.config.attenuation <= 0:
+            return None
+        parts = [self.library_leftover[name]] if name in self.library_leftover else []
+        parts += [self.leftovers[j][name] for j in sorted(self.leftovers) if name in self.leftovers[j]]
+        factor = torch.cat(parts, dim=1) if parts else basis.new_zeros(basis.shape[0], 0)
+        return attenuation_directions(basis, factor, self.config.attenuation)
+
+    def leftover_by(self, task_index: int) -> dict[str, torch.Tensor] | None:
+        """The leftover energy factors task ``task_index`` recorded per module (a library stores them)."""
+        return self.leftovers.get(task_index)
 
     def reserved_counts(self) -> list[dict[str, int]]:
         """Per task (in order), the directions it reserved per module."""

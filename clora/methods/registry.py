@@ -20,8 +20,10 @@ METHOD_CLASSES: dict[str, type[Method]] = {m.name: m for m in (SeqMethod, IncMet
                                                                 OSFMethod)}
 
 
-def make_method(config: RunConfig, reserved: dict[str, torch.Tensor] | None = None) -> Method:
+def make_method(config: RunConfig, reserved: dict[str, torch.Tensor] | None = None,
+                leftover: dict[str, torch.Tensor] | None = None) -> Method:
     """The method named by ``config.method``; ``reserved`` (per module ``(d_in, k)``) is the subspace
-    a library already holds, for methods that keep one (add-task onto a library)."""
+    a library already holds and ``leftover`` (per module ``(d_in, n)``) its tasks' leftover energy,
+    for methods that keep one (add-task onto a library)."""
     cls = METHOD_CLASSES[config.method]
-    return cls(config, reserved=reserved) if cls.uses_subspace else cls(config)
+    return cls(config, reserved=reserved, leftover=leftover) if cls.uses_subspace else cls(config)

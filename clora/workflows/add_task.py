@@ -27,7 +27,7 @@ from clora.evaluation.routed import task_stats
 from clora.library.build import entry_of, stage_task
 from clora.library.layout import LibraryError, read_manifest
 from clora.library.store import check_task_name, commit, kept_files, write_lock
-from clora.library.tensors import load_router_stats, load_subspace
+from clora.library.tensors import load_leftover, load_router_stats, load_subspace
 from clora.methods import Method, make_method
 from clora.routing.router import RouterConfig
 from clora.routing.triggers import parse_trigger_args
@@ -172,7 +172,8 @@ def _earlier_tasks(manifest: dict, eval_files: dict[str, Path]) -> tuple[list[Ta
 
 def _train(lm: LibraryModel, task: Task, workers: Workers) -> tuple[Method, int, dict]:
     """Train the new adapter with every library adapter selected and frozen; returns (method, index, stats)."""
-    method = make_method(lm.config, reserved=load_subspace(lm.folder, lm.manifest))
+    method = make_method(lm.config, reserved=load_subspace(lm.folder, lm.manifest),
+                         leftover=load_leftover(lm.folder, lm.manifest))
     index = len(lm.lora)
     params = method.begin_task(lm.lora, index)
     with use_adapters(range(index + 1)):
@@ -262,7 +263,8 @@ def _commit(folder: Path, manifest: dict, new: dict, lm: LibraryModel, method: M
     earlier = [s for s in (load_router_stats(folder, t.get("router")) for t in manifest["tasks"]) if s is not None]
     shrinkage = RouterConfig.of_library(manifest.get("router")).shrinkage
     rel_dir, stage = stage_task(folder, new["tasks"][-1], lm.lora.factors(index), method.reserved_by(index),
-                                kept_files(folder, manifest), router=task_stats(lm.family, task, earlier, shrinkage))
+                                kept_files(folder, manifest), router=task_stats(lm.family, task, earlier, shrinkage),
+                                leftover=method.leftover_by(index))
     return commit(folder, manifest, new, {rel_dir: stage})
 
 

@@ -200,7 +200,7 @@ def library_tasks(s: Session, results: StreamResults) -> list[tuple]:
                          metrics=metrics)
         factors = s.method.library_factors(s.lora, owner[task.name]) if task.name in owner else None
         stats = results.router_stats[j] if j < len(results.router_stats) else None
-        tasks.append((entry, factors, s.method.reserved_by(j), stats))
+        tasks.append((entry, factors, s.method.reserved_by(j), stats, s.method.leftover_by(j)))
     return tasks
 
 
@@ -282,7 +282,7 @@ def run_settings(config: RunConfig) -> dict:
     """The settings a report records for ``config`` (its method's own knobs included), less targets."""
     keys = ("rank", "alpha", "epochs", "lr", "batch_size", "max_train", "max_test", "seed", "temperature",
             "max_length")
-    keys += {"orth": ("frame_lr", "frame_schedule", "subspace", "energy", "retraction", "frame_init", "capacity_tasks"),
+    keys += {"orth": ("frame_lr", "frame_schedule", "attenuation", "subspace", "energy", "retraction", "frame_init", "capacity_tasks"),
              "olora": ("lambda1", "lambda2"), "olie": ("olie_lambda", "taylor_order"), "replay": ("replay_fraction",),
              "osf": ("osf_preserve",)}.get(config.method, ())
     settings = {k: getattr(config, k) for k in keys}

@@ -1,0 +1,131 @@
+"""orth's scaled projection of earlier tasks' leftover input energy (``--attenuation``)."""
+
+import json
+
+import geoopt
+import pytest
+import torch
+from click.testing import CliRunner
+
+from clora.adapters.attenuation import (CAP, attenuated_rows, attenuation_directions, cut_value,
+                                        leftover_factor)
+from clora.cli.main import cli
+from clora.config import RunConfig
+from clora.errors import ConfigError
+from clora.library.tensors import load_leftover
+from clora.methods.orth import StiefelFactors
+from clora.workflows.run import run_stream
+
+R = torch.diag(torch.tensor([4.0, 3.0, 2.0, 1.0], dtype=torch.float64))  # energy 0.4, 0.3, 0.2, 0.1
+U = torch.eye(4, dtype=torch.float64)[:, :2]  # what energy 0.7 reserves: the two strongest directions
+
+
+def test_the_cut_is_the_weakest_reserved_eigenvalue():
+    assert cut_value(R, 0.7) == 3.0  # 0.4 + 0.3 reaches 0.7: the second direction (3) is the last reserved
+    assert cut_value(R, 0.75) == 2.0
+    assert cut_value(R, 0.3) == 4.0
+    assert cut_value(torch.zeros(4, 4), 0.7) == 0.0
+
+
+def test_leftover_factor_is_the_free_part_in_units_of_the_cut():
+    f = leftover_factor(R, U, 0.7)
+    assert torch.allclose(f @ f.T, torch.diag(torch.tensor([0.0, 0.0, 2 / 3, 1 / 3], dtype=torch.float64)))
+    assert f.shape == (4, 2)
+    assert leftover_factor(torch.zeros(4, 4), U, 0.7).shape == (4, 0)
+
+
+def test_attenuation_is_gamma_times_the_energy_capped():
+    f = leftover_factor(R, U, 0.7)
+    v, scale = attenuation_directions(U, f, gamma=1.0)
+    order = scale.argsort(descending=True)
+    assert torch.allclose(scale[order], torch.tensor([2 / 3, 1 / 3], dtype=torch.float64))
+    assert torch.allclose(v[:, order].abs(), torch.eye(4, dtype=torch.float64)[:, 2:])  # e3 and e4
+    _, strong = attenuation_directions(U, f, gamma=3.0)
+    assert torch.allclose(strong, torch.full((2,), CAP, dtype=torch.float64))  # min(2, CAP), min(1, CAP)
+    assert attenuation_directions(U, f, gamma=0.0)[0].shape == (4, 0)
+    # a later reservation hides what it covers: with e3 reserved only e4 is left to scale
+    v3, s3 = attenuation_directions(torch.eye(4, dtype=torch.float64)[:, :3], f, gamma=1.0)
+    assert v3.shape == (4, 1) and torch.allclose(s3, torch.tensor([1 / 3], dtype=torch.float64))
+
+
+def test_attenuated_rows_are_x_times_s():
+    v, scale = attenuation_directions(U, leftover_factor(R, U, 0.7), gamma=1.0)
+    xt = torch.tensor([[1.0, 0.0, 1.0, 1.0]], dtype=torch.float64) / 3 ** 0.5
+    # S = diag(0, 0, 1 - 2/3, 1 - 1/3): the reserved e1 removed, e3 and e4 scaled down
+    expected = torch.tensor([[0.0, 0.0, 1 / 3, 2 / 3]], dtype=torch.float64) / 3 ** 0.5
+    assert torch.allclose(attenuated_rows(xt, U, v, scale), expected)
+
+
+def test_attenuated_factors_train_orthogonal_to_the_basis_and_keep_full_rank():
+    gen = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(12, 4, generator=gen))[0]
+    leftover = torch.randn(12, 6, generator=gen, dtype=torch.float64) * 3  # strong: most directions capped
+    v, scale = attenuation_directions(basis.double(), leftover, gamma=1.0)
+    assert v.shape[1] == 6 and scale.max() == CAP
+    factors = StiefelFactors(basis, d_out=5, rank=3, retraction="cayley", generator=gen, attenuation=(v, scale))
+    opt = geoopt.optim.RiemannianAdam(factors.parameters(), lr=0.05)
+    x, y = torch.randn(64, 12, generator=gen), torch.randn(64, 5, generator=gen)
+    for _ in range(40):
+        loss = ((x @ factors.factor_a().T @ factors.factor_b().T - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    a = factors.factor_a()
+    assert factors.lora_B.abs().max() > 0.01
+    assert (a @ basis).abs().max() < 1e-6  # A U = 0 still
+    assert torch.linalg.svdvals(a).min() >= (1 - CAP) - 1e-5  # no row scaled to nothing
+    plain = StiefelFactors(basis, d_out=5, rank=3, retraction="cayley")
+    with torch.no_grad():
+        plain.x.copy_(factors.x)
+    assert not torch.allclose(plain.factor_a(), a)  # the scaling acts
+
+
+def test_attenuation_is_checked():
+    with pytest.raises(ConfigError, match="attenuation must be non-negative, got -1"):
+        RunConfig(stream="demo", attenuation=-1.0)
+    with pytest.raises(ConfigError, match="attenuation must be a number"):
+        RunConfig(stream="demo", attenuation="strong")
+
+
+def test_a_run_with_attenuation_stores_leftovers_that_add_task_reads(tiny_model_dirs, synthetic_stream, tmp_path,
+                                                                     new_task_files, monkeypatch):
+    import clora.methods.orth as orth
+
+    out = tmp_path / "run"
+    config = RunConfig(stream=str(synthetic_stream), out=out, model=str(tiny_model_dirs["bert"]), method="orth",
+                       rank=2, epochs=1, batch_size=8, attenuation=1.0, progress=False)
+    report = run_stream(config)
+    assert report["settings"]["attenuation"] == 1.0
+    assert report["overlap"] <= 1e-5
+    library = out / "library"
+    manifest = json.loads((library / "manifest.json").read_text())
+    assert manifest["settings"]["attenuation"] == 1.0
+    stored = load_leftover(library, manifest)
+    assert stored and all(f.shape[1] > 0 for f in stored.values())  # three tasks' leftovers side by side
+
+    seen = []  # how many leftover columns each new adapter in add-task is scaled by
+    real = orth.attenuation_directions
+    monkeypatch.setattr(orth, "attenuation_directions", lambda b, f, g: seen.append(f.shape[1]) or real(b, f, g))
+    train, test = new_task_files
+    result = CliRunner().invoke(cli, ["add-task", str(library), "--name", "new", "--train", str(train),
+                                      "--test", str(test), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert sorted(seen) == sorted(f.shape[1] for f in stored.values())  # the library's leftovers, read
+    grown = load_leftover(library, json.loads((library / "manifest.json").read_text()))
+    assert all(grown[n].shape[1] > stored[n].shape[1] for n in stored)  # and the new task's, stored
+
+
+def test_attenuation_zero_records_no_leftover(tiny_model_dirs, synthetic_stream, tmp_path):
+    out = tmp_path / "run"
+    run_stream(RunConfig(stream=str(synthetic_stream), out=out, model=str(tiny_model_dirs["bert"]), method="orth",
+                         rank=2, epochs=1, batch_size=8, progress=False))
+    library = out / "library"
+    stored = load_leftover(library, json.loads((library / "manifest.json").read_text()))
+    assert all(f.shape[1] == 0 for f in stored.values())
+
+
+def test_the_cli_takes_attenuation():
+    result = CliRunner().invoke(cli, ["run", "--help"])
+    assert "--attenuation" in result.output
+    bad = CliRunner().invoke(cli, ["run", "demo", "--attenuation", "-2"])
+    assert bad.exit_code != 0 and "attenuation must be non-negative" in bad.output
