@@ -118,7 +118,7 @@ def test_a_run_with_attenuation_stores_leftovers_that_add_task_reads(tiny_model_
 def test_attenuation_zero_records_no_leftover(tiny_model_dirs, synthetic_stream, tmp_path):
     out = tmp_path / "run"
     run_stream(RunConfig(stream=str(synthetic_stream), out=out, model=str(tiny_model_dirs["bert"]), method="orth",
-                         rank=2, epochs=1, batch_size=8, progress=False))
+                         rank=2, epochs=1, batch_size=8, attenuation=0.0, progress=False))
     library = out / "library"
     stored = load_leftover(library, json.loads((library / "manifest.json").read_text()))
     assert all(f.shape[1] == 0 for f in stored.values())
@@ -129,3 +129,4 @@ def test_the_cli_takes_attenuation():
     assert "--attenuation" in result.output
     bad = CliRunner().invoke(cli, ["run", "demo", "--attenuation", "-2"])
     assert bad.exit_code != 0 and "attenuation must be non-negative" in bad.output
+
