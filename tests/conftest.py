@@ -124,3 +124,15 @@ def post_json(port: int, route: str, body, timeout: float = 120) -> tuple[int, d
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def train_factors(factors, x, y, steps: int, lr: float = 0.05) -> None:
+    """Fit ``x @ A^T @ B^T`` to ``y`` by Riemannian Adam (a Stiefel frame and B train together)."""
+    import geoopt
+
+    opt = geoopt.optim.RiemannianAdam(factors.parameters(), lr=lr)
+    for _ in range(steps):
+        loss = ((x @ factors.factor_a().T @ factors.factor_b().T - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()

@@ -2,10 +2,10 @@
 
 import json
 
-import geoopt
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import train_factors
 
 from clora.adapters.attenuation import (CAP, attenuated_rows, attenuation_directions, cut_value,
                                         leftover_factor)
@@ -63,13 +63,7 @@ def test_attenuated_factors_train_orthogonal_to_the_basis_and_keep_full_rank():
     v, scale = attenuation_directions(basis.double(), leftover, gamma=1.0)
     assert v.shape[1] == 6 and scale.max() == CAP
     factors = StiefelFactors(basis, d_out=5, rank=3, retraction="cayley", generator=gen, attenuation=(v, scale))
-    opt = geoopt.optim.RiemannianAdam(factors.parameters(), lr=0.05)
-    x, y = torch.randn(64, 12, generator=gen), torch.randn(64, 5, generator=gen)
-    for _ in range(40):
-        loss = ((x @ factors.factor_a().T @ factors.factor_b().T - y) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    train_factors(factors, torch.randn(64, 12, generator=gen), torch.randn(64, 5, generator=gen), steps=40)
     a = factors.factor_a()
     assert factors.lora_B.abs().max() > 0.01
     assert (a @ basis).abs().max() < 1e-6  # A U = 0 still
