@@ -60,7 +60,8 @@ def leftover_factor(moments: torch.Tensor, basis: torch.Tensor, energy: float) -
     return vectors[:, keep] * values[keep].sqrt()
 
 
-def attenuation_directions(basis: torch.Tensor, factor: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+def attenuation_directions(basis: torch.Tensor, factor: torch.Tensor,
+                           gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(V (d, m), a (m,))``: the free directions of ``M = F F^T`` and how much each is scaled down.
 
     ``factor`` ``(d, n)`` holds every earlier task's leftover factor side by side. ``V`` is
@@ -82,8 +83,8 @@ def attenuation_directions(basis: torch.Tensor, factor: torch.Tensor, gamma: flo
 def attenuated_rows(xt: torch.Tensor, basis: torch.Tensor, v: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``X^T S`` for ``xt`` ``(r, d)``: reserved directions removed, attenuated ones scaled down.
 
-    The result is projected off span(U) once more, so rounding in ``V`` cannot leave a
-    component inside the reserved subspace.
+    The result is projected off span(U) twice ("twice is enough", as in ``extend_basis``), so
+    rounding in ``V`` cannot leave a component inside the reserved subspace.
     """
     a = xt - ((xt @ v) * scale) @ v.T if v.shape[1] else xt
     if basis.shape[1] == 0:

@@ -51,7 +51,7 @@ class StiefelFactors(nn.Module):
         self.register_buffer("attenuation", scale.to(basis.dtype))
 
     def factor_a(self) -> torch.Tensor:
-        """``(r, d_in)``: the frame's rows with any component inside span(U) removed (and the attenuated ones scaled)."""
+        """``(r, d_in)``: the frame's rows with any component inside span(U) removed (attenuated ones scaled)."""
         xt = self.x.T
         if self.attenuated.shape[1]:
             return attenuated_rows(xt, self.basis, self.attenuated, self.attenuation)
