@@ -7,52 +7,61 @@ import torch
 from click.testing import CliRunner
 from conftest import train_factors
 
-from clora.adapters.attenuation import (CAP, attenuated_rows, attenuation_directions, cut_value,
-                                        leftover_factor)
+from clora.adapters.attenuation import CAP, attenuated_rows, attenuation_directions, importance, leftover_factor
 from clora.cli.main import cli
 from clora.config import RunConfig
 from clora.errors import ConfigError
+from clora.library.layout import LibraryError
 from clora.library.tensors import load_leftover
 from clora.methods.orth import StiefelFactors
 from clora.workflows.run import run_stream
 
 R = torch.diag(torch.tensor([4.0, 3.0, 2.0, 1.0], dtype=torch.float64))  # energy 0.4, 0.3, 0.2, 0.1
 U = torch.eye(4, dtype=torch.float64)[:, :2]  # what energy 0.7 reserves: the two strongest directions
+# the free part in units of the strongest eigenvalue (4): 2/4 and 1/4, singular values sqrt of those
+S3, S4 = 0.5 ** 0.5, 0.5
 
 
-def test_the_cut_is_the_weakest_reserved_eigenvalue():
-    assert cut_value(R, 0.7) == 3.0  # 0.4 + 0.3 reaches 0.7: the second direction (3) is the last reserved
-    assert cut_value(R, 0.75) == 2.0
-    assert cut_value(R, 0.3) == 4.0
-    assert cut_value(torch.zeros(4, 4), 0.7) == 0.0
-
-
-def test_leftover_factor_is_the_free_part_in_units_of_the_cut():
-    f = leftover_factor(R, U, 0.7)
-    assert torch.allclose(f @ f.T, torch.diag(torch.tensor([0.0, 0.0, 2 / 3, 1 / 3], dtype=torch.float64)))
+def test_leftover_factor_is_the_free_part_in_units_of_the_strongest_eigenvalue():
+    f = leftover_factor(R, U)
+    assert torch.allclose(f @ f.T, torch.diag(torch.tensor([0.0, 0.0, 0.5, 0.25], dtype=torch.float64)))
     assert f.shape == (4, 2)
-    assert leftover_factor(torch.zeros(4, 4), U, 0.7).shape == (4, 0)
+    assert leftover_factor(torch.zeros(4, 4), U).shape == (4, 0)
+    assert torch.allclose(leftover_factor(3 * R, U), f)  # a task with more data (a larger R) weighs the same
 
 
-def test_attenuation_is_gamma_times_the_energy_capped():
-    f = leftover_factor(R, U, 0.7)
+def test_importance_is_sgps():
+    assert importance(torch.tensor(1.0), 1.0) == 1.0  # the strongest direction: fully important
+    assert torch.isclose(importance(torch.tensor(0.01), 1.0), torch.tensor(0.02 / 1.01))
+    assert torch.isclose(importance(torch.tensor(0.01), 0.0), torch.tensor(0.01))  # linear in s at gamma 0
+    assert importance(torch.tensor(0.01), 1000.0) > 0.9  # large gamma: every used direction nearly blocked
+
+
+def test_attenuation_is_the_importance_of_the_free_energy_capped():
+    f = leftover_factor(R, U)
     v, scale = attenuation_directions(U, f, gamma=1.0)
     order = scale.argsort(descending=True)
-    assert torch.allclose(scale[order], torch.tensor([2 / 3, 1 / 3], dtype=torch.float64))
+    expected = torch.tensor([2 * S3 / (S3 + 1), 2 * S4 / (S4 + 1)], dtype=torch.float64)  # 0.828, 0.667
+    assert torch.allclose(scale[order], expected)
     assert torch.allclose(v[:, order].abs(), torch.eye(4, dtype=torch.float64)[:, 2:])  # e3 and e4
     _, strong = attenuation_directions(U, f, gamma=3.0)
-    assert torch.allclose(strong, torch.full((2,), CAP, dtype=torch.float64))  # min(2, CAP), min(1, CAP)
+    assert torch.allclose(strong.sort(descending=True).values,
+                          torch.tensor([CAP, 0.8], dtype=torch.float64))  # min(0.906, CAP), 4 * 0.5 / 2.5
     assert attenuation_directions(U, f, gamma=0.0)[0].shape == (4, 0)
     # a later reservation hides what it covers: with e3 reserved only e4 is left to scale
     v3, s3 = attenuation_directions(torch.eye(4, dtype=torch.float64)[:, :3], f, gamma=1.0)
-    assert v3.shape == (4, 1) and torch.allclose(s3, torch.tensor([1 / 3], dtype=torch.float64))
+    assert v3.shape == (4, 1) and torch.allclose(s3, expected[1:])
+    # two tasks' leftovers add before the importance is taken: e4 at 1/4 twice is s = sqrt(1/2)
+    _, both = attenuation_directions(torch.eye(4, dtype=torch.float64)[:, :3], torch.cat([f, f], 1), gamma=1.0)
+    assert torch.allclose(both, expected[:1])
 
 
 def test_attenuated_rows_are_x_times_s():
-    v, scale = attenuation_directions(U, leftover_factor(R, U, 0.7), gamma=1.0)
+    v, scale = attenuation_directions(U, leftover_factor(R, U), gamma=1.0)
     xt = torch.tensor([[1.0, 0.0, 1.0, 1.0]], dtype=torch.float64) / 3 ** 0.5
-    # S = diag(0, 0, 1 - 2/3, 1 - 1/3): the reserved e1 removed, e3 and e4 scaled down
-    expected = torch.tensor([[0.0, 0.0, 1 / 3, 2 / 3]], dtype=torch.float64) / 3 ** 0.5
+    # S = diag(0, 0, 1 - a3, 1 - a4): the reserved e1 removed, e3 and e4 scaled down
+    a3, a4 = 2 * S3 / (S3 + 1), 2 * S4 / (S4 + 1)
+    expected = torch.tensor([[0.0, 0.0, 1 - a3, 1 - a4]], dtype=torch.float64) / 3 ** 0.5
     assert torch.allclose(attenuated_rows(xt, U, v, scale), expected)
 
 
@@ -107,6 +116,16 @@ def test_a_run_with_attenuation_stores_leftovers_that_add_task_reads(tiny_model_
     assert sorted(seen) == sorted(f.shape[1] for f in stored.values())  # the library's leftovers, read
     grown = load_leftover(library, json.loads((library / "manifest.json").read_text()))
     assert all(grown[n].shape[1] > stored[n].shape[1] for n in stored)  # and the new task's, stored
+
+
+def test_leftovers_in_the_first_versions_units_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    (tmp_path / "tasks" / "a").mkdir(parents=True)
+    save_file({"m": torch.zeros(4, 1), "m.leftover": torch.zeros(4, 2)}, str(tmp_path / "tasks/a/subspace.safetensors"))
+    manifest = {"modules": {"m": {"d_in": 4, "d_out": 4}}, "tasks": [{"subspace": "tasks/a/subspace.safetensors"}]}
+    with pytest.raises(LibraryError, match="units of an earlier clora's --attenuation"):
+        load_leftover(tmp_path, manifest)
 
 
 def test_attenuation_zero_records_no_leftover(tiny_model_dirs, synthetic_stream, tmp_path):

@@ -36,8 +36,8 @@ TRAINING_OPTIONS = [
                       "B keeps --lr)."),
     click.option("--attenuation", default=_default("attenuation"), show_default=True, type=float,
                  help="orth: scale a new adapter down (by up to 90%) in the free directions where earlier tasks' "
-                      "inputs left energy outside the reserved subspace; strength gamma (1: a direction as strong "
-                      "as the weakest reserved one is scaled by 90%); 0 turns it off (scaled projection, SGP)."),
+                      "inputs left energy outside the reserved subspace, by SGP's importance with scale "
+                      "coefficient gamma (larger: scaled more); 0 turns it off (scaled projection, SGP)."),
     click.option("--batch-size", default=_default("batch_size"), show_default=True, type=int, help="Training batch size."),
     click.option("--max-train", default=None, type=int, help="Cap on training examples per task (sampled with --seed)."),
     click.option("--max-test", default=None, type=int, help="Cap on test examples per task (sampled with --seed)."),

@@ -14,8 +14,10 @@ from clora.library.layout import LibraryError
 ADAPTER_FILE = "adapter.safetensors"
 SUBSPACE_FILE = "subspace.safetensors"
 ROUTER_FILE = "router.safetensors"
-#: suffix of a module's leftover-energy factor in a subspace file
-LEFTOVER_KEY = ".leftover"
+#: suffix of a module's leftover-energy factor in a subspace file (units of the task's strongest eigenvalue)
+LEFTOVER_KEY = ".leftover_top"
+#: the suffix of the first attenuation's factors, in units of the cut: no longer read (docs/library-format.md)
+OLD_LEFTOVER_KEY = ".leftover"
 
 
 def _metadata(kind: str, task: str) -> dict[str, str]:
@@ -36,7 +38,7 @@ def save_adapter(path: Path, factors: dict[str, tuple[torch.Tensor, torch.Tensor
 def save_subspace(path: Path, directions: dict[str, torch.Tensor], task: str,
                   leftover: dict[str, torch.Tensor] | None = None) -> None:
     """Per module ``"<module>"``: the ``(d_in, k)`` orthonormal directions ``task`` added to the subspace;
-    with ``leftover``, ``"<module>.leftover"``: its ``(d_in, m)`` leftover-energy factor (orth's attenuation)."""
+    with ``leftover``, ``"<module>.leftover_top"``: its ``(d_in, m)`` leftover-energy factor (orth's attenuation)."""
     tensors = {n: u.detach().float().contiguous().cpu() for n, u in directions.items()}
     tensors.update({f"{n}{LEFTOVER_KEY}": f.detach().float().contiguous().cpu() for n, f in (leftover or {}).items()})
     save_file(tensors, str(path), metadata=_metadata("subspace", task))
@@ -96,6 +98,10 @@ def load_leftover(folder: Path, manifest: dict) -> dict[str, torch.Tensor]:
     for entry in manifest["tasks"]:
         tensors = _load(Path(folder) / entry["subspace"]) if entry.get("subspace") else {}
         for name, d_in in dims.items():
+            if f"{name}{OLD_LEFTOVER_KEY}" in tensors:
+                raise LibraryError(f"{entry['subspace']}: its leftover factors are in the units of an earlier "
+                                   "clora's --attenuation, which this version no longer reads; rebuild the "
+                                   "library with this version to add tasks to it")
             f = tensors.get(f"{name}{LEFTOVER_KEY}")
             if f is None:
                 continue

@@ -142,7 +142,7 @@ class OrthMethod(Method):
         # what this task reserved; a library stores it per task so a removal can release it
         self.contributions[task_index] = {name: u[:, before[name]:] for name, u in self.bases.items()}
         if attenuate:  # what later tasks' adapters scale down: the energy this task left outside the subspace
-            self.leftovers[task_index] = {name: leftover_factor(r, self.bases[name], energy).float()
+            self.leftovers[task_index] = {name: leftover_factor(r, self.bases[name]).float()
                                           for name, r in moments.items()}
         self.notes += low_capacity_warnings({name: complement_dim(u) for name, u in self.bases.items()},
                                             self.config.rank, after=f" after task {task_index + 1}")
