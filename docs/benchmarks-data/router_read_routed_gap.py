@@ -13,6 +13,7 @@ from clora.data.loaders import load_referenced_task
 from clora.evaluation.evaluate import example_scores
 from clora.evaluation.routed import RoutedRun
 from clora.serving.inference import load_library
+from layer_read import layer_read  # this folder's helper
 
 path = sys.argv[1]
 variants = [tuple(int(x) for x in v.split(":")) for v in sys.argv[2:]]  # layers...:tokens e.g. 3:64 or 2:4:128
@@ -27,18 +28,6 @@ for t in tasks:
     with use_adapters(snaps[t.name]):
         oracle.append(example_scores(fam, t, cfg))
 orig = fam.features
-from clora.families.base import hidden_states_at, n_layers
-from clora.adapters import no_adapters
-
-def multi(layers, tokens):
-    def features(texts):
-        b = fam.tokenize(list(texts), padding=True, truncation=True, max_length=tokens, return_tensors="pt")
-        with no_adapters(), torch.no_grad():
-            hs = fam.model(**b, output_hidden_states=True).hidden_states
-        m = b["attention_mask"].unsqueeze(-1).float()
-        return torch.cat([torch.nn.functional.normalize((hs[l] * m).sum(1) / m.sum(1), dim=-1) for l in layers], -1)
-    return features
-
 oa = [sum(f) / len(f) for f in oracle]
 print(path, "oracle AA", round(100 * sum(oa) / 4, 2), [round(100 * x, 1) for x in oa], flush=True)
 for v in variants:
@@ -46,7 +35,7 @@ for v in variants:
     if len(layers) == 1:
         fam.features, fam.router_layer, fam.router_tokens = orig, layers[0], tokens
     else:
-        fam.features = multi(layers, tokens)
+        fam.features = layer_read(fam, layers, tokens)
     t0 = time.perf_counter()
     r = RoutedRun(fam, lambda: n_ad, cfg, tasks)
     for j in range(len(tasks)):

@@ -15,27 +15,12 @@ import sys
 
 import torch
 
-from clora.adapters import no_adapters
 from clora.config import RunConfig
 from clora.routing.calibration import calibrate_all
 from clora.routing.lda import TaskStats, shared_precision, squared_distances
 from clora.routing.router import Router, RouterConfig
 from clora.workflows.run import prepare
-
-
-def read(family, layers, tokens):
-    def features(texts):
-        out = []
-        for i in range(0, len(texts), 64):
-            b = family.tokenize(list(texts[i:i + 64]), padding=True, truncation=True, max_length=tokens,
-                                return_tensors="pt")
-            with no_adapters(), torch.no_grad():
-                hidden = family.model(**b, output_hidden_states=True).hidden_states
-            m = b["attention_mask"].unsqueeze(-1).float()
-            out.append(torch.cat([torch.nn.functional.normalize((hidden[l] * m).sum(1) / m.sum(1), dim=-1)
-                                  for l in layers], -1))
-        return torch.cat(out).double()
-    return features
+from layer_read import layer_read  # this folder's helper
 
 
 def main(seed, reads):
@@ -62,7 +47,7 @@ def main(seed, reads):
           f"{count([r.guess for r in routes], fallback)}", flush=True)
     for spec in reads:
         layers, tokens = spec[:-1], spec[-1]
-        features = read(family, layers, tokens)
+        features = layer_read(family, layers, tokens, batch=64)
         stats = [TaskStats.of(features([e.text for e in t.train])) for t in tasks]
         x = torch.cat([features([e.text for e in t.test]) for t in tasks])
         best = squared_distances(x, torch.stack([q.mean for q in stats]), shared_precision(stats, 0.1)).argmin(1)
