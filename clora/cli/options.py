@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from clora.config import DEFAULT_LR, DEFAULT_MODEL, ROUTER_TOKENS, SUBSPACE_SOURCES, RunConfig
+from clora.config import DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_MODEL, MIN_STEPS, ROUTER_TOKENS, SUBSPACE_SOURCES, RunConfig
 
 
 def _default(field: str):
@@ -23,7 +23,12 @@ TRAINING_OPTIONS = [
                  help="Base model: a local folder, a hub id, or the offline default all-MiniLM-L6-v2."),
     click.option("--rank", default=_default("rank"), show_default=True, type=int, help="LoRA rank r per task."),
     click.option("--alpha", default=_default("alpha"), show_default=True, type=float, help="LoRA scale numerator (update = alpha/r * B A)."),
-    click.option("--epochs", default=_default("epochs"), show_default=True, type=int, help="Training epochs per task."),
+    click.option("--epochs", default=None, type=int,
+                 help=f"Training epochs per task. Default {DEFAULT_EPOCHS}, raised for a small task until it takes "
+                      f"--min-steps optimiser steps (48 examples at batch 16: 15 epochs); given, exactly that many."),
+    click.option("--min-steps", default=None, type=int,
+                 help=f"The fewest optimiser steps a task trains for when --epochs is not given (default {MIN_STEPS}; "
+                      "0: exactly the epochs). The shipped benchmarks take more steps than this already."),
     click.option("--lr", default=None, type=float,
                  help="Learning rate (Riemannian Adam). Default per method, tuned on the CL benchmark: "
                       + ", ".join(f"{m} {lr:g}" for m, lr in DEFAULT_LR.items()) + "."),

@@ -16,7 +16,7 @@ from clora.routing.lda import TaskStats
 from clora.data.task import DEFAULT_PROMPT, Task
 
 #: RunConfig fields that decide how adapters are built, applied and trained on; kept per library.
-LIBRARY_SETTINGS = ("rank", "alpha", "epochs", "lr", "frame_lr", "frame_schedule", "attenuation", "batch_size", "seed",
+LIBRARY_SETTINGS = ("rank", "alpha", "epochs", "min_steps", "lr", "frame_lr", "frame_schedule", "attenuation", "batch_size", "seed",
                     "subspace", "energy", "retraction", "frame_init", "temperature", "lambda1", "lambda2",
                     "olie_lambda", "taylor_order", "max_length", "eval_batch_size", "capacity_tasks", "replay_fraction",
                     "osf_preserve")

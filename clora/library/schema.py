@@ -58,7 +58,7 @@ _ROUTER = {
 _SETTINGS = {
     **{key: lambda v: _int(v, 1) for key in ("rank", "epochs", "batch_size", "taylor_order", "max_length",
                                             "eval_batch_size")},
-    "seed": lambda v: _int(v, 0),
+    **{key: lambda v: _int(v, 0) for key in ("seed", "min_steps")},
     **{key: _optional(_number) for key in ("alpha", "lr", "frame_lr", "energy", "temperature", "lambda1", "lambda2",
                                            "olie_lambda", "attenuation")},
     **{key: _optional(lambda v: isinstance(v, str)) for key in ("subspace", "retraction", "frame_init", "frame_schedule")},

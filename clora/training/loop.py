@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -10,11 +11,13 @@ import geoopt
 import torch
 from tqdm.auto import tqdm
 
-from clora.config import RunConfig
+from clora.config import FEW_STEPS, MIN_STEPS, RunConfig
 from clora.training.distributed import Workers
 from clora.families import Family
 from clora.data.batches import batches
 from clora.data.task import Example, Task
+
+log = logging.getLogger("clora")
 
 
 def epoch_batches(tasks: Sequence[Task], size: int, generator: torch.Generator) -> list[tuple[Task, list[Example]]]:
@@ -96,25 +99,32 @@ def train_step(family: Family, task: Task, batch: Sequence[Example], params: Seq
 def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.nn.Parameter], config: RunConfig,
                task_index: int = 0, penalty: Callable[[], torch.Tensor | None] | None = None,
                workers: Workers | None = None) -> dict:
-    """Train ``params`` on ``tasks`` (one task, or several jointly) for ``config.epochs`` epochs.
+    """Train ``params`` on ``tasks`` (one task, or several jointly) for ``config.epochs`` epochs, or more
+    whole epochs until ``config.min_steps`` optimiser steps (``RunConfig.epochs_for``).
 
     The step minimises the family's loss plus ``penalty()`` (a method's regulariser).
     One Riemannian Adam optimiser serves every parameter: it takes Riemannian steps
     (projected gradient, retraction) on geoopt ManifoldParameters and plain Adam steps
     on Euclidean ones. ``workers`` splits each batch over processes (``clora.training.distributed``).
-    Returns the step count, the last epoch's mean loss and seconds.
+    Returns the step and epoch counts, the last epoch's mean loss and seconds.
     """
     tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
     workers = workers or Workers()
     optimizer = geoopt.optim.RiemannianAdam(param_groups(params, config.lr, config.frame_rate), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed * 7919 + task_index)
     steps_per_epoch = sum(-(-len(t.train) // config.batch_size) for t in tasks)
-    total_steps = steps_per_epoch * config.epochs
+    epochs = config.epochs_for(steps_per_epoch)
+    total_steps = steps_per_epoch * epochs
+    if total_steps < FEW_STEPS and workers.is_main:
+        log.warning("%s trains for only %d optimiser steps (%d examples, %d epochs): a task learns little in so "
+                    "few steps; give more epochs, or leave them unset so that a small task trains for at least "
+                    "min_steps (%d) steps", "+".join(t.name for t in tasks), total_steps,
+                    sum(len(t.train) for t in tasks), epochs, MIN_STEPS)
     started, losses = time.perf_counter(), []
     frame_rates = [g["lr"] for g in optimizer.param_groups]
     bar = tqdm(total=total_steps, desc=f"train {'+'.join(t.name for t in tasks)}",
                unit="step", disable=not config.progress or not workers.is_main, leave=False)
-    for _ in range(config.epochs):
+    for _ in range(epochs):
         for task, batch in epoch_batches(tasks, config.batch_size, generator):
             losses.append(train_step(family, task, batch, params, optimizer, penalty, workers))
             schedule_frames(optimizer, frame_rates, config.frame_schedule, len(losses), total_steps)
@@ -122,7 +132,8 @@ def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()
     tail = losses[-steps_per_epoch:]
-    return {"steps": len(losses), "final_loss": sum(tail) / len(tail), "seconds": time.perf_counter() - started}
+    return {"steps": len(losses), "epochs": epochs, "final_loss": sum(tail) / len(tail),
+            "seconds": time.perf_counter() - started}
 
 
 #: examples whose loss gradient starts orth's frames (a seeded sample of the training set)

@@ -9,7 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from clora.adapters import Factors, LoRALinear, LoRASet, inject_lora
-from clora.config import RunConfig
+from clora.config import MIN_STEPS, RunConfig
 from clora.families import FAMILIES, Family
 from clora.families.loading import BaseModel, load_base_model
 from clora.library.build import LIBRARY_SETTINGS
@@ -21,6 +21,10 @@ from clora.methods import make_method
 def library_config(manifest: dict, **overrides) -> RunConfig:
     """A RunConfig with the library's method and settings; ``overrides`` (e.g. epochs, lr) win."""
     settings = {k: v for k, v in manifest["settings"].items() if k in LIBRARY_SETTINGS}
+    # a library from before the step floor trains new small tasks with it too; epochs given are trained exactly
+    settings.setdefault("min_steps", MIN_STEPS)
+    if overrides.get("epochs") is not None and overrides.get("min_steps") is None:
+        settings["min_steps"] = 0
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return RunConfig(stream="library", model=manifest["base_model"], method=manifest["method"],
                      targets=tuple(manifest["target_modules"]), **settings)
