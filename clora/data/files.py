@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -18,3 +19,48 @@ def read_json(path: Path):
         raise DataError(f"file {str(path)!r} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {str(path)!r}: {exc}") from None
+
+
+#: delimiters a CSV file may use; the first line decides which (``csv_delimiter``)
+CSV_DELIMITERS = ",;\t|"
+
+
+def csv_delimiter(path: Path) -> str:
+    """The delimiter of a CSV file, sniffed from its first lines (``,`` when they do not tell).
+
+    Spreadsheets in many locales write ``;``; a file read with the wrong delimiter shows one field
+    whose name holds every column's, and the error would name fields that seem to be there.
+    """
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+            sample = fh.read(8192)
+        return csv.Sniffer().sniff(sample.split("\n", 1)[0] + "\n", delimiters=CSV_DELIMITERS).delimiter
+    except (OSError, csv.Error):
+        return ","
+
+
+def broken_json_line(files: dict[str, str]) -> str | None:
+    """``'FILE' line N is not valid JSON (REASON)`` for the first line of a JSON-lines file that does not parse (a ``.json`` file
+    holding one document: the place its parser stops), or None when every file parses."""
+    for path in files.values():
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if str(path).endswith(".json") and text.lstrip().startswith("["):
+            try:
+                json.loads(text)
+            except json.JSONDecodeError as exc:
+                return f"{str(path)!r} line {exc.lineno} is not valid JSON ({exc.msg})"
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                return f"{str(path)!r} line {n} is not valid JSON ({reason}: {line.strip()[:60]!r})"
+            if not isinstance(row, dict):
+                return f"{str(path)!r} line {n} is not a JSON object ({line.strip()[:60]!r})"
+    return None

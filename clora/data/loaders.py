@@ -15,7 +15,7 @@ from pathlib import Path
 from clora.errors import DataError
 from clora.data.stream import Stream, TaskSpec
 from clora.data.synthetic import synthetic_examples
-from clora.data.files import read_json
+from clora.data.files import broken_json_line, csv_delimiter, read_json
 from clora.data.generation_formats import load_superni, load_trace
 from clora.data.task import DEFAULT_PROMPT, GENERATION_PROMPT, Example, Task
 
@@ -68,9 +68,11 @@ def _rows_to_examples(rows, spec: TaskSpec, source: str, label_names=None) -> li
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise DataError(f"{source}: row {i + 1} is not an object")
-        for key in (spec.text_field, spec.label_field):
+        for key, setting in ((spec.text_field, "text_field"), (spec.label_field, "label_field")):
             if key not in row:
-                raise DataError(f"{source}: row {i + 1} has no field {key!r} (task {spec.name!r})")
+                found = ", ".join(repr(str(k)) for k in list(row)[:12]) or "none"
+                raise DataError(f"{source}: row {i + 1} has no field {key!r} (task {spec.name!r}); its fields: "
+                                f"{found} (name the right one as the task's {setting})", field=setting)
         target = row[spec.label_field]
         if label_names is not None and isinstance(target, int):
             target = label_names[target]
@@ -101,6 +103,16 @@ def _root_cause(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
+def _reader_options(spec: TaskSpec, files: dict[str, str]) -> dict:
+    """Keywords for ``datasets``' reader: a CSV file's delimiter, sniffed from its first line."""
+    if spec.format != "csv":
+        return {}
+    delimiter = csv_delimiter(Path(next(iter(files.values()))))
+    if delimiter != ",":
+        log.info("task %r: reading %s with delimiter %r", spec.name, next(iter(files.values())), delimiter)
+    return {"delimiter": delimiter}
+
+
 def _load_with_datasets(spec: TaskSpec, path: Path | str, seed: int):
     import datasets
 
@@ -114,6 +126,7 @@ def _load_with_datasets(spec: TaskSpec, path: Path | str, seed: int):
 
 
 def _read_with_datasets(datasets, spec: TaskSpec, path: Path | str, seed: int):
+    files = None
     try:
         if spec.format == "hf":
             loaded = datasets.load_dataset(str(path), spec.subset)
@@ -122,16 +135,17 @@ def _read_with_datasets(datasets, spec: TaskSpec, path: Path | str, seed: int):
             absent = [f for f in files.values() if not Path(f).is_file()]
             if absent:
                 raise DataError(f"task {spec.name!r}: file {absent[0]!r} not found")
-            loaded = datasets.load_dataset(_FILE_BUILDERS[spec.format], data_files=files)
+            loaded = datasets.load_dataset(_FILE_BUILDERS[spec.format], data_files=files, **_reader_options(spec, files))
         elif Path(path).is_dir():
             ext = "jsonl" if spec.format == "jsonl" else spec.format
             files = {s: str(Path(path) / f"{s}.{ext}") for s in (spec.train_split, spec.test_split)}
             absent = [f for f in files.values() if not Path(f).is_file()]
             if absent:
                 raise DataError(f"task {spec.name!r}: file {absent[0]!r} not found")
-            loaded = datasets.load_dataset(_FILE_BUILDERS[spec.format], data_files=files)
+            loaded = datasets.load_dataset(_FILE_BUILDERS[spec.format], data_files=files, **_reader_options(spec, files))
         else:
-            loaded = datasets.load_dataset(_FILE_BUILDERS[spec.format], data_files={"rows": str(path)})
+            files = {"rows": str(path)}
+            loaded = datasets.load_dataset(_FILE_BUILDERS[spec.format], data_files=files, **_reader_options(spec, files))
             if len(loaded["rows"]) < 2:
                 raise DataError(f"task {spec.name!r}: {str(path)!r} has {len(loaded['rows'])} row(s); a task needs at "
                                 "least 2 (one to train on, one to test)")
@@ -140,7 +154,9 @@ def _read_with_datasets(datasets, spec: TaskSpec, path: Path | str, seed: int):
     except DataError:
         raise
     except Exception as exc:  # datasets raises many types; the user needs one line
-        raise DataError(f"task {spec.name!r}: cannot read {str(path)!r} ({_root_cause(exc)})") from None
+        where = broken_json_line(files) if spec.format in ("jsonl", "json") and files else None
+        reason = where or f"cannot read {str(path)!r} ({_root_cause(exc)})"
+        raise DataError(f"task {spec.name!r}: {reason}") from None
     for split in (spec.train_split, spec.test_split):
         if split not in loaded:
             raise DataError(f"task {spec.name!r}: {str(path)!r} has no split {split!r}")

@@ -126,6 +126,9 @@ def read_manifest(folder: Path) -> dict:
     if not folder.exists():
         raise LibraryError(f"library {str(folder)!r} not found")
     if not path.is_file():
+        inner = folder / "library"
+        if (inner / MANIFEST).is_file():  # a run folder: its library is inside it
+            raise LibraryError(f"{str(folder)!r} is a run folder, not a library; its library is {str(inner)!r}")
         raise LibraryError(f"{str(folder)!r} is not a clora library (no {MANIFEST})")
     try:
         text = path.read_text(encoding="utf-8")
