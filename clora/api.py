@@ -15,6 +15,7 @@ from clora.inbox.steps import LibraryInbox
 from clora.library import ops, store
 from clora.library.layout import read_manifest
 from clora.library.readers import reading
+from clora.library.export_all import export_all
 from clora.library.peft_io import export_peft
 from clora.library.summary import TaskRow, list_tasks
 from clora.serving.inference import LoadedLibrary, load_library
@@ -43,14 +44,29 @@ class Library:
         """Checksums and structure (``clora library verify``); ``.ok`` is True when nothing is wrong."""
         return ops.verify(self.path)
 
-    def add_task(self, name: str, train, test=None, **options) -> AddTaskResult:
+    def add_task(self, name: str, train, test=None, *, format: str | None = None, labels: list[str] | None = None,
+                 instruction: str = "", triggers: list[str] | None = None, text_field: str = "sentence",
+                 label_field: str = "label", kind: str = "classification", metric: str | None = None,
+                 max_new_tokens: int = 32, eval_files: dict | None = None, model: str | None = None,
+                 epochs: int | None = None, min_steps: int | None = None, lr: float | None = None,
+                 batch_size: int | None = None, max_train: int | None = None, max_test: int | None = None,
+                 seed: int | None = None, device: str = "auto", progress: bool = True,
+                 threshold: float | None = None, margin: float | None = None,
+                 fallback: str | None = None) -> AddTaskResult:
         """Train task ``name`` from the file ``train`` onto the library (``clora add-task``).
 
-        ``options`` are the fields of :class:`clora.workflows.add_task.AddTaskRequest`
-        (``labels``, ``instruction``, ``triggers``, ``epochs``, ``lr``, ``device``, ...).
+        The keywords are :class:`clora.workflows.add_task.AddTaskRequest`'s: the data's format and
+        fields, the label set, instruction and triggers, generation settings, training settings
+        (``None``: the library's; ``epochs`` given are trained exactly, else a small task trains for
+        at least ``min_steps`` steps) and router settings to store.
         """
-        return add_task(AddTaskRequest(library=self.path, name=name, train=Path(train),
-                                       test=Path(test) if test is not None else None, **options))
+        return add_task(AddTaskRequest(
+            library=self.path, name=name, train=Path(train), test=Path(test) if test is not None else None,
+            format=format, labels=labels, instruction=instruction, triggers=list(triggers or []),
+            text_field=text_field, label_field=label_field, kind=kind, metric=metric, max_new_tokens=max_new_tokens,
+            eval_files={k: Path(v) for k, v in (eval_files or {}).items()}, model=model, epochs=epochs,
+            min_steps=min_steps, lr=lr, batch_size=batch_size, max_train=max_train, max_test=max_test, seed=seed,
+            device=device, progress=progress, threshold=threshold, margin=margin, fallback=fallback))
 
     def remove(self, task: str, release: bool = False) -> int:
         """Remove ``task`` (``clora library remove``); returns the new version."""
@@ -60,10 +76,18 @@ class Library:
         """Make the previous version current again (``clora library rollback``); returns the new version."""
         return store.rollback(self.path)["version"]
 
-    def export(self, task: str, out) -> Path:
-        """``task``'s snapshot as a PEFT LoRA folder ``out`` (``clora library export``)."""
+    def export(self, task: str, out, base_model: str | None = None) -> Path:
+        """``task``'s snapshot as a PEFT LoRA folder ``out`` (``clora library export``); ``base_model``: the name
+        its config gives the base model (default: the library's, as a local path where it has one)."""
         with reading(self.path) as manifest:  # its files stay while they are copied, whatever writers do
-            return export_peft(self.path, manifest, task, Path(out), resolve_model_path(manifest["base_model"]))
+            return export_peft(self.path, manifest, task, Path(out),
+                               base_model or resolve_model_path(manifest["base_model"]))
+
+    def export_all(self, out, base_model: str | None = None) -> list[Path]:
+        """Every task's snapshot as ``out/<task>/`` PEFT folders, with ``out/README.md`` on serving them with
+        vLLM (``clora library export --all``); returns the folders."""
+        with reading(self.path) as manifest:
+            return export_all(self.path, manifest, Path(out), base_model)
 
     def import_peft(self, peft_dir, name: str, labels: list[str] | None = None, instruction: str = "",
                     triggers: list[str] | None = None, generation: dict | None = None) -> int:
@@ -77,9 +101,15 @@ class Library:
         """The library's inbox: list, feedback, cluster, label, promote, drop (``clora inbox``)."""
         return LibraryInbox(self.path, Path(folder) if folder is not None else None)
 
-    def load(self, **options) -> LoadedLibrary:
-        """Open the library to answer inputs (``clora predict`` / ``serve``); see :func:`load_library`."""
-        return load_library(self.path, **options)
+    def load(self, router: str = "lda", *, model=None, tokenizer=None, threshold: float | None = None,
+             margin: float | None = None, fallback: str | None = None, device: str = "cpu",
+             precision: str | None = None, top_k: int | None = None,
+             temperature: float | None = None) -> LoadedLibrary:
+        """Open the library to answer inputs (``clora predict`` / ``serve``); the keywords are
+        :func:`load_library`'s, and one the router does not use is refused."""
+        return load_library(self.path, router, model=model, tokenizer=tokenizer, threshold=threshold, margin=margin,
+                            fallback=fallback, device=device, precision=precision, top_k=top_k,
+                            temperature=temperature)
 
 
 def open_library(path) -> Library:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -13,6 +14,26 @@ from clora.data.batches import batches
 from clora.data.task import Example, Task
 from clora.errors import ConfigError, ModelError
 from clora.families.early_exit import hidden_states_at, install_exit_hooks
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer and the model's own probability of it.
+
+    Classification: the softmax of the task's option scores (the ones the answer is the argmax of)
+    at the answer. Generation: the geometric mean of the answer's token probabilities,
+    ``exp(mean log p)``, under the same adapters.
+    """
+
+    text: str
+    probability: float
+
+
+def option_answer(task: Task, scores: torch.Tensor) -> Answer:
+    """The best option of ``task`` for one input's ``scores`` ``(n_labels,)`` and its softmax probability."""
+    probs = torch.softmax(scores.float(), dim=-1)
+    best = int(probs.argmax())
+    return Answer(task.labels[best], float(probs[best]))
 
 
 def n_layers(config) -> int:
@@ -70,20 +91,31 @@ class Family:
     @torch.no_grad()
     def predict(self, task: Task, texts: Sequence[str]) -> list[str]:
         """The predicted label (or, for a generation task, the generated answer) of each text."""
+        return [a.text for a in self.answer(task, texts, probability=False)]
+
+    @torch.no_grad()
+    def answer(self, task: Task, texts: Sequence[str], probability: bool = True) -> list[Answer]:
+        """Each text's :class:`Answer` (the label or generated text, and its probability) under the caller's
+        adapters; ``probability=False``: a generated answer is not scored (its probability is NaN)."""
         if task.generative:
-            return self.generate_mixed([task] * len(texts), texts, None)
-        best = self.option_scores(task, texts).argmax(dim=1).tolist()
-        return [task.labels[i] for i in best]
+            return self.answer_generated([task] * len(texts), texts, None, probability)
+        return [option_answer(task, s) for s in self.option_scores(task, texts)]
 
     @torch.no_grad()
     def predict_mixed(self, tasks: Sequence[Task], texts: Sequence[str], masks: torch.Tensor) -> list[str]:
+        """The answers of :meth:`answer_mixed`, without their probabilities."""
+        return [a.text for a in self.answer_mixed(tasks, texts, masks, probability=False)]
+
+    @torch.no_grad()
+    def answer_mixed(self, tasks: Sequence[Task], texts: Sequence[str], masks: torch.Tensor,
+                     probability: bool = True) -> list[Answer]:
         """One forward pass (one ``generate`` call for generation tasks) for a batch whose inputs belong to
         different tasks and snapshots.
 
         ``tasks[b]`` is the task input ``b`` is answered as, with the adapters ``masks[b]``
-        ``(batch, n_adapters)`` selects.
+        ``(batch, n_adapters)`` selects. ``probability=False``: generated answers are not scored.
         """
-        out: list[str] = [""] * len(texts)
+        out: list[Answer] = [Answer("", 0.0)] * len(texts)
         for generative in (False, True):
             rows = [b for b, t in enumerate(tasks) if t.generative == generative]
             if not rows:
@@ -91,13 +123,18 @@ class Family:
             part_tasks, part_texts = [tasks[b] for b in rows], [texts[b] for b in rows]
             part_masks = masks[torch.tensor(rows, device=masks.device)]
             if generative:
-                answers = self.generate_mixed(part_tasks, part_texts, part_masks)
+                answers = self.answer_generated(part_tasks, part_texts, part_masks, probability)
             else:
                 scores = self.mixed_option_scores(part_tasks, part_texts, part_masks)
-                answers = [task.labels[int(s.argmax())] for task, s in zip(part_tasks, scores)]
+                answers = [option_answer(task, s) for task, s in zip(part_tasks, scores)]
             for b, answer in zip(rows, answers):
                 out[b] = answer
         return out
+
+    def answer_generated(self, tasks: Sequence[Task], texts: Sequence[str], masks: torch.Tensor | None,
+                         probability: bool = True) -> list[Answer]:
+        """Generated answers with their mean token probability (``AnswerFamily``)."""
+        return [Answer(t, float("nan")) for t in self.generate_mixed(tasks, texts, masks)]
 
     def generate_mixed(self, tasks: Sequence[Task], texts: Sequence[str], masks: torch.Tensor | None) -> list[str]:
         """Greedy answers of generation tasks (``masks`` None: the caller's adapters)."""
@@ -198,6 +235,21 @@ class AnswerFamily(Family):
             with routed(masks):
                 new_tokens = self.generate_tokens(prompts, limit)
         return [self.decode_answer(ids[:task.max_new_tokens]) for ids, task in zip(new_tokens, tasks)]
+
+    @torch.no_grad()
+    def answer_generated(self, tasks, texts, masks, probability=True):
+        """Greedy answers, each with ``exp`` of its mean token log-likelihood after its prompt, scored in one more
+        forward pass under the adapters it was generated with (``probability=False``: not scored, NaN)."""
+        answers = self.generate_mixed(tasks, texts, masks)
+        if not probability:
+            return [Answer(a, float("nan")) for a in answers]
+        prompts = [task.format_prompt(text) for task, text in zip(tasks, texts)]
+        if masks is None:
+            logprob = self.answer_logprob(prompts, answers)
+        else:
+            with routed(masks):
+                logprob = self.answer_logprob(prompts, answers)
+        return [Answer(a, float(torch.exp(lp))) for a, lp in zip(answers, logprob)]
 
     def generate_tokens(self, prompts: Sequence[str], max_new_tokens: int) -> list[list[int]]:
         """The greedy new token ids of each prompt (up to and without EOS)."""

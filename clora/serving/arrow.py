@@ -30,7 +30,7 @@ from clora.library.peft_io import write_peft_folder
 from clora.library.readers import reading
 from clora.library.tensors import load_adapter
 from clora.routing.router import Route
-from clora.serving.prediction import Prediction, task_of
+from clora.serving.prediction import Prediction, probability_of, task_of
 from clora.training.devices import resolve_device
 from clora.workflows.library_model import check_base_model, library_config
 
@@ -118,6 +118,7 @@ class ArrowLibrary:
         answers = [""] * len(texts)
         for name in set(r.task for r in routes):
             rows = [i for i, r in enumerate(routes) if r.task == name]
-            for i, label in zip(rows, self.family.predict(self.tasks[name], [texts[i] for i in rows])):
-                answers[i] = label
-        return [Prediction(text, r.task, r.confidence, answer, r.source) for text, r, answer in zip(texts, routes, answers)]
+            for i, answer in zip(rows, self.family.answer(self.tasks[name], [texts[i] for i in rows])):
+                answers[i] = answer
+        return [Prediction(text, r.task, r.confidence, a.text, r.source, probability_of(a))
+                for text, r, a in zip(texts, routes, answers)]

@@ -21,11 +21,12 @@ import torch
 
 from clora.data.task import Task
 from clora.errors import CloraError, ConfigError
+from clora.families.base import Answer
 from clora.library.layout import MANIFEST, LibraryError, read_manifest
 from clora.library.readers import reading
 from clora.library.tensors import load_router_stats
 from clora.routing.router import Route, Router, RouterConfig, adapter_mask
-from clora.serving.prediction import Prediction, task_of
+from clora.serving.prediction import Prediction, probability_of, task_of
 from clora.training.devices import resolve_device, resolve_precision
 from clora.workflows.library_model import LibraryModel, can_reuse_base, open_library_model, reopen_library_model
 
@@ -121,6 +122,11 @@ class LoadedLibrary:
     def version(self) -> int:
         return self._current.version
 
+    @property
+    def base_model_name(self) -> str:
+        """The base model the library names (its ``base_model``)."""
+        return self._current.lm.manifest["base_model"]
+
     def tasks(self) -> list[dict]:
         current = self._current
         return [{"name": t.name, "labels": t.labels, "instruction": t.instruction, "triggers": t.triggers}
@@ -176,7 +182,8 @@ class LoadedLibrary:
         self.reload_error = f"version {version} failed to load ({exc}); still serving version {self.version}"
 
     def predict(self, texts: list[str], mode: str = "routed", task: str | list[str] | None = None) -> list[Prediction]:
-        """One :class:`Prediction` per text (``.to_dict()``: ``{"input", "task", "confidence", "prediction", "source"}``).
+        """One :class:`Prediction` per text: the answer, its ``answer_probability``, the task it was answered as,
+        the router's confidence and why (``Prediction.to_dict()`` for JSON).
 
         ``task``: one task name for every text, or a list with one name per text (a mixed
         batch with known tasks: no routing, one forward pass).
@@ -200,9 +207,22 @@ class LoadedLibrary:
         routes = self._routes(current, queries)
         masks = torch.stack([self._mask(current, r, q.mode) for r, q in zip(routes, queries)])
         answer_tasks = [current.tasks[r.task or r.guess or next(iter(current.tasks))] for r in routes]
-        predictions = self._answer(current, answer_tasks, [q.text for q in queries], masks)
-        return [Prediction(q.text, t.name, finite(r.confidence), p, r.source)
-                for q, r, t, p in zip(queries, routes, answer_tasks, predictions)]
+        answers = self._answer(current, answer_tasks, [q.text for q in queries], masks)
+        return [Prediction(q.text, t.name, finite(r.confidence), a.text, r.source, probability_of(a))
+                for q, r, t, a in zip(queries, routes, answer_tasks, answers)]
+
+    def route(self, texts: list[str]) -> list[Route]:
+        """The router's decision for each text (task or fallback, confidence, source), without answering."""
+        current = self._current
+        return self._routes(current, [Query(text) for text in texts])
+
+    def token_ids(self, text: str) -> list[int]:
+        """``text``'s token ids under the base model's tokenizer (no special tokens)."""
+        return self._current.lm.family.tokenize(text, add_special_tokens=False)["input_ids"]
+
+    def decode(self, ids: list[int]) -> str:
+        """Token ids back to text (special tokens dropped)."""
+        return self._current.lm.family.tokenizer.decode(ids, skip_special_tokens=True)
 
     def clustering_space(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z, reference)`` for clustering ``texts`` as the router sees them (``Router.clustering_space``)."""
@@ -236,11 +256,11 @@ class LoadedLibrary:
             return torch.ones(n)
         return adapter_mask(route, n, current.snapshots, self.router_config.fallback)
 
-    def _answer(self, current: _Version, tasks: list[Task], texts: list[str], masks: torch.Tensor) -> list[str]:
+    def _answer(self, current: _Version, tasks: list[Task], texts: list[str], masks: torch.Tensor) -> list[Answer]:
         lm, size = current.lm, current.lm.config.eval_batch_size
         out = []
         for start in range(0, len(texts), size):
-            out += lm.family.predict_mixed(tasks[start:start + size], texts[start:start + size],
+            out += lm.family.answer_mixed(tasks[start:start + size], texts[start:start + size],
                                            masks[start:start + size].to(lm.family.device))
         return out
 
@@ -248,22 +268,36 @@ class LoadedLibrary:
 ROUTERS = ("lda", "arrow")
 
 
-def load_library(path, router: str = "lda", **kwargs) -> LoadedLibrary:
+def load_library(path, router: str = "lda", *, model=None, tokenizer=None, threshold: float | None = None,
+                 margin: float | None = None, fallback: str | None = None, device: str = "cpu",
+                 precision: str | None = None, top_k: int | None = None,
+                 temperature: float | None = None) -> LoadedLibrary:
     """Open a library for inference: ``load_library("run/library").predict(["some text"])``.
 
     ``router``: ``lda`` (clora's router: triggers, then the learned trigger, with a
     fallback) or ``arrow`` (PEFT's Arrow routing over the task adapters, for comparison;
-    keywords ``top_k``, ``temperature``, ``device``; ``clora.serving.arrow``).
+    ``clora.serving.arrow``).
 
-    Keywords: ``model`` / ``tokenizer`` (a model object instead of the library's base
-    model; it must have the same weights), ``threshold``, ``margin``, ``fallback`` (router
-    settings; the library's stored ones by default, docs/routing.md),
-    ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``) and ``precision``.
+    ``model`` / ``tokenizer``: a model object instead of the library's base model (it must
+    have the same weights); ``threshold``, ``margin``, ``fallback``: the lda router's settings
+    (the library's stored ones by default, docs/routing.md); ``device`` (``cpu``, ``cuda``,
+    ``cuda:N``, ``auto``); ``precision`` (``fp32`` by default, ``bf16``, ``fp16``, ``auto``);
+    ``top_k`` (3) and ``temperature`` (1.0): Arrow's. A keyword the chosen router does not use is
+    refused with one line rather than ignored.
     """
     if router not in ROUTERS:
         raise ConfigError(f"unknown router {router!r} (choose from {', '.join(ROUTERS)})", field="router")
+    given = {k: v for k, v in (("model", model), ("tokenizer", tokenizer), ("threshold", threshold),
+                               ("margin", margin), ("fallback", fallback), ("precision", precision),
+                               ("top_k", top_k), ("temperature", temperature)) if v is not None}
+    own = {"arrow": ("top_k", "temperature"),
+           "lda": ("model", "tokenizer", "threshold", "margin", "fallback", "precision")}[router]
+    foreign = [k for k in given if k not in own]
+    if foreign:
+        raise ConfigError(f"{', '.join(foreign)} do{'es' if len(foreign) == 1 else ''} not apply to the {router} "
+                          f"router (it takes {', '.join(own)} and device)", field=foreign[0])
     if router == "arrow":
         from clora.serving.arrow import ArrowLibrary
 
-        return ArrowLibrary(Path(path), **{k: v for k, v in kwargs.items() if k in ("top_k", "temperature", "device")})
-    return LoadedLibrary(Path(path), **kwargs)
+        return ArrowLibrary(Path(path), device=device, **given)
+    return LoadedLibrary(Path(path), device=device, **{"precision": "fp32", **given})
