@@ -25,15 +25,22 @@ def _eval_files(values) -> dict[str, Path]:
     return files
 
 
+def _change(before, after) -> str:
+    return "  n/a" if before is None or after is None else f"{100 * (after - before):+5.1f}"
+
+
 def print_result(result) -> None:
+    routed = "" if result.routed_accuracy is None else f", routed {_pct(result.routed_accuracy).strip()}%"
     click.echo(f"added {result.task!r} to {result.library} (version {result.version}): "
-               f"{result.metric} {_pct(result.accuracy).strip()}%")
+               f"{result.metric} {_pct(result.accuracy).strip()}% (every adapter active){routed}")
     if result.earlier:
-        click.echo("earlier tasks, every adapter active (sum mode):")
-        click.echo(f"  {'task':<20} before  after  change")
+        click.echo("earlier tasks: routed is what predict and serve answer (each input in the snapshot of the task "
+                   "the router picks); sum has every adapter active")
+        click.echo(f"  {'task':<20} {'routed before':>13}  after  change   {'sum before':>10}  after  change")
         for row in result.earlier:
-            change = "  n/a" if row.before is None else f"{100 * (row.after - row.before):+5.1f}"
-            click.echo(f"  {row.task:<20} {_pct(row.before)}  {_pct(row.after)}  {change}")
+            click.echo(f"  {row.task:<20} {_pct(row.routed_before):>13}  {_pct(row.routed_after)}  "
+                       f"{_change(row.routed_before, row.routed_after)}   {_pct(row.before):>10}  {_pct(row.after)}  "
+                       f"{_change(row.before, row.after)}")
     t = result.timing
     click.echo(f"time: load {t['load_s']:.1f} s, train {t['train_s']:.1f} s, eval {t['eval_s']:.1f} s, "
                f"commit {t['commit_s']:.2f} s")
@@ -66,7 +73,12 @@ def print_result(result) -> None:
 @click.option("--eval", "evals", multiple=True, metavar="NAME=FILE",
               help="Test file of an earlier task to re-evaluate (repeatable; tasks the library references are always evaluated).")
 @click.option("--model", default=None, help="Base model (default: the one named in the library; must have the same weights).")
-@click.option("--epochs", type=int, default=None, help="Training epochs (default: the library's).")
+@click.option("--epochs", type=int, default=None,
+              help="Training epochs, exactly (default: the library's, raised for a small task until --min-steps).")
+@click.option("--min-steps", type=click.IntRange(min=0), default=None,
+              help="The fewest optimiser steps the task trains for when --epochs is not given: a small task gets "
+                   "more whole epochs until it reaches this many (default: the library's; 45 for a library made "
+                   "before the setting).")
 @click.option("--lr", type=float, default=None, help="Learning rate (default: the library's).")
 @click.option("--batch-size", type=int, default=None, help="Training batch size (default: the library's).")
 @click.option("--max-train", type=int, default=None, help="Cap on training examples (sampled with --seed).")
@@ -77,7 +89,7 @@ def print_result(result) -> None:
 @with_router_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def add_task(library, name, train, test, fmt, labels, instruction, triggers, text_field, label_field, kind, metric,
-             max_new_tokens, evals, model, epochs, lr, batch_size, max_train, max_test, seed, device, threshold, margin, fallback, quiet):
+             max_new_tokens, evals, model, epochs, min_steps, lr, batch_size, max_train, max_test, seed, device, threshold, margin, fallback, quiet):
     """Train task NAME onto LIBRARY without touching the tasks already there.
 
     The new adapter is trained with the library's method (orth: orthogonal to the stored
@@ -95,7 +107,7 @@ def add_task(library, name, train, test, fmt, labels, instruction, triggers, tex
         labels=[x.strip() for x in labels.split(",") if x.strip()] if labels else None, instruction=instruction,
         triggers=list(triggers), text_field=text_field, label_field=label_field, kind=kind, metric=metric,
         max_new_tokens=max_new_tokens, eval_files=_eval_files(evals),
-        model=model, epochs=epochs, lr=lr, batch_size=batch_size, max_train=max_train, max_test=max_test,
+        model=model, epochs=epochs, min_steps=min_steps, lr=lr, batch_size=batch_size, max_train=max_train, max_test=max_test,
         seed=seed, device=device, progress=not quiet, threshold=threshold, margin=margin, fallback=fallback)
     result = run_add_task(request)
     if result.version is not None:  # under accelerate launch only the main process commits and reports

@@ -23,6 +23,15 @@ def print_summary(report) -> None:
         click.echo(f"note: {note}")
 
 
+def print_next_steps(library: Path) -> None:
+    """Where the library is and what a user does with it next."""
+    click.echo(f"library: {library}")
+    click.echo("next:")
+    click.echo(f'  clora predict {library} "some text"          # answer inputs; the router picks the task')
+    click.echo(f"  clora add-task {library} --name NAME --train FILE   # add a task later")
+    click.echo(f"  clora serve {library}                       # HTTP API")
+
+
 @click.command()
 @click.argument("stream")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
@@ -44,3 +53,4 @@ def run(config):
         return
     click.echo(f"wrote {report.out}/report.json")
     print_summary(report)
+    print_next_steps(report.out / "library")

@@ -31,18 +31,40 @@ def task_stats(family: Family, task: Task, earlier: list[TaskStats], shrinkage: 
 
 @torch.no_grad()
 def routed_answers(family: Family, n_adapters: int, tasks: dict[str, Task], texts: Sequence[str],
-                   routes: list[Route], snapshots: dict[str, list[int]], fallback: str, config: RunConfig) -> list[str]:
-    """The label each input gets when it is answered as its route says (mixed-task batches)."""
+                   routes: list[Route], snapshots: dict[str, list[int]], fallback: str, config: RunConfig,
+                   width: int | None = None) -> list[str]:
+    """The label each input gets when it is answered as its route says (mixed-task batches).
+
+    The routes know ``n_adapters`` adapters; ``width`` (the model's adapter count, when it holds
+    more) pads each mask with zeros, so that adapters the router does not know stay off.
+    """
     answers = [""] * len(texts)
     n = n_adapters
+    pad = torch.zeros(max(0, (width or n) - n))
     by_length = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     for chunk in batches(by_length, config.eval_batch_size):
         chunk_tasks = [tasks[routes[i].task or routes[i].guess] for i in chunk]
-        masks = torch.stack([adapter_mask(routes[i], n, snapshots, fallback) for i in chunk]).to(family.device)
+        masks = torch.stack([torch.cat([adapter_mask(routes[i], n, snapshots, fallback), pad])
+                             for i in chunk]).to(family.device)
         predicted = family.predict_mixed(chunk_tasks, [texts[i] for i in chunk], masks)
         for i, p in zip(chunk, predicted):
             answers[i] = p
     return answers
+
+
+def routed_scores(family: Family, router: Router, tasks: dict[str, Task], scored: Sequence[Task],
+                  snapshots: dict[str, list[int]], n_adapters: int, width: int, config: RunConfig) -> dict[str, float]:
+    """The routed score of each task in ``scored`` (its test inputs routed by ``router`` over ``tasks``, each
+    answered in the snapshot of the task it is routed to: what ``predict`` and ``serve`` answer)."""
+    scores = {}
+    for task in scored:
+        texts = [ex.text for ex in task.test]
+        routes = router.route(texts, family.router_features)
+        answers = routed_answers(family, n_adapters, tasks, texts, routes, snapshots, router.config.fallback, config,
+                                 width=width)
+        flags = [example_score(task, answer, ex.target) for answer, ex in zip(answers, task.test)]
+        scores[task.name] = sum(flags) / max(len(flags), 1)
+    return scores
 
 
 class RoutedRun:

@@ -35,6 +35,7 @@ from clora.training.devices import resolve_device
 from clora.training.distributed import Workers
 from clora.training.loop import gradient_pass, replay_inputs, train_task
 from clora.training.seeding import seed_everything
+from clora.workflows.add_task_routed import routed_columns
 from clora.workflows.library_model import LibraryModel, open_library_model
 
 log = logging.getLogger("clora")
@@ -83,6 +84,8 @@ class AddTaskRequest:
     eval_files: dict[str, Path] = field(default_factory=dict)
     model: str | None = None
     epochs: int | None = None
+    #: the fewest optimiser steps the task trains for (None: the library's, or ``clora.config.MIN_STEPS``)
+    min_steps: int | None = None
     lr: float | None = None
     batch_size: int | None = None
     max_train: int | None = None
@@ -190,11 +193,15 @@ def _train(lm: LibraryModel, task: Task, workers: Workers) -> tuple[Method, int,
 
 @dataclass
 class EarlierTask:
-    """An earlier task's accuracy with every adapter active, before (as recorded) and after the new task."""
+    """An earlier task's accuracy with every adapter active (sum mode), before (as recorded) and after the new
+    task, and routed (each input in the snapshot of the task the router picks: what ``predict`` and ``serve``
+    answer) before and after."""
 
     task: str
     before: float | None
     after: float
+    routed_before: float | None = None
+    routed_after: float | None = None
 
 
 @dataclass
@@ -211,6 +218,8 @@ class AddTaskResult:
     training: dict
     timing: dict
     metric: str = "accuracy"
+    #: the new task's routed score (its test inputs routed over every task of the new version)
+    routed_accuracy: float | None = None
 
     def __getitem__(self, key: str):
         """``result["accuracy"]``: the mapping view, so code written against the dict keeps working."""
@@ -236,7 +245,7 @@ def add_task(request: AddTaskRequest) -> AddTaskResult:
         started = time.perf_counter()
         seed_everything(seed)
         lm = open_library_model(folder, model=request.model, manifest=manifest, epochs=request.epochs,
-                                lr=request.lr, batch_size=request.batch_size, seed=seed,
+                                min_steps=request.min_steps, lr=request.lr, batch_size=request.batch_size, seed=seed,
                                 progress=request.progress and workers.is_main, device=device)
         if len(lm.lora) == 0:
             raise ConfigError("the library holds no adapters to add a task to", field="library")
@@ -245,26 +254,36 @@ def add_task(request: AddTaskRequest) -> AddTaskResult:
         method, index, stats = _train(lm, task, workers)
         notes += method.notes
         train_s = time.perf_counter() - started - load_s
+        router_stats = _router_stats(folder, manifest, lm, task)
         with use_adapters(lm.all_adapters()):
             accuracy_new, rows = _evaluate(lm, task, earlier)
+        routed_new = routed_columns(lm, manifest, request.router_overrides, task, earlier, rows, router_stats)
         eval_s = time.perf_counter() - started - load_s - train_s
-        new = _next_manifest(manifest, task, spec, request, seed, accuracy_new, rows, list(lm.index_of))
-        committed = _commit(folder, manifest, new, lm, method, index, task) if workers.is_main else {"version": None}
+        new = _next_manifest(manifest, task, spec, request, seed, accuracy_new, rows, list(lm.index_of), routed_new)
+        committed = _commit(folder, manifest, new, lm, method, index, task, router_stats[-1]) \
+            if workers.is_main else {"version": None}
     workers.barrier()
     commit_s = time.perf_counter() - started - load_s - train_s - eval_s
     return AddTaskResult(task=task.name, accuracy=accuracy_new, earlier=rows, library=str(folder),
                          version=committed["version"], notes=notes,
-                         training={"steps": stats["steps"], "final_loss": stats["final_loss"]}, metric=task.metric,
+                         training={"steps": stats["steps"], "epochs": stats["epochs"],
+                                   "final_loss": stats["final_loss"]}, metric=task.metric, routed_accuracy=routed_new,
                          timing={"load_s": load_s, "train_s": train_s, "eval_s": eval_s, "commit_s": commit_s})
 
 
-def _commit(folder: Path, manifest: dict, new: dict, lm: LibraryModel, method: Method, index: int, task: Task) -> dict:
-    """Stage the new task's files and commit the new manifest (``clora.library.store``)."""
-    earlier = [s for s in (load_router_stats(folder, t.get("router")) for t in manifest["tasks"]) if s is not None]
+def _router_stats(folder: Path, manifest: dict, lm: LibraryModel, task: Task) -> list:
+    """Every earlier task's stored router statistics (None where a task has none), then the new task's,
+    calibrated against them."""
+    stored = [load_router_stats(folder, t.get("router")) for t in manifest["tasks"]]
     shrinkage = RouterConfig.of_library(manifest.get("router")).shrinkage
+    return stored + [task_stats(lm.family, task, [s for s in stored if s is not None], shrinkage)]
+
+
+def _commit(folder: Path, manifest: dict, new: dict, lm: LibraryModel, method: Method, index: int, task: Task,
+            stats) -> dict:
+    """Stage the new task's files and commit the new manifest (``clora.library.store``)."""
     rel_dir, stage = stage_task(folder, new["tasks"][-1], lm.lora.factors(index), method.reserved_by(index),
-                                kept_files(folder, manifest), router=task_stats(lm.family, task, earlier, shrinkage),
-                                leftover=method.leftover_by(index))
+                                kept_files(folder, manifest), router=stats, leftover=method.leftover_by(index))
     return commit(folder, manifest, new, {rel_dir: stage})
 
 
@@ -277,16 +296,21 @@ def _evaluate(lm: LibraryModel, task: Task, earlier: list[Task]) -> tuple[float,
 
 
 def _next_manifest(manifest: dict, task: Task, spec: TaskSpec, request: AddTaskRequest, seed: int,
-                   accuracy_new: float, rows: list[EarlierTask], adapter_tasks: list[str]) -> dict:
+                   accuracy_new: float, rows: list[EarlierTask], adapter_tasks: list[str],
+                   routed_new: float | None) -> dict:
     new = copy.deepcopy(manifest)
     if request.router_overrides:
         new["router"] = {**(manifest.get("router") or {}), **request.router_overrides}
-    after = {row.task: row.after for row in rows}
+    after = {row.task: row for row in rows}
     for entry in new["tasks"]:  # metadata only: the adapter files stay as they are
         if entry["name"] in after:
-            entry.setdefault("metrics", {})["sum"] = after[entry["name"]]
+            metrics = entry.setdefault("metrics", {})
+            metrics["sum"] = after[entry["name"]].after
+            if after[entry["name"]].routed_after is not None:
+                metrics["routed"] = after[entry["name"]].routed_after
     data = data_reference(spec, _anchor(spec), None, max_train=request.max_train, max_test=request.max_test, seed=seed)
     new["tasks"].append(entry_of(task, method=manifest["method"], rank=manifest["settings"]["rank"],
                                    snapshot=adapter_tasks + [task.name], data=data,
-                                   metrics={"learned": accuracy_new, "sum": accuracy_new}))
+                                   metrics={"learned": accuracy_new, "sum": accuracy_new,
+                                            **({"routed": routed_new} if routed_new is not None else {})}))
     return new

@@ -151,7 +151,8 @@ def learn_stream(s: Session) -> StreamResults:
                                penalty=lambda: s.method.penalty(s.lora), workers=s.workers)
             s.method.end_task(s.lora, j, run_inputs=lambda: replay_inputs(s.family, tasks[0], s.config))
         results.timing["train_s"] += time.perf_counter() - started
-        results.training.append({"task": label, "steps": stats["steps"], "final_loss": stats["final_loss"]})
+        results.training.append({"task": label, "steps": stats["steps"], "epochs": stats["epochs"],
+                                 "final_loss": stats["final_loss"]})
         started = time.perf_counter()
         _evaluate_step(s, j, routed, label, results)
         results.timing["eval_s"] += time.perf_counter() - started
@@ -195,6 +196,8 @@ def library_tasks(s: Session, results: StreamResults) -> list[tuple]:
         data = data_reference(spec, s.stream, s.config.data_dir, max_train=s.config.max_train,
                               max_test=s.config.max_test, seed=s.config.seed)
         metrics = {"learned": results.after[j][j], "sum": results.after[-1][j]}
+        if results.routed:  # what predict and serve answer; add-task's "before" column
+            metrics["routed"] = results.routed[-1][j]
         snapshot = [n for n in names[:j + 1] if n in owner] or [names[-1]]
         entry = entry_of(task, method=s.config.method, rank=s.config.rank, snapshot=snapshot, data=data,
                          metrics=metrics)
@@ -280,7 +283,7 @@ def _overlap(lora: LoRASet) -> float | None:
 
 def run_settings(config: RunConfig) -> dict:
     """The settings a report records for ``config`` (its method's own knobs included), less targets."""
-    keys = ("rank", "alpha", "epochs", "lr", "batch_size", "max_train", "max_test", "seed", "temperature",
+    keys = ("rank", "alpha", "epochs", "min_steps", "lr", "batch_size", "max_train", "max_test", "seed", "temperature",
             "max_length")
     keys += {"orth": ("frame_lr", "frame_schedule", "attenuation", "subspace", "energy", "retraction", "frame_init", "capacity_tasks"),
              "olora": ("lambda1", "lambda2"), "olie": ("olie_lambda", "taylor_order"), "replay": ("replay_fraction",),
