@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from clora.errors import CloraError
+from clora.errors import CloraError, ConfigError
 
 LIBRARY = click.argument("library", type=click.Path(path_type=Path))
 
@@ -103,14 +103,26 @@ def rollback(library):
 
 @library.command("export")
 @LIBRARY
-@click.option("--task", required=True, help="Task whose snapshot to export.")
+@click.option("--task", default=None, help="Task whose snapshot to export.")
+@click.option("--all", "every", is_flag=True,
+              help="Every task: OUT/<task>/ per task snapshot and OUT/README.md on serving them with vLLM.")
+@click.option("--base-model", default=None,
+              help="The base model name the folders name (vLLM's resolver loads a folder only for the model it "
+                   "serves; default: the library's).")
 @click.option("--format", "fmt", type=click.Choice(["peft"]), default="peft", show_default=True)
 @click.argument("out", type=click.Path(path_type=Path))
-def export_cmd(library, task, fmt, out):
-    """Write TASK's snapshot as a standard PEFT LoRA folder OUT."""
-    from clora.api import export_task
+def export_cmd(library, task, every, base_model, fmt, out):
+    """Write TASK's snapshot (or, with --all, every task's) as standard PEFT LoRA folders in OUT."""
+    from clora.api import open_library
 
-    export_task(library, task, out)
+    if every == (task is not None):
+        raise ConfigError("give --task NAME or --all")
+    if every:
+        folders = open_library(library).export_all(out, base_model=base_model)
+        click.echo(f"wrote {len(folders)} PEFT folders in {out} ({', '.join(f.name for f in folders)}) and "
+                   f"{out}/README.md (how to serve them with vLLM)")
+        return
+    open_library(library).export(task, out, base_model=base_model)
     click.echo(f"wrote {out}/adapter_config.json and adapter_model.safetensors (load with PeftModel.from_pretrained)")
 
 

@@ -72,15 +72,20 @@ def _read_inputs(path: Path) -> list[tuple[str, str | None]]:
 def predict(library, texts, input_file, mode, task, router, threshold, margin, fallback, device, precision):
     """Answer TEXT... (or --input FILE) with LIBRARY; one JSON line per input.
 
-    Each line is {"input", "task", "confidence", "prediction", "source"}: the task the
-    input was answered as, how sure the router was (1 for triggers and --task), and why
-    (trigger, learned, fallback, given).
+    Each line is {"input", "task", "prediction", "answer_probability", "router_confidence",
+    "source", "confidence"}: the answer and the model's own probability of it (softmax over
+    the task's labels; for generated text, the mean token probability), the task the input
+    was answered as, how sure the router was of that task (1 for triggers and --task), and
+    why (trigger, learned, fallback, given). "confidence" repeats "router_confidence" for
+    older clients.
     """
     from clora.serving.inference import load_library
 
     inputs = [(text, None) for text in texts] + (_read_inputs(input_file) if input_file else [])
     if not inputs:
         raise DataError("give texts to answer, or --input FILE")
+    # --precision defaults to auto, which the arrow router has no use for; a precision asked for is refused
+    precision = None if router == "arrow" and precision == "auto" else precision
     loaded = load_library(library, router=router, threshold=threshold, margin=margin, fallback=fallback,
                           device=device, precision=precision)
     predictions = loaded.predict([text for text, _ in inputs], mode=mode, task=task)
@@ -146,13 +151,26 @@ def learning_options(command):
 @learning_options
 @click.option("--api-key", envvar="CLORA_API_KEY", default=None,
               help="Require 'Authorization: Bearer KEY' on every route but /health (or set CLORA_API_KEY).")
+@click.option("--upstream", default=None, metavar="URL",
+              help="Gateway mode: route each /v1 completion here and forward it to this OpenAI-compatible server "
+                   "(e.g. vLLM serving `clora library export LIB --all`), its model replaced by the routed task.")
+@click.option("--upstream-fallback", default=None, metavar="MODEL",
+              help="With --upstream: the model that answers inputs the router is unsure of (default: the "
+                   "library's base model name).")
+@click.option("--upstream-timeout", default=60.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="With --upstream: seconds to connect and for each read; past them the client gets 504.")
+@click.option("--upstream-key", envvar="CLORA_UPSTREAM_KEY", default=None,
+              help="With --upstream: sent as 'Authorization: Bearer KEY' upstream (or set CLORA_UPSTREAM_KEY).")
 def serve(library, host, port, threshold, margin, fallback, device, precision, max_batch, batch_wait_ms, max_queue,
-          max_inputs, max_input_chars, max_body_bytes, body_timeout, max_connections, loop_nice, api_key, **learning):
-    """Serve LIBRARY over HTTP: POST /predict, GET /tasks, GET /health, GET /metrics (docs at /docs).
+          max_inputs, max_input_chars, max_body_bytes, body_timeout, max_connections, loop_nice, api_key, upstream,
+          upstream_fallback, upstream_timeout, upstream_key, **learning):
+    """Serve LIBRARY over HTTP: POST /predict, GET /tasks, GET /health, GET /metrics (docs at /docs), and the
+    OpenAI-compatible GET /v1/models, POST /v1/completions, /v1/chat/completions and /v1/route.
 
-    POST /predict takes {"inputs": [...], "mode": "routed", "task": null}. Concurrent
-    requests are answered together in mixed-adapter batches. Tasks added with
-    `clora add-task` are picked up without a restart. See docs/serving.md.
+    POST /predict takes {"inputs": [...], "mode": "routed", "task": null}. In the /v1 API,
+    `model` is a task name or `auto` (the router decides). Concurrent requests are answered
+    together in mixed-adapter batches. Tasks added with `clora add-task` are picked up
+    without a restart. See docs/serving.md.
     """
     from clora.serving.app import ServeSettings
     from clora.serving.guard import Limits
@@ -163,12 +181,18 @@ def serve(library, host, port, threshold, margin, fallback, device, precision, m
     loaded = load_library(library, threshold=threshold, margin=margin, fallback=fallback, device=device,
                           precision=precision)
     hooks = learning_settings(library, loaded.device, **learning)
+    if upstream is not None:
+        from clora.serving.gateway import Upstream
+
+        hooks["upstream"] = Upstream(upstream, loaded, upstream_fallback or loaded.base_model_name,
+                                     timeout_s=upstream_timeout, api_key=upstream_key)
     settings = ServeSettings(max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue,
                              max_inputs=max_inputs, max_input_chars=max_input_chars, loop_nice=loop_nice, **hooks,
                              limits=Limits(max_body_bytes=max_body_bytes, body_timeout_s=body_timeout, api_key=api_key))
 
     def ready(bound):
-        click.echo(f"serving {library} (version {loaded.version}) on http://{host}:{bound}", err=True)
+        via = f", answering /v1 through {upstream}" if upstream else ""
+        click.echo(f"serving {library} (version {loaded.version}) on http://{host}:{bound}{via}", err=True)
 
     run_server(loaded, host, port, settings, ready=ready, max_connections=max_connections)
 

@@ -1,7 +1,9 @@
-"""The HTTP API (FastAPI on uvicorn): ``POST /predict``, ``GET /tasks``, ``GET /health``, ``GET /metrics``.
+"""The HTTP API (FastAPI on uvicorn): ``POST /predict``, ``GET /tasks``, ``GET /health``, ``GET /metrics``,
+and the OpenAI-compatible ``/v1`` endpoints (``clora.serving.openai_api``).
 
 ``POST /predict`` ``{"inputs": [...], "mode": "routed", "task": null}`` ->
-``{"version": n, "predictions": [{"input", "task", "confidence", "prediction", "source"}]}``.
+``{"version": n, "predictions": [{"input", "task", "prediction", "answer_probability", "router_confidence",
+"source", "confidence"}]}``.
 Requests are validated (OpenAPI docs at ``/docs``), queued and answered in mixed-adapter
 micro-batches (``clora.serving.batching``); every error is JSON ``{"error": ...}``.
 A newer library version on disk is picked up by the request that notices it, while the
@@ -30,6 +32,7 @@ from clora.serving.guard import Guard, Limits
 from clora.serving.inference import LoadedLibrary, Query
 from clora.serving.prediction import Prediction
 from clora.serving.metrics import ServerMetrics
+from clora.serving.openai_api import add_openai_routes, openai_error
 from clora.serving.priority import check_nice, lower_this_thread
 
 
@@ -50,6 +53,8 @@ class ServeSettings:
     record: Callable[[list[Prediction]], None] | None = None
     feedback: Callable[[dict, dict], dict] | None = None
     background: object | None = None
+    #: gateway mode: a :class:`clora.serving.gateway.Upstream` that answers the ``/v1`` completions
+    upstream: object | None = None
 
     def __post_init__(self) -> None:
         check_nice(self.loop_nice)
@@ -80,24 +85,33 @@ def _queries(body: PredictRequest, settings: ServeSettings) -> list[Query]:
     return [Query(text, body.mode, name) for text, name in zip(body.inputs, tasks)]
 
 
+def _error(request: Request, message: str, status: int, param: str | None = None, code: str | None = None,
+           headers: dict | None = None) -> JSONResponse:
+    """``{"error": message}``; under ``/v1/`` the OpenAI API's error object."""
+    if request.url.path.startswith("/v1/"):
+        return openai_error(message, status, param, code, headers)
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc):
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return JSONResponse({"error": f"{where + ': ' if where else ''}{first.get('msg')}"}, status_code=400)
+        return _error(request, f"{where + ': ' if where else ''}{first.get('msg')}", 400, param=where or None)
 
     @app.exception_handler(HTTPException)
     async def http_error(request, exc):
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+        return _error(request, str(exc.detail), exc.status_code)
 
     @app.exception_handler(CloraError)
     async def bad_input(request, exc):
-        return JSONResponse({"error": str(exc)}, status_code=400)
+        status = getattr(exc, "status", 400)
+        return _error(request, str(exc), status, param=getattr(exc, "param", None), code=getattr(exc, "code", None))
 
     @app.exception_handler(QueueFull)
     async def busy(request, exc):
-        return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+        return _error(request, str(exc), 503, headers={"Retry-After": "1"})
 
 
 def _lifespan(library: LoadedLibrary, settings: ServeSettings, batcher: MicroBatcher, metrics: ServerMetrics,
@@ -114,6 +128,8 @@ def _lifespan(library: LoadedLibrary, settings: ServeSettings, batcher: MicroBat
         yield
         if settings.background is not None:
             settings.background.stop()
+        if settings.upstream is not None:
+            await settings.upstream.close()
         await batcher.stop()
         reloads.shutdown(wait=False, cancel_futures=True)
 
@@ -141,17 +157,21 @@ def create_app(library: LoadedLibrary, settings: ServeSettings = ServeSettings()
                 reloading["task"] = None
                 metrics.version.set(library.version)
 
-    @app.post("/predict")
-    async def predict(body: PredictRequest):
-        await fresh()
+    async def answer(queries: list[Query]) -> list[Prediction]:
+        """Batched answers (``/predict`` and the ``/v1`` completions), counted and, when unsure, recorded."""
         # triggers are searched here, on a worker thread: a slow search delays this request only
-        queries = await run_in_threadpool(library.search_triggers, _queries(body, settings))
-        answers = await batcher.submit(queries)
-        for answer in answers:
-            metrics.routes.labels(answer.source).inc()
+        answers = await batcher.submit(await run_in_threadpool(library.search_triggers, queries))
+        for a in answers:
+            metrics.routes.labels(a.source).inc()
         unrouted = [a for a in answers if a.source == "fallback"]
         if settings.record is not None and unrouted:
             await run_in_threadpool(settings.record, unrouted)
+        return answers
+
+    @app.post("/predict")
+    async def predict(body: PredictRequest):
+        await fresh()
+        answers = await answer(_queries(body, settings))
         return {"version": library.version, "predictions": [a.to_dict() for a in answers]}
 
     @app.get("/tasks")
@@ -159,6 +179,7 @@ def create_app(library: LoadedLibrary, settings: ServeSettings = ServeSettings()
         await fresh()
         return {"version": library.version, "tasks": library.tasks()}
 
+    add_openai_routes(app, library, settings, answer, fresh, upstream=settings.upstream)
     _status_routes(app, library, settings, batcher, metrics)
     return Guard(app, settings.limits, on_response=metrics.response)
 

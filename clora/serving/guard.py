@@ -61,6 +61,16 @@ def json_depth_exceeds(body: bytes, limit: int) -> bool:
     return False
 
 
+def error_body(path: str, message: str, status: int) -> dict:
+    """``{"error": message}``, or under ``/v1/`` the OpenAI API's ``{"error": {"message", "type", "param",
+    "code"}}``, so that OpenAI clients read clora's refusals as they read OpenAI's."""
+    if not path.startswith("/v1/"):
+        return {"error": message}
+    kind = {401: "authentication_error", 404: "not_found_error"}.get(
+        status, "invalid_request_error" if status < 500 else "server_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
 async def send_json(send, status: int, data: dict, headers: list | None = None) -> None:
     body = json.dumps(data).encode()
     await send({"type": "http.response.start", "status": status,
@@ -122,26 +132,29 @@ class Guard:
                 body = await self._read_body(scope, receive)
                 if json_depth_exceeds(body, self.limits.max_depth):
                     raise Refused(400, f"JSON nested deeper than {self.limits.max_depth} levels")
-                receive = _replay(body)
+                receive = _replay(body, receive)
             await self.app(scope, receive, tracked_send)
         except Refused as refused:
             headers = refused.headers
             if refused.status in (408, 413):  # the rest of the body is not wanted: end the connection
                 headers = headers + [(b"connection", b"close")]
-            await send_json(tracked_send, refused.status, {"error": str(refused)}, headers)
+            await send_json(tracked_send, refused.status, error_body(scope["path"], str(refused), refused.status),
+                            headers)
         finally:
             self.on_response(scope["path"], status["code"], asyncio.get_running_loop().time() - started)
 
 
-def _replay(body: bytes):
-    """A ``receive`` that hands the already-read body to the application once."""
+def _replay(body: bytes, receive):
+    """A ``receive`` that hands the already-read body to the application once, then waits on the connection's
+    own ``receive``: a streamed response listens for the client's disconnect there, and a made-up one would
+    end the stream at its first await."""
     sent = False
 
-    async def receive():
+    async def replayed():
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}  # pragma: no cover - the app reads the body once
+        return await receive()
 
-    return receive
+    return replayed

@@ -5,7 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-KNOWN_PATHS = ("/predict", "/tasks", "/health", "/metrics", "/docs", "/openapi.json")
+KNOWN_PATHS = ("/predict", "/tasks", "/health", "/metrics", "/docs", "/openapi.json", "/feedback", "/v1/models",
+               "/v1/completions", "/v1/chat/completions", "/v1/route")
 
 
 class ServerMetrics:
