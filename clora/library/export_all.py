@@ -15,9 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from clora.config import check_output_path
 from clora.library.layout import LibraryError
-from clora.library.peft_io import snapshot_factors, write_peft_folder
+from clora.library.peft_io import check_export, snapshot_factors, write_peft_folder
 
 README = """# PEFT adapters exported by clora
 
@@ -44,12 +43,7 @@ Tasks: {tasks}
 
 def export_all(folder: Path, manifest: dict, out: Path, base_model: str | None = None) -> list[Path]:
     """Write ``out/<task>/`` for every task with an adapter in its snapshot, and ``out/README.md``."""
-    if manifest["method"] == "olie":
-        raise LibraryError("olie adapters are multiplicative (W * exp(BA)) and have no PEFT LoRA form")
-    out = Path(out)
-    check_output_path(out, "export folder")
-    if out.is_dir() and any(out.iterdir()):
-        raise LibraryError(f"export folder {str(out)!r} exists and is not empty", field="out")
+    out = check_export(manifest, out)
     tasks = [t["name"] for t in manifest["tasks"] if any(
         o.get("adapter") for o in manifest["tasks"] if o["name"] in t["snapshot"])]
     if not tasks:

@@ -45,13 +45,20 @@ def export_peft(folder: Path, manifest: dict, task: str, out: Path, base_model_p
 
     ``base_model_path`` is what the config names as the base model (default: the library's name for it).
     """
+    out = check_export(manifest, out)
+    return write_peft_folder(out, snapshot_factors(folder, manifest, task), manifest, base_model_path)
+
+
+def check_export(manifest: dict, out) -> Path:
+    """Refuse an export that cannot be written: an olie library (no additive LoRA form) or an output folder
+    that cannot be made or is not empty; returns ``out`` as a Path."""
     if manifest["method"] == "olie":
         raise LibraryError("olie adapters are multiplicative (W * exp(BA)) and have no PEFT LoRA form")
     out = Path(out)
     check_output_path(out, "export folder")
     if out.is_dir() and any(out.iterdir()):
         raise LibraryError(f"export folder {str(out)!r} exists and is not empty", field="out")
-    return write_peft_folder(out, snapshot_factors(folder, manifest, task), manifest, base_model_path)
+    return out
 
 
 def write_peft_folder(out: Path, factors: dict[str, tuple[torch.Tensor, torch.Tensor]], manifest: dict,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from clora.data.task import DEFAULT_PROMPT, GENERATION_PROMPT, Example, Task
+from clora.data.task import task_of  # noqa: F401 - where serving code has always found it
 from clora.families.base import Answer
 
 
@@ -50,15 +50,3 @@ class Prediction:
 def probability_of(answer: Answer) -> float | None:
     """An answer's probability for JSON: rounded to 6 places, ``None`` when it is not a number."""
     return round(answer.probability, 6) if math.isfinite(answer.probability) else None
-
-
-def task_of(entry: dict) -> Task:
-    """The :class:`Task` a library entry describes, enough to answer it (label set, prompt, triggers)."""
-    kind = entry.get("kind", "classification")
-    # answering needs the label set (or the metric and answer length) and the prompt only
-    placeholder = [Example("-", entry["labels"][0] if kind == "classification" else "-")]
-    default_prompt = GENERATION_PROMPT if kind == "generation" else DEFAULT_PROMPT
-    return Task(name=entry["name"], instruction=entry.get("instruction", ""), labels=entry["labels"],
-                train=placeholder, test=placeholder, prompt=entry.get("prompt") or default_prompt,
-                triggers=entry.get("triggers") or {}, kind=kind, metric=entry.get("metric", "accuracy"),
-                max_new_tokens=entry.get("max_new_tokens", 32))

@@ -10,10 +10,9 @@ answers are unchanged.
 
 from __future__ import annotations
 
-from clora.data.task import Task
+from clora.data.task import Task, task_of
 from clora.evaluation.routed import routed_scores
 from clora.routing.router import Router, RouterConfig
-from clora.serving.prediction import task_of
 from clora.workflows.library_model import LibraryModel
 
 

@@ -224,3 +224,57 @@ def test_router_settings_given_to_add_task_are_stored_and_used_by_predict(librar
     assert load_router_stats(lib, new["router"]).heldout > 0  # calibrated when it was learnt
     assert_one_line_error(_clora("add-task", lib, "--name", "t3", "--train", new_task_files[0], "--threshold", "2"),
                           "router threshold must be in [0, 1]")
+
+
+def test_add_task_reports_routed_mode_beside_sum_mode(library_copy, new_task_files):
+    """Routed (what predict and serve answer) before and after, beside sum; "before" is what the run recorded."""
+    import clora
+
+    lib = library_copy()
+    recorded = {t["name"]: t["metrics"]["routed"] for t in read_manifest(lib)["tasks"]}
+    train, test = new_task_files
+    result = clora.open_library(lib).add_task("t2", train, test=test, progress=False)
+    rows = {row.task: row for row in result.earlier}
+    assert set(rows) == {"t0", "t1"}
+    for name, row in rows.items():
+        assert row.routed_before == recorded[name] and 0.0 <= row.routed_after <= 1.0
+    # an earlier task's routed score moves only by the inputs the new task now claims, so it is a measurement
+    # of its own (not sum mode's)
+    from clora.serving.inference import load_library
+
+    from clora.workflows.add_task import _earlier_tasks
+
+    loaded = load_library(lib)
+    tasks = {t.name: t for t in _earlier_tasks(read_manifest(lib), {})[0]}
+    for name, row in rows.items():
+        answers = loaded.predict([ex.text for ex in tasks[name].test])
+        served = sum(a.prediction == ex.target for a, ex in zip(answers, tasks[name].test)) / len(answers)
+        assert row.routed_after == pytest.approx(served)
+    manifest = read_manifest(lib)
+    assert [t["metrics"]["routed"] for t in manifest["tasks"]] == [rows["t0"].routed_after, rows["t1"].routed_after,
+                                                                   result.routed_accuracy]
+
+
+def test_add_task_prints_routed_and_sum_columns(library_copy, new_task_files):
+    lib = library_copy()
+    train, test = new_task_files
+    result = _add(lib, train, "--test", test)
+    assert result.exit_code == 0, result.output
+    assert "routed before  after  change   sum before  after  change" in result.output
+    assert "routed is what predict and serve answer" in result.output
+
+
+def test_add_task_measures_routed_before_when_the_library_recorded_none(library_copy, new_task_files):
+    import clora
+
+    lib = library_copy()
+    manifest = read_manifest(lib)
+    recorded = {t["name"]: t["metrics"].pop("routed") for t in manifest["tasks"]}
+    with write_lock(lib):  # a library from before routed scores were recorded: same files, no "routed"
+        commit(lib, read_manifest(lib), {k: v for k, v in manifest.items()
+                                         if k not in ("files", "version", "previous_version", "updated")}, {})
+    assert all("routed" not in t["metrics"] for t in read_manifest(lib)["tasks"])
+    train, test = new_task_files
+    result = clora.open_library(lib).add_task("t2", train, test=test, progress=False)
+    # measured with the new adapter off and the router over the earlier tasks: the run's own figure
+    assert {row.task: row.routed_before for row in result.earlier} == pytest.approx(recorded)

@@ -87,3 +87,39 @@ def test_routing_benchmark_measures_both_routers(tiny_model_dirs, tmp_path, caps
         assert 0 <= r["routed_accuracy"] <= 1 and 0 <= r["unseen_fallback"] <= 1
     assert results["arrow"]["fallback"] == 0.0  # Arrow always routes
     assert "| 12 | arrow |" in capsys.readouterr().out
+
+
+def test_small_task_schedule_compares_three_schedules(tiny_model_dirs, tmp_path):
+    import json
+
+    out = tmp_path / "schedule.json"
+    result = _load_path(BENCHMARKS / "small_task_schedule.py").main(
+        [str(EXAMPLES / "data" / "my-stream.yaml"), "--model", str(tiny_model_dirs["bert"]), "--seeds", "0",
+         "--max-test", "4", "--json", str(out)])
+    assert json.loads(out.read_text()) == result
+    runs = result["runs"]
+    # support has 48 training examples (3 steps an epoch): 3 epochs, 15 by the floor, 10 given
+    assert [runs[name][0]["epochs"][0] for name in ("3 epochs", "default", "10 epochs")] == [3, 15, 10]
+    assert runs["default"][0]["steps"][0] == 45
+    assert set(result["mean"]["default"]) == {"routed", "oracle", "sum"}
+
+
+def test_answer_probability_benchmark_splits_right_from_wrong(library_factory, tmp_path):
+    result = _load_path(BENCHMARKS / "answer_probability.py").main([str(library_factory("bert", "orth"))])
+    total = result["all"]
+    assert total["answers"] == 32 and total["right"] + total["wrong"] == 32  # two tasks of 16 test inputs
+    for key in ("answer_probability_mean_right", "router_confidence_mean_right"):
+        assert total[key] is None or 0.0 <= total[key] <= 1.0
+
+
+def test_openai_load_benchmark_compares_both_endpoints(library_factory, tmp_path):
+    import json
+
+    out = tmp_path / "openai.json"
+    result = _load_path(BENCHMARKS / "openai_load.py").main(
+        [str(library_factory("bert", "orth")), "--clients", "2", "--seconds", "0.5", "--rounds", "1",
+         "--threads", "1", "--json", str(out)])
+    assert json.loads(out.read_text())["benchmark"] == "openai_load"
+    assert result["predict"]["requests"] > 0 and result["openai"]["requests"] > 0
+    assert result["predict"]["errors"] == result["openai"]["errors"] == 0
+    assert result["answers"]["compared"] > 0 and result["answers"]["different"] == 0

@@ -63,3 +63,26 @@ def test_a_batch_with_one_adapter_set_runs_as_that_snapshot(method, library_fact
         alone = lm.family.option_scores(tasks["t1"], TEXTS)
     assert torch.allclose(torch.stack(mixed), alone, atol=1e-5)
     assert current_selection() is NO_ADAPTERS  # the call's selection ended with the call
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama"])
+def test_answer_probabilities_in_a_mixed_batch_equal_each_input_alone(kind, library_factory):
+    import json
+
+    from click.testing import CliRunner
+
+    from clora.cli.main import cli
+    from clora.serving.inference import load_library
+
+    lib = library_factory(kind, "orth")
+    loaded = load_library(lib)
+    names = ["t0", "t1", "t1", "t0", "t1", "t0"]
+    mixed = loaded.predict(TEXTS, mode="oracle", task=names)
+    for text, name, answer in zip(TEXTS, names, mixed):
+        alone = loaded.predict([text], mode="oracle", task=name)[0]
+        assert answer.prediction == alone.prediction
+        assert answer.answer_probability == pytest.approx(alone.answer_probability, abs=1e-5)
+        assert 1 / 4 <= answer.answer_probability <= 1.0  # the most likely of four labels
+    printed = CliRunner().invoke(cli, ["predict", str(lib), TEXTS[0], "--task", "t0"]).output.splitlines()
+    row = json.loads(printed[0])
+    assert row["answer_probability"] == mixed[0].answer_probability and row["router_confidence"] == 1.0

@@ -81,3 +81,33 @@ def test_import_refuses_an_adapter_for_other_modules(library_copy, tiny_model_di
     result = CliRunner().invoke(cli, ["library", "import", str(lib), str(tmp_path / "k"), "--name", "k",
                                       "--labels", "a,b"])
     assert result.exit_code != 0 and "adapts other modules" in result.output
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama"])
+def test_export_all_writes_a_folder_per_task_that_peft_loads_with_the_same_outputs(kind, library_copy,
+                                                                                  tiny_model_dirs, tmp_path):
+    lib = library_copy(kind=kind)
+    out = tmp_path / "vllm-loras"
+    result = CliRunner().invoke(cli, ["library", "export", str(lib), "--all", "--base-model", "my-base", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "t0", "t1"]
+    readme = (out / "README.md").read_text()
+    assert "vllm serve my-base --enable-lora" in readme and f"t1={out.resolve() / 't1'}" in readme
+    assert "VLLM_LORA_RESOLVER_CACHE_DIR" in readme
+    lm = open_library_model(lib, progress=False)
+    base = _fresh_base(kind, tiny_model_dirs)
+    for task in ("t0", "t1"):
+        import json
+
+        assert json.loads((out / task / "adapter_config.json").read_text())["base_model_name_or_path"] == "my-base"
+        with use_adapters(lm.snapshot(task)):
+            ours = _outputs(lm.base_model.model, lm.base_model.tokenizer, kind)
+        peft_model = PeftModel.from_pretrained(base.model, str(out / task)).eval()
+        theirs = _outputs(peft_model, base.tokenizer, kind)
+        assert (ours - theirs).abs().max() <= 1e-5, task
+        base.model = peft_model.unload()  # the next task's folder loads on the bare base again
+    again = CliRunner().invoke(cli, ["library", "export", str(lib), "--all", str(out)])
+    assert again.exit_code != 0 and "exists and is not empty" in again.output
+    neither = CliRunner().invoke(cli, ["library", "export", str(lib), str(tmp_path / "x")])
+    assert neither.exit_code != 0 and "give --task NAME or --all" in neither.output
+    assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".vllm-loras.*"))
