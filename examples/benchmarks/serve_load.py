@@ -62,8 +62,10 @@ def post(port: int, text: str) -> dict:
         return json.loads(response.read())["predictions"][0]
 
 
-def load_round(port: int, texts: list[str], clients: int, seconds: float) -> dict:
-    """``clients`` threads sending one input at a time for ``seconds``; throughput and latency percentiles."""
+def load_round(port: int, texts: list[str], clients: int, seconds: float, send=None) -> dict:
+    """``clients`` threads sending one input at a time for ``seconds`` (``send(port, text)``: ``post``, one
+    ``/predict`` request); throughput and latency percentiles."""
+    send = send or post
     latencies, answers, errors = [], {}, []
     lock, stop_at = threading.Lock(), time.perf_counter() + seconds
 
@@ -73,7 +75,7 @@ def load_round(port: int, texts: list[str], clients: int, seconds: float) -> dic
             text = texts[i % len(texts)]
             started = time.perf_counter()
             try:
-                answer = post(port, text)
+                answer = send(port, text)
             except OSError as exc:
                 with lock:
                     errors.append(str(exc))
