@@ -106,6 +106,16 @@ def _check_preserve(value) -> tuple[float, float]:
     return first, last
 
 
+#: seeds are fed to numpy's and torch's generators, which take 32-bit ones
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(value, field: str = "seed") -> None:
+    """ConfigError unless ``value`` is an integer in [0, 2^32 - 1]."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"seed must be an integer from 0 to {MAX_SEED}, got {value!r}", field=field)
+
+
 def _check_count(name: str, value, optional: bool = False) -> None:
     if optional and value is None:
         return
@@ -205,8 +215,7 @@ class RunConfig:
             _check_count(name, getattr(self, name))
         for name in ("max_train", "max_test", "router_layer", "router_tokens", "capacity_tasks"):
             _check_count(name, getattr(self, name), optional=True)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}", field="seed")
+        check_seed(self.seed)
         if isinstance(self.min_steps, bool) or not isinstance(self.min_steps, int) or self.min_steps < 0:
             raise ConfigError(f"min_steps must be a non-negative integer, got {self.min_steps!r}", field="min_steps")
         if self.lr is None:

@@ -177,7 +177,8 @@ def serve(library, host, port, threshold, margin, fallback, device, precision, m
     from clora.serving.inference import load_library
     from clora.serving.server import check_port, serve as run_server
 
-    check_port(port)  # before the model loads
+    check_port(port)  # before the model loads, as the limits and the key
+    limits = Limits(max_body_bytes=max_body_bytes, body_timeout_s=body_timeout, api_key=api_key)
     loaded = load_library(library, threshold=threshold, margin=margin, fallback=fallback, device=device,
                           precision=precision)
     hooks = learning_settings(library, loaded.device, **learning)
@@ -188,7 +189,7 @@ def serve(library, host, port, threshold, margin, fallback, device, precision, m
                                      timeout_s=upstream_timeout, api_key=upstream_key)
     settings = ServeSettings(max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue,
                              max_inputs=max_inputs, max_input_chars=max_input_chars, loop_nice=loop_nice, **hooks,
-                             limits=Limits(max_body_bytes=max_body_bytes, body_timeout_s=body_timeout, api_key=api_key))
+                             limits=limits)
 
     def ready(bound):
         via = f", answering /v1 through {upstream}" if upstream else ""

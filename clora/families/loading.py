@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,24 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+#: files of a model folder whose ``auto_map`` would make transformers import Python code from the folder
+CODE_MAPS = ("config.json", "tokenizer_config.json", "preprocessor_config.json")
+
+
+def check_no_custom_code(folder: Path) -> None:
+    """Refuse a model folder that names its own Python code (``auto_map``), before any file of it is read by
+    transformers: a library names its base model, and a tampered or foreign library must not be a way to
+    run code on the machine that opens it."""
+    for name in CODE_MAPS:
+        try:
+            data = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("auto_map"):
+            raise ModelError(f"model folder {str(folder)!r} asks to run its own code ('auto_map' in {name}); clora "
+                             "loads only models transformers implements itself", field="model")
+
+
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
@@ -68,11 +87,14 @@ def _from_pretrained(name: str):
     looks_local = path.startswith((".", "/", "~")) or Path(path).exists()
     if looks_local and not Path(path).expanduser().is_dir():
         raise ModelError(f"model folder {path!r} not found", field="model")
-    try:
-        config = AutoConfig.from_pretrained(path)
+    if looks_local:
+        check_no_custom_code(Path(path).expanduser())
+    try:  # a model's own code never runs: transformers refuses it rather than asking (trust_remote_code=False)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
         kind = family_of(config)
         loader = {"encoder": AutoModel, "causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}[kind]
-        return loader.from_pretrained(path), AutoTokenizer.from_pretrained(path), kind
+        return (loader.from_pretrained(path, trust_remote_code=False),
+                AutoTokenizer.from_pretrained(path, trust_remote_code=False), kind)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"cannot load model {name!r}: {_first_line(exc)}", field="model") from None
 

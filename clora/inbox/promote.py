@@ -23,7 +23,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clora.config import MIN_STEPS
+from clora.config import MIN_STEPS, check_seed
 from clora.data.task import Example
 from clora.errors import ConfigError, DataError
 from clora.inbox.clusters import saved_cluster
@@ -58,6 +58,8 @@ class PromotionRequest:
         if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)
                                         or self.epochs < 1):
             raise ConfigError(f"epochs must be a positive integer, got {self.epochs!r}", field="epochs")
+        if self.seed is not None:
+            check_seed(self.seed)  # before a candidate is copied and trained: a seed numpy refuses is one line
 
 
 @dataclass

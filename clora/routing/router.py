@@ -47,8 +47,9 @@ class RouterConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"router threshold must be in [0, 1], got {self.threshold!r}")
-        if self.margin <= 0:
-            raise ConfigError(f"router margin must be positive, got {self.margin!r}")
+        if not (isinstance(self.margin, (int, float)) and math.isfinite(self.margin) and self.margin > 0):
+            # a NaN would be stored and then refused by every reader of the version (bricking it)
+            raise ConfigError(f"router margin must be a positive finite number, got {self.margin!r}")
         if not 0.0 <= self.shrinkage < 1.0:
             raise ConfigError(f"router shrinkage must be in [0, 1), got {self.shrinkage!r}")
         if self.fallback not in FALLBACKS:

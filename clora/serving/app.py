@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException
 from clora.errors import CloraError
 from clora.serving.batching import MicroBatcher, QueueFull
 from clora.serving.guard import Guard, Limits
-from clora.serving.inference import LoadedLibrary, Query
+from clora.serving.inference import LoadedLibrary, Query, check_text
 from clora.serving.prediction import Prediction
 from clora.serving.metrics import ServerMetrics
 from clora.serving.openai_api import add_openai_routes, openai_error
@@ -79,6 +79,7 @@ def _queries(body: PredictRequest, settings: ServeSettings) -> list[Query]:
     for i, text in enumerate(body.inputs):
         if len(text) > settings.max_input_chars:
             raise CloraError(f"input {i + 1} has {len(text)} characters (at most {settings.max_input_chars})")
+        check_text(text, i)  # here, not in the batch: one bad input must not fail other clients' answers
     tasks = body.task if isinstance(body.task, list) else [body.task] * len(body.inputs)
     if len(tasks) != len(body.inputs):
         raise CloraError(f"{len(tasks)} task names for {len(body.inputs)} inputs (give one per input)")

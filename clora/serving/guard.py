@@ -18,6 +18,8 @@ import hmac
 import json
 from dataclasses import dataclass
 
+from clora.errors import ConfigError
+
 OPEN_PATHS = ("/health",)
 
 
@@ -29,6 +31,12 @@ class Limits:
     body_timeout_s: float = 10.0
     max_depth: int = 32
     api_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.api_key is not None and not self.api_key.strip():
+            # an empty key variable is a mistake more often than a wish for an open server: say so, start nothing
+            raise ConfigError("the API key is empty (an empty CLORA_API_KEY?): give a key, or leave it unset to "
+                              "serve without one", field="api_key")
 
 
 class Refused(Exception):

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from clora.data.task import Task
-from clora.errors import CloraError, ConfigError
+from clora.errors import CloraError, ConfigError, DataError
 from clora.families.base import Answer
 from clora.library.layout import MANIFEST, LibraryError, read_manifest
 from clora.library.readers import reading
@@ -38,6 +38,17 @@ def finite(x: float) -> float:
     return float(x) if math.isfinite(x) else 0.0
 
 
+def check_text(text: str, position: int | None = None) -> None:
+    """DataError unless ``text`` is valid Unicode (a lone surrogate such as ``"\\ud800"`` cannot be encoded, tokenized
+    or written back as JSON)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        where = f"input {position + 1}" if position is not None else "an input"
+        raise DataError(f"{where} is not valid Unicode text (a lone surrogate at character {exc.start})",
+                        field="inputs") from None
+
+
 @dataclass(frozen=True)
 class Query:
     """One input to answer: ``mode`` (routed, oracle, sum, base) and, optionally, the task to answer it as."""
@@ -50,6 +61,7 @@ class Query:
     trigger: tuple[int, str | None] | None = None
 
     def check(self, tasks: dict) -> None:
+        check_text(self.text)
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r} (choose from {', '.join(MODES)})", field="mode")
         if self.task is not None and self.task not in tasks:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from clora.serving.guard import error_body
-from clora.serving.inference import LoadedLibrary, Query
+from clora.serving.inference import LoadedLibrary, Query, check_text
 from clora.serving.openai_schema import (ChatRequest, CompletionRequest, OpenAIError, completion_body, cut,
                                          route_headers, route_info, stream_chunks)
 
@@ -57,6 +57,7 @@ def check_request(body, library: LoadedLibrary, settings) -> list[str]:
         if len(text) > settings.max_input_chars:
             raise OpenAIError(f"input {i + 1} has {len(text)} characters (at most {settings.max_input_chars})",
                               param="prompt")
+        check_text(text, i)
     return texts
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clora.adapters import use_adapters
+from clora.config import check_seed
 from clora.data.loaders import data_reference, load_referenced_task, load_task
 from clora.data.stream import Stream, TaskSpec
 from clora.data.task import Task
@@ -103,8 +104,8 @@ class AddTaskRequest:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}", field=name)
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}", field="seed")
+        if self.seed is not None:
+            check_seed(self.seed)
         RouterConfig.of_library(None, **self.router_overrides)  # a bad threshold, margin or fallback: before training
         for name, path in self.eval_files.items():
             if not Path(path).is_file():

@@ -167,7 +167,7 @@ def test_cli_defaults_are_the_library_defaults(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("args,line", [
     (["demo", "--epochs", "0"], "Error: epochs must be a positive integer, got 0 (--epochs)"),
-    (["demo", "--seed", "-1"], "Error: seed must be a non-negative integer, got -1 (--seed)"),
+    (["demo", "--seed", "-1"], "Error: seed must be an integer from 0 to 4294967295, got -1 (--seed)"),
     (["demo", "--frame-lr", "-2"], "Error: frame_lr must be positive, got -2.0 (--frame-lr)"),
     (["cl-benchmark-4"], "which is read from a data folder: give one (--data-dir)"),
 ])
