@@ -50,6 +50,14 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
+def line(total: dict) -> str:
+    """The one-line summary docs/results.md quotes."""
+    return (f"{total['answers']} answers, {total['wrong']} wrong: answer_probability {total['answer_probability_mean_right']:.3f} "
+            f"(right) against {total['answer_probability_mean_wrong']:.3f} (wrong), AUROC "
+            f"{total['answer_probability_auroc']:.3f}; router_confidence {total['router_confidence_mean_right']:.3f} "
+            f"against {total['router_confidence_mean_wrong']:.3f}, AUROC {total['router_confidence_auroc']:.3f}")
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("libraries", nargs="+", type=Path)
@@ -62,7 +70,7 @@ def main(argv=None) -> dict:
         per_library[str(library)] = summary(rows)
         print(library, per_library[str(library)], flush=True)
     result = {"libraries": per_library, "all": summary(everything)}
-    print("all", result["all"])
+    print(line(result["all"]) if result["all"]["wrong"] and result["all"]["right"] else result["all"])
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     return result
