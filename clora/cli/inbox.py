@@ -87,13 +87,11 @@ def label(ctx, pairs, file, target):
 
 
 def _label_file(path: Path, key: str) -> dict[str, str]:
+    from clora.data.files import read_text_bounded
     from clora.errors import DataError
 
     out = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {str(path)!r} ({exc})", field="file") from None
+    lines = read_text_bounded(path, "label file").splitlines()
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue

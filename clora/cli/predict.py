@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
 
 from clora.cli.options import with_router_options
 from clora.routing.shares import routing_shares
+from clora.data.files import read_text_bounded
 from clora.errors import DataError
 
 MODES = ("routed", "oracle", "sum", "base")
@@ -29,12 +31,7 @@ def router_options(command):
 def _read_inputs(path: Path) -> list[tuple[str, str | None]]:
     """``(input, expected task)`` per line: a plain line is an input; a JSON object gives its 'input' or
     'sentence' field and, in 'task', the task it belongs to (then misroutes are counted)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"input file {str(path)!r} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {str(path)!r}: {exc}") from None
+    lines = read_text_bounded(path, "input file").splitlines()
     texts = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -178,6 +175,8 @@ def serve(library, host, port, threshold, margin, fallback, device, precision, m
     from clora.serving.server import check_port, serve as run_server
 
     check_port(port)  # before the model loads, as the limits and the key
+    if api_key is None and os.environ.get("CLORA_API_KEY") is not None:
+        api_key = os.environ["CLORA_API_KEY"]  # click reads an empty variable as unset: an open server unasked
     limits = Limits(max_body_bytes=max_body_bytes, body_timeout_s=body_timeout, api_key=api_key)
     loaded = load_library(library, threshold=threshold, margin=margin, fallback=fallback, device=device,
                           precision=precision)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import stat
 from pathlib import Path
 
 from clora.errors import DataError
@@ -64,3 +65,32 @@ def broken_json_line(files: dict[str, str]) -> str | None:
             if not isinstance(row, dict):
                 return f"{str(path)!r} line {n} is not a JSON object ({line.strip()[:60]!r})"
     return None
+
+
+#: the most bytes a file of inputs or labels given on the command line is read to (64 MiB)
+MAX_INPUT_BYTES = 64 << 20
+
+
+def read_text_bounded(path: Path, what: str = "file", limit: int = MAX_INPUT_BYTES) -> str:
+    """The UTF-8 text of ``path``, refused in one line when it is not a regular file (a FIFO would block, a
+    device such as /dev/zero never ends) or holds more than ``limit`` bytes."""
+    path = Path(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise DataError(f"{what} {str(path)!r} not found") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{what} {str(path)!r} is not a regular file (a folder, pipe or device)")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise DataError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise DataError(f"{what} {str(path)!r} is over {limit >> 20} MiB; split it")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"cannot read {str(path)!r}: it is not UTF-8 text ({exc.reason} at byte {exc.start})") from None

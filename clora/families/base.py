@@ -41,6 +41,15 @@ def n_layers(config) -> int:
     return getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers", None) or 1
 
 
+def max_positions(config) -> int | None:
+    """The most tokens the model's position embeddings take (None: no fixed limit, e.g. T5's relative ones)."""
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def router_layer(config) -> int:
     """The layer whose output the router reads: half way up, ``ceil(L / 2)`` of ``L`` layers (3 of MiniLM's 6)."""
     return max(1, -(-n_layers(config) // 2))
@@ -65,6 +74,12 @@ class Family:
             raise ConfigError(f"the router layer must be between 1 and {n_layers(model.config)} for this model, "
                               f"got {self.router_layer}", field="router_layer")
         self.router_tokens = config.router_tokens or config.max_length
+        positions = max_positions(model.config)
+        if positions is not None and config.max_length > positions:
+            # checked where runs and readers both build a family: nothing is trained or committed that would
+            # fail on the first long input
+            raise ConfigError(f"max_length {config.max_length} is beyond the {positions} positions this model has",
+                              field="max_length")
         self.device = next(model.parameters()).device
         # a fast tokenizer's padding/truncation state is shared: two threads calling it at
         # once fail ("Already borrowed"). Only tokenizing is serialised, never a forward pass.

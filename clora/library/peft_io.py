@@ -9,6 +9,7 @@ module (``rank_pattern`` / ``alpha_pattern`` where a module's rank differs).
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -149,9 +150,12 @@ def peft_factors(path: Path, modules: dict, scaling: float) -> dict[str, tuple[t
         check_factors(m, a, b, modules[m])
         r = _pattern_value(config.get("rank_pattern") or {}, m, config.get("r"))
         alpha = _pattern_value(config.get("alpha_pattern") or {}, m, config.get("lora_alpha"))
-        if isinstance(r, bool) or not isinstance(r, int) or r < 1 or not isinstance(alpha, (int, float)):
+        if isinstance(r, bool) or not isinstance(r, int) or r < 1 or isinstance(alpha, bool) \
+                or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
             raise LibraryError(f"{str(path)!r}: rank {r!r} and lora_alpha {alpha!r} of module {m!r} must be a "
-                               "positive integer and a number")
+                               "positive integer and a finite number")
         peft_scale = alpha / (r ** 0.5 if config.get("use_rslora") else r)
         factors[m] = (a, b * (peft_scale / scaling))
+        if not torch.isfinite(factors[m][1]).all():  # a scale that overflows the factors (lora_alpha 1e308)
+            raise LibraryError(f"module {m!r}: lora_alpha {alpha!r} scales the factors beyond float32's range")
     return factors

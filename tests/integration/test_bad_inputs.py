@@ -10,6 +10,7 @@ after; they must be byte-identical (a failed ``run`` leaves no ``--out``, a fail
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,7 @@ def _state(root: Path) -> dict:
         rel = str(path.relative_to(root))
         if path.name == READERS:
             continue
-        state[rel] = sha256_file(path) if path.is_file() else "dir"
+        state[rel] = sha256_file(path) if path.is_file() else ("dir" if path.is_dir() else "other")
     return state
 
 
@@ -212,6 +213,9 @@ CASES = [
     ("run-seed-negative", RUN + ["--seed", "-1"], None),
     ("run-seed-not-int", RUN + ["--seed", "abc"], None),
     ("run-seed-2-32", RUN + ["--seed", "4294967296"], None),
+    ("run-max-length-beyond-positions", RUN + ["--max-length", "100000"], None),
+    ("predict-library-max-length-beyond-positions", PREDICT,
+     lambda w: w.edit_manifest(lambda m: m["settings"].update(max_length=100000))),
     ("run-min-steps-negative", RUN + ["--min-steps", "-1"], None),
     ("run-max-train-0", RUN + ["--max-train", "0"], None),
     ("run-max-test-negative", RUN + ["--max-test", "-1"], None),
@@ -328,6 +332,8 @@ CASES = [
     ("import-peft-a-file", ["library", "import", "{lib}", "{root}/train.jsonl", "--name", "imp", "--labels", "a,b"],
      None),
     ("import-r-0", IMPORT, lambda w: w.edit_peft(config=lambda c: {**c, "r": 0})),
+    ("import-alpha-nan", IMPORT, lambda w: w.edit_peft(config=lambda c: {**c, "lora_alpha": float("nan")})),
+    ("import-alpha-1e308", IMPORT, lambda w: w.edit_peft(config=lambda c: {**c, "lora_alpha": 1e308})),
     ("import-r-string", IMPORT, lambda w: w.edit_peft(config=lambda c: {**c, "r": "2"})),
     ("import-r-missing", IMPORT, lambda w: w.edit_peft(config=lambda c: {k: v for k, v in c.items() if k != "r"})),
     ("import-r-bool", IMPORT, lambda w: w.edit_peft(config=lambda c: {**c, "r": True})),
@@ -416,6 +422,10 @@ CASES = [
      lambda w: w.write("deep.txt", '{"a": ' * 100000 + "1" + "}" * 100000 + "\n")),
     ("predict-input-nested-object", ["predict", "{lib}", "--input", "{root}/deep.txt"],
      lambda w: w.write("deep.txt", '{"input": ' + _nested(100000) + "}\n")),
+    ("predict-input-dev-zero", ["predict", "{lib}", "--input", "/dev/zero"], None),
+    ("predict-input-fifo", ["predict", "{lib}", "--input", "{root}/fifo"], lambda w: os.mkfifo(w.root / "fifo")),
+    ("predict-input-a-folder", ["predict", "{lib}", "--input", "{root}"], None),
+    ("inbox-label-file-dev-zero", ["inbox", "{lib}", "label", "--file", "/dev/zero"], None),
     ("predict-input-not-utf8", ["predict", "{lib}", "--input", "{root}/bad.txt"],
      lambda w: w.write("bad.txt", b"\xff\xfe note\n")),
     ("predict-input-json-no-input", ["predict", "{lib}", "--input", "{root}/bad.txt"],
