@@ -31,9 +31,8 @@ class Answer:
 
 def option_answer(task: Task, scores: torch.Tensor) -> Answer:
     """The best option of ``task`` for one input's ``scores`` ``(n_labels,)`` and its softmax probability."""
-    probs = torch.softmax(scores.float(), dim=-1)
-    best = int(probs.argmax())
-    return Answer(task.labels[best], float(probs[best]))
+    best = int(scores.argmax())  # of the scores, as before: two close scores may round to equal probabilities
+    return Answer(task.labels[best], float(torch.softmax(scores.float(), dim=-1)[best]))
 
 
 def n_layers(config) -> int:
