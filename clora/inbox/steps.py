@@ -48,10 +48,14 @@ class LibraryInbox:
             raise DataError("no labels given (pairs of record id and label)", field="labels")
         return self.store.label(labels, "target" if target else "label")
 
-    def promote(self, cluster: int, name: str, **options) -> PromotionResult:
-        """Train cluster ``cluster`` as task ``name`` and commit it if the gate passes
-        (``options``: the fields of :class:`clora.inbox.promote.PromotionRequest`)."""
-        return promote(PromotionRequest(self.library, cluster, name, inbox_folder=self.folder, **options))
+    def promote(self, cluster: int, name: str, *, labels: list[str] | None = None, max_drop: float = 1.0,
+                epochs: int | None = None, seed: int | None = None, device: str = "auto",
+                progress: bool = True) -> PromotionResult:
+        """Train cluster ``cluster`` as task ``name`` and commit it if the gate passes (no earlier task's routed
+        accuracy drops by more than ``max_drop`` points); ``epochs`` ``None``: at least 45 steps."""
+        return promote(PromotionRequest(self.library, cluster, name, labels=labels, max_drop=max_drop,
+                                        epochs=epochs, seed=seed, device=device, progress=progress,
+                                        inbox_folder=self.folder))
 
     def drop(self, ids: set[str] | None = None, cluster: int | None = None, everything: bool = False) -> int:
         """Remove records by id, by cluster (of the last clustering) or all; returns how many went."""

@@ -1,11 +1,11 @@
 """Every code block of README.md runs as written, in order, from a folder laid out like the repository.
 
-Two things differ from a user's run, to keep CI fast: the default model (all-MiniLM-L6-v2) is a
+Three things differ from a user's run, to keep CI fast: the default model (all-MiniLM-L6-v2) is a
 2-layer random BERT of width 256 (the offline package's folder is pointed at it; wide enough, as
 MiniLM's 384 are, to leave a fifth task room in the demo's library planned for four, where the
-usual tiny model's 32 are not), and ``clora run`` reads at most 96 training and 48 test examples per
-task (``--max-train 96 --max-test 48`` after the README's
-options). The ``pip install`` and ``pytest`` lines are what CI itself runs; ``clora serve`` is run
+usual tiny model's 32 are not); ``clora run`` reads at most 48 training and 24 test examples per
+task and trains one epoch (``--max-train 48 --max-test 24 --epochs 1`` after the README's
+options); and the Python block's synthetic tasks have 48 training and 24 test examples each. The ``pip install`` and ``pytest`` lines are what CI itself runs; ``clora serve`` is run
 up to the point where it would listen (its library loaded and its options checked), since a test
 cannot wait on a server (tests/integration/test_serve.py serves for real). The ``text`` blocks are
 outputs, not code: they must quote docs/benchmarks-data/readme_outputs.json, which
@@ -26,7 +26,7 @@ from conftest import SHARED_DATA
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 OUTPUTS = ROOT / "docs" / "benchmarks-data" / "readme_outputs.json"
-SMALL = ["--max-train", "96", "--max-test", "48"]
+SMALL = ["--max-train", "48", "--max-test", "24", "--epochs", "1"]
 
 
 def blocks(kind: str) -> list[str]:
@@ -94,7 +94,15 @@ def test_every_readme_command_runs(workdir, monkeypatch):
     assert "library: clora-runs/demo-orth/library" in ran[0]  # clora run says where the library is
 
 
-def test_readme_python_block_runs(workdir, capsys):
+def test_readme_python_block_runs(workdir, monkeypatch):
+    import clora.data.loaders as loaders
+
+    generate = loaders.synthetic_examples
+
+    def small(name, options, seed=0):  # the demo's tasks at 48 / 24 examples (they have 600 / 200)
+        return generate(name, {"n_train": 48, "n_test": 24, **options}, seed=seed)
+
+    monkeypatch.setattr(loaders, "synthetic_examples", small)
     namespace = {}
     for n, code in enumerate(blocks("python"), 1):
         exec(compile(code, f"README.md python block {n}", "exec"), namespace)
