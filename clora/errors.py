@@ -31,3 +31,27 @@ class ConfigError(CloraError):
 
 class ModelError(CloraError):
     """The base model cannot be loaded or adapted as asked."""
+
+
+class StorageError(CloraError):
+    """The disk refused a read or write (full, read-only, gone); ``status`` is what a server answers."""
+
+    status = 503
+
+
+def as_storage_error(exc: BaseException) -> StorageError | None:
+    """``exc`` as a one-line :class:`StorageError` when it is the file system's refusal, else None.
+
+    safetensors reports a full disk as its own ``SafetensorError`` ("I/O error: No space left on
+    device"), so that one is recognised by name as well.
+    """
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return StorageError(f"the disk refused a file operation: {exc.strerror or exc}{where}; a library is only "
+                            "changed by a complete commit, so it stays at its last version")
+    if type(exc).__name__ == "SafetensorError" and "error" in str(exc).lower():
+        return StorageError(f"the disk refused a file operation: {exc}; a library is only changed by a "
+                            "complete commit, so it stays at its last version")
+    return None

@@ -110,7 +110,7 @@ def assert_one_line_error(result, fragment: str) -> None:
     assert fragment in lines[0], lines[0]
 
 
-def post_json(port: int, route: str, body, timeout: float = 120) -> tuple[int, dict]:
+def post_json(port: int, route: str, body, timeout: float = 120, headers: dict | None = None) -> tuple[int, dict]:
     """POST ``body`` (bytes, or an object sent as JSON) to a loopback server; (status, JSON answer)."""
     import json
     import urllib.error
@@ -118,7 +118,7 @@ def post_json(port: int, route: str, body, timeout: float = 120) -> tuple[int, d
 
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     request = urllib.request.Request(f"http://127.0.0.1:{port}{route}", data=data,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())

@@ -1,6 +1,7 @@
 """The inbox: records, its bound, labels, feedback, clustering beside known-task stand-ins, telling words."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -8,8 +9,9 @@ import torch
 
 from clora.errors import DataError
 from clora.inbox.clusters import assign, cluster_inbox, saved_cluster, telling_words
-from clora.inbox.feedback import take_feedback
-from clora.inbox.records import MAX_EVAL_PER_TASK, Inbox, Record, inbox_path
+from clora.inbox.feedback import Forbidden, take_feedback
+from clora.inbox.records import Inbox, Record, inbox_path
+from clora.library.layout import LibraryError
 from clora.routing.lda import TaskStats, sample_like, whitening
 
 
@@ -60,21 +62,44 @@ def test_label_and_drop_by_id(tmp_path):
     assert [r.input for r in inbox.records()] == ["text 1", "text 2"]
 
 
-def test_feedback_for_a_known_task_is_evaluation_data(tmp_path):
+def test_feedback_for_a_known_task_is_evaluation_data_only_from_a_trusted_sender(tmp_path):
     inbox = Inbox(tmp_path / "lib")
     labels_of = {"cooking": ["red", "blue"]}
-    assert take_feedback(inbox, labels_of, "oven apple", label="red", task="cooking") == {
-        "kept_as": "evaluation", "task": "cooking"}
-    assert inbox.evaluation("cooking") == [("oven apple", "red")] and inbox.records() == []
-    kept = take_feedback(inbox, labels_of, "a fever", label="green")
+    with pytest.raises(Forbidden, match="only a request with the server's admin key") as refused:
+        take_feedback(inbox, labels_of, "oven apple", label="blue", task="cooking", trusted=False, source="anyone")
+    assert refused.value.status == 403 and not inbox.folder.exists()  # nothing written
+    assert take_feedback(inbox, labels_of, "oven apple", label="red", task="cooking", trusted=True,
+                         source="admin feedback") == {"kept_as": "evaluation", "task": "cooking",
+                                                      "source": "admin feedback"}
+    assert inbox.evaluation("cooking") == [("oven apple", "red", "admin feedback")] and inbox.records() == []
+    kept = take_feedback(inbox, labels_of, "a fever", label="green", trusted=False, source="anyone")
     assert kept["kept_as"] == "inbox" and inbox.records()[0].label == "green"
     with pytest.raises(DataError, match="not one of task 'cooking'"):
-        take_feedback(inbox, labels_of, "oven", label="green", task="cooking")
+        take_feedback(inbox, labels_of, "oven", label="green", task="cooking", trusted=True, source="local")
     with pytest.raises(DataError, match="exactly one of label"):
-        take_feedback(inbox, labels_of, "oven", label="red", target="red")
-    inbox.add_evaluation("cooking", [Record(f"t{i}", kind="feedback", label="red") for i in range(MAX_EVAL_PER_TASK)])
-    assert len(inbox.evaluation("cooking")) == MAX_EVAL_PER_TASK  # the newest kept
-    assert inbox.evaluation("cooking")[-1] == (f"t{MAX_EVAL_PER_TASK - 1}", "red")
+        take_feedback(inbox, labels_of, "oven", label="red", target="red", trusted=True, source="local")
+
+
+def test_evaluation_data_is_appended_and_kept_within_an_eighth_of_the_bound(tmp_path, monkeypatch):
+    inbox = Inbox(tmp_path / "lib", max_bytes=64 << 10)  # 8 KiB for each task's evaluation data
+    rewrites = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: rewrites.append(b) or real_replace(a, b))
+    for i in range(400):  # about 90 bytes a line: 36 KB written in all
+        inbox.add_evaluation("cooking", [Record(f"text {i}", kind="feedback", label="red")], source="local")
+    path = inbox.folder / "eval" / "cooking.jsonl"
+    assert path.stat().st_size <= 8 << 10
+    assert 1 <= len(rewrites) <= 10  # cut back now and then, not rewritten on every example
+    rows = inbox.evaluation("cooking")
+    assert rows[-1] == ("text 399", "red", "local") and 40 <= len(rows) <= 95
+    assert [int(t.split()[1]) for t, _, _ in rows] == list(range(400 - len(rows), 400))  # the newest, in order
+    with open(path, "ab") as fh:
+        fh.write(b'{"sentence": "torn\n[1, 2]\n')
+    assert len(inbox.evaluation("cooking")) == len(rows) and inbox.skipped == 2
+    with pytest.raises(LibraryError, match="not allowed"):
+        inbox.evaluation("../../x")  # a tampered manifest's task name never leads out of the inbox
+    with pytest.raises(LibraryError, match="not allowed"):
+        inbox.add_evaluation("../x", [Record("t", kind="feedback", label="red")], source="local")
 
 
 def test_telling_words_by_hand():

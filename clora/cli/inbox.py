@@ -122,7 +122,7 @@ def promote(ctx, cluster_id, name, labels, max_drop, epochs, seed, device, quiet
                                  device=device, progress=not quiet)
     for row in result.gate:
         click.echo(f"  {row.task:<20} routed accuracy {_pct(row.before)} -> {_pct(row.after)} "
-                   f"({row.examples} examples)")
+                   f"({row.examples} examples of its {row.data})")
     if not result.committed:
         raise click.ClickException(result.message())
     click.echo(result.message())

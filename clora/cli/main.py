@@ -10,7 +10,7 @@ import sys
 import click
 from click.exceptions import NoArgsIsHelpError
 
-from clora.errors import CloraError
+from clora.errors import CloraError, as_storage_error
 
 
 class EchoHandler(logging.Handler):
@@ -77,6 +77,11 @@ class CloraGroup(click.Group):
             raise
         except click.UsageError as exc:
             raise OneLineUsageError(exc) from None
+        except Exception as exc:  # a full or read-only disk: one line, as any other environment problem
+            storage = as_storage_error(exc)
+            if storage is None:
+                raise
+            raise click.ClickException(str(storage)) from None
 
     def make_context(self, info_name, args, parent=None, **extra):
         try:

@@ -142,12 +142,20 @@ def learning_options(command):
                    "its body (else 408) must arrive.")
 @click.option("--max-connections", default=256, show_default=True, type=click.IntRange(min=1),
               help="Open connections and requests at once; beyond them new requests get 503.")
+@click.option("--max-client-connections", default=None, type=click.IntRange(min=1),
+              help="Open connections one client address may hold; one more gets 503 (default: a quarter of "
+                   "--max-connections).")
+@click.option("--max-header-bytes", default=16 << 10, show_default=True, type=click.IntRange(min=1024),
+              help="Request line and headers; larger get 431 and the connection is closed.")
 @click.option("--loop-nice", default=10, show_default=True, type=click.IntRange(0, 19),
               help="How much lower the CPU priority of connection handling is than inference's (Linux; 0: "
                    "the same), so that floods of refused requests do not slow the answers.")
 @learning_options
 @click.option("--api-key", envvar="CLORA_API_KEY", default=None,
               help="Require 'Authorization: Bearer KEY' on every route but /health (or set CLORA_API_KEY).")
+@click.option("--admin-key", envvar="CLORA_ADMIN_KEY", default=None,
+              help="A second secret: only a request with 'Authorization: Bearer ADMIN_KEY' may send feedback naming "
+                   "a library task, which becomes evaluation data for the promotion gate (or set CLORA_ADMIN_KEY).")
 @click.option("--upstream", default=None, metavar="URL",
               help="Gateway mode: route each /v1 completion here and forward it to this OpenAI-compatible server "
                    "(e.g. vLLM serving `clora library export LIB --all`), its model replaced by the routed task.")
@@ -159,8 +167,9 @@ def learning_options(command):
 @click.option("--upstream-key", envvar="CLORA_UPSTREAM_KEY", default=None,
               help="With --upstream: sent as 'Authorization: Bearer KEY' upstream (or set CLORA_UPSTREAM_KEY).")
 def serve(library, host, port, threshold, margin, fallback, device, precision, max_batch, batch_wait_ms, max_queue,
-          max_inputs, max_input_chars, max_body_bytes, body_timeout, max_connections, loop_nice, api_key, upstream,
-          upstream_fallback, upstream_timeout, upstream_key, **learning):
+          max_inputs, max_input_chars, max_body_bytes, body_timeout, max_connections, max_client_connections,
+          max_header_bytes, loop_nice, api_key, admin_key, upstream, upstream_fallback, upstream_timeout, upstream_key,
+          **learning):
     """Serve LIBRARY over HTTP: POST /predict, GET /tasks, GET /health, GET /metrics (docs at /docs), and the
     OpenAI-compatible GET /v1/models, POST /v1/completions, /v1/chat/completions and /v1/route.
 
@@ -172,12 +181,15 @@ def serve(library, host, port, threshold, margin, fallback, device, precision, m
     from clora.serving.app import ServeSettings
     from clora.serving.guard import Limits
     from clora.serving.inference import load_library
-    from clora.serving.server import check_port, serve as run_server
+    from clora.serving.server import check_client_connections, check_port, serve as run_server
 
     check_port(port)  # before the model loads, as the limits and the key
-    if api_key is None and os.environ.get("CLORA_API_KEY") is not None:
-        api_key = os.environ["CLORA_API_KEY"]  # click reads an empty variable as unset: an open server unasked
-    limits = Limits(max_body_bytes=max_body_bytes, body_timeout_s=body_timeout, api_key=api_key)
+    # click reads an empty variable as unset: an open server (or admin route) nobody asked for
+    api_key = os.environ.get("CLORA_API_KEY") if api_key is None else api_key
+    admin_key = os.environ.get("CLORA_ADMIN_KEY") if admin_key is None else admin_key
+    limits = Limits(max_body_bytes=max_body_bytes, body_timeout_s=body_timeout, api_key=api_key,
+                    admin_key=admin_key, max_header_bytes=max_header_bytes)
+    check_client_connections(max_client_connections, max_connections)
     loaded = load_library(library, threshold=threshold, margin=margin, fallback=fallback, device=device,
                           precision=precision)
     hooks = learning_settings(library, loaded.device, **learning)
@@ -194,7 +206,8 @@ def serve(library, host, port, threshold, margin, fallback, device, precision, m
         via = f", answering /v1 through {upstream}" if upstream else ""
         click.echo(f"serving {library} (version {loaded.version}) on http://{host}:{bound}{via}", err=True)
 
-    run_server(loaded, host, port, settings, ready=ready, max_connections=max_connections)
+    run_server(loaded, host, port, settings, ready=ready, max_connections=max_connections,
+               max_client_connections=max_client_connections)
 
 
 def learning_settings(library, device, record_unrouted, inbox_folder, inbox_max_bytes, auto_promote, min_examples,

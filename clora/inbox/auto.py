@@ -77,7 +77,8 @@ class AutoPromoter:
                 continue
             name = self._name(cluster.words)
             result = promote(PromotionRequest(self.library, cluster.cluster, name, max_drop=self.max_drop,
-                                              device=self.device, progress=False, inbox_folder=self.inbox_folder))
+                                              device=self.device, progress=False, inbox_folder=self.inbox_folder,
+                                              require_checked=True))
             if not result.committed:
                 self._refused.add(key)
             log.info("auto-promote: %s", result.message())

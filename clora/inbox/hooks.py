@@ -21,7 +21,8 @@ def server_hooks(inbox: Inbox | None, record_unrouted: bool = False, promoter: A
         inbox.append([Record(input=a.input, guess=a.task, confidence=a.confidence, answer=a.prediction)
                       for a in answers])
 
-    def feedback(body: dict, labels_of: dict) -> dict:
-        return take_feedback(inbox, labels_of, body["input"], body.get("label"), body.get("target"), body.get("task"))
+    def feedback(body: dict, labels_of: dict, admin: bool = False) -> dict:
+        return take_feedback(inbox, labels_of, body["input"], body.get("label"), body.get("target"), body.get("task"),
+                             trusted=admin, source="admin feedback")
 
     return {"record": record if record_unrouted else None, "feedback": feedback, "background": promoter}

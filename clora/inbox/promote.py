@@ -4,11 +4,13 @@
    ``tasks/<name>/train.jsonl``, which the new version's data reference names).
 2. The new adapter is trained with the library's method (``add_task``) on a copy of the
    library (``candidates/<name>/library`` in the inbox): the library itself is not touched.
-3. The gate: every earlier task with evaluation data (the test data its entry references,
-   and feedback kept for it) is answered in ``routed`` mode, as a server answers it, by the
-   library and by the candidate. When any task's accuracy drops by more than ``max_drop``
-   points, the promotion is refused: the library stays at its version, the candidate is
-   kept for inspection, and the result names the task and the drop.
+3. The gate: every earlier task's evaluation data (the test data its entry references, and
+   feedback kept for it by a trusted sender, each source separately) is answered in
+   ``routed`` mode, as a server answers it, by the library and by the candidate. When any
+   task's accuracy on any source drops by more than ``max_drop`` points, the promotion is
+   refused: the library stays at its version, the candidate is kept for inspection, and
+   the result names the task, the data and the drop. Tasks without any evaluation data are
+   named as unchecked; unattended promotion (``require_checked``) refuses then.
 4. Otherwise the candidate's new task folder and manifest are committed into the library
    as one new version (only when the library is still at the version the candidate was
    built from), and the promoted records leave the inbox.
@@ -48,6 +50,8 @@ class PromotionRequest:
     device: str = "auto"
     progress: bool = True
     inbox_folder: Path | None = None
+    #: refuse (before training) when an earlier task has no evaluation data: what auto-promote asks
+    require_checked: bool = False
 
     def __post_init__(self) -> None:
         check_task_name(self.name)
@@ -64,12 +68,15 @@ class PromotionRequest:
 
 @dataclass
 class GateRow:
-    """An earlier task's routed accuracy (points) with the library and with the candidate."""
+    """An earlier task's routed accuracy (points) on one source of evaluation data (``data``: ``test data``,
+    the examples its library entry references, or where kept feedback came from), with the library and with
+    the candidate. Each source is its own row, so examples from one cannot hide a drop on another."""
 
     task: str
     examples: int
     before: float
     after: float
+    data: str = "test data"
 
     @property
     def drop(self) -> float:
@@ -89,13 +96,20 @@ class PromotionResult:
     refused_by: list[GateRow] = field(default_factory=list)
     candidate: str | None = None
     max_drop: float = 1.0
+    #: earlier tasks the gate had no evaluation data for (not checked)
+    unchecked: list[str] = field(default_factory=list)
 
     def message(self) -> str:
+        unchecked = (f"; not checked (no evaluation data): {', '.join(self.unchecked)}" if self.unchecked else "")
         if self.committed:
             return (f"promoted cluster {self.cluster} as {self.name!r}: version {self.version}, "
                     f"{self.examples} examples, accuracy {self.accuracy:.1f}, {self.routed_to_new:.1f}% of the "
-                    f"cluster routed to it")
-        worst = ", ".join(f"{r.task} would drop {r.drop:.1f} points ({r.before:.1f} -> {r.after:.1f})"
+                    f"cluster routed to it{unchecked}")
+        if not self.refused_by:  # refused before training: auto-promote commits nothing it cannot check
+            return (f"not promoted: the gate has no evaluation data for {', '.join(self.unchecked)} (no test data "
+                    "referenced, no admin feedback), and unattended promotion commits only what it can check; "
+                    "promote by hand (clora inbox LIB promote) to accept that")
+        worst = ", ".join(f"{r.task} would drop {r.drop:.1f} points on its {r.data} ({r.before:.1f} -> {r.after:.1f})"
                           for r in self.refused_by)
         allowed = f"{self.max_drop:g} point{'' if self.max_drop == 1 else 's'}"
         return (f"not promoted: {worst}, more than the {allowed} allowed; the library stays at version "
@@ -118,17 +132,24 @@ def routed_accuracy(loaded, examples: list[Example]) -> float:
     return 100.0 * sum(p.prediction == e.target for p, e in zip(predictions, examples)) / max(len(examples), 1)
 
 
-def _gate(inbox: Inbox, library: Path, before, after) -> list[GateRow]:
-    """Every earlier task with evaluation data, answered by the library (``before``) and the candidate."""
-    manifest = read_manifest(library)
+def evaluation_sets(inbox: Inbox, manifest: dict) -> tuple[list[tuple[str, str, list[Example]]], list[str]]:
+    """``([(task, data source, examples)], unchecked task names)``: each earlier task's referenced test data
+    and its kept feedback by source (``clora.inbox.feedback``: only trusted senders write it)."""
     tasks, _notes = _earlier_tasks(manifest, {})
-    by_name = {t.name: list(t.test) for t in tasks}
+    sets = [(t.name, "test data", list(t.test)) for t in tasks if t.test]
     for entry in manifest["tasks"]:
-        extra = [Example(text, label) for text, label in inbox.evaluation(entry["name"])]
-        if extra:
-            by_name.setdefault(entry["name"], []).extend(extra)
-    return [GateRow(name, len(examples), routed_accuracy(before, examples), routed_accuracy(after, examples))
-            for name, examples in by_name.items()]
+        by_source: dict[str, list[Example]] = {}
+        for text, label, source in inbox.evaluation(entry["name"]):
+            by_source.setdefault(source, []).append(Example(text, label))
+        sets += [(entry["name"], source, examples) for source, examples in sorted(by_source.items())]
+    checked = {name for name, _, _ in sets}
+    return sets, [e["name"] for e in manifest["tasks"] if e["name"] not in checked]
+
+
+def _gate(sets: list[tuple[str, str, list[Example]]], before, after) -> list[GateRow]:
+    """Every evaluation set, answered by the library (``before``) and by the candidate (``after``)."""
+    return [GateRow(name, len(examples), routed_accuracy(before, examples), routed_accuracy(after, examples), data)
+            for name, data, examples in sets]
 
 
 def _write_train(folder: Path, labelled: list) -> Path:
@@ -166,6 +187,11 @@ def promote(request: PromotionRequest) -> PromotionResult:
         raise LibraryError(f"the library already has a task named {request.name!r}; choose another name",
                            field="name")
     labelled, inputs = _examples(inbox, request.cluster)
+    sets, unchecked = evaluation_sets(inbox, manifest)
+    if unchecked and request.require_checked:
+        return PromotionResult(request.name, request.cluster, len(labelled), committed=False,
+                               version=manifest["version"], accuracy=float("nan"), routed_to_new=float("nan"),
+                               max_drop=request.max_drop, unchecked=unchecked)
     train = _write_train(inbox.folder / "tasks" / request.name, labelled)
     candidate = inbox.folder / CANDIDATES / request.name
     shutil.rmtree(candidate, ignore_errors=True)
@@ -180,11 +206,11 @@ def promote(request: PromotionRequest) -> PromotionResult:
     before, after = load_library(library, device=request.device), load_library(staged, device=request.device)
     new_routes = after.predict(inputs)
     routed_to_new = 100.0 * sum(p.task == request.name for p in new_routes) / len(new_routes)
-    gate = _gate(inbox, library, before, after)
+    gate = _gate(sets, before, after)
     refused = [row for row in gate if row.drop > request.max_drop]
     result = PromotionResult(request.name, request.cluster, len(labelled), committed=not refused,
                              version=manifest["version"], accuracy=100.0 * added.accuracy, routed_to_new=routed_to_new,
-                             gate=gate, refused_by=refused, max_drop=request.max_drop)
+                             gate=gate, refused_by=refused, max_drop=request.max_drop, unchecked=unchecked)
     if refused:
         result.candidate = str(candidate)
         return result

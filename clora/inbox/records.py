@@ -7,7 +7,9 @@ library's own files stay exactly as its versions describe them):
   of ``max_bytes`` it becomes ``records.1.jsonl`` (replacing the older one) and a new file
   starts, so the two together never hold much more than ``max_bytes``.
 - ``eval/<task>.jsonl``: feedback for tasks the library already has, kept as those tasks'
-  evaluation data (the newest ``MAX_EVAL_PER_TASK`` per task).
+  evaluation data with its source (the newest ``MAX_EVAL_PER_TASK`` per task, within an
+  eighth of ``max_bytes``). A server adds to it only for a request with the admin key: it
+  decides the promotion gate.
 - ``clusters.json``: the last ``clora inbox cluster`` (record id -> cluster).
 - ``candidates/<name>/``: promotions that were built and refused by the gate.
 
@@ -26,7 +28,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from clora.errors import DataError
+from clora.errors import DataError, StorageError
+from clora.library.store import check_task_name
 
 try:
     import fcntl
@@ -80,6 +83,30 @@ class Record:
         return cls(**known)
 
 
+def append_whole(path: Path, data: bytes) -> None:
+    """Append ``data`` (whole JSON lines) to ``path``: all of it, or nothing.
+
+    A write the disk refuses part-way is cut back to where the file ended, so no record is left torn;
+    a file that a killed writer left ending mid-line gets a newline first, so the torn line stays one
+    skipped line and never swallows the next record. The caller holds the inbox lock.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.fstat(fd).st_size
+        if start and os.pread(fd, 1, start - 1) != b"\n":
+            data = b"\n" + data
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as exc:
+            os.ftruncate(fd, start)  # freeing space cannot fail for want of it
+            raise StorageError(f"the inbox could not be written ({exc.strerror or exc}); nothing of this "
+                               "write was kept, earlier records are intact") from None
+    finally:
+        os.close(fd)
+
+
 def inbox_path(library: Path) -> Path:
     """The inbox folder of ``library``: ``<library>.inbox`` beside it."""
     library = Path(library).resolve()
@@ -94,6 +121,7 @@ class Inbox:
             raise DataError(f"the inbox bound must be at least 4096 bytes, got {max_bytes!r}", field="max_bytes")
         self.library, self.max_bytes = Path(library), max_bytes
         self.folder = Path(folder) if folder is not None else inbox_path(self.library)
+        self.skipped = 0  # damaged lines the last records() read passed over
 
     @contextlib.contextmanager
     def locked(self):
@@ -113,22 +141,22 @@ class Inbox:
             size = path.stat().st_size if path.exists() else 0
             if size and size + len(lines) > self.max_bytes // 2:
                 os.replace(path, self.folder / ROTATED)
-            with open(path, "ab") as fh:
-                fh.write(lines[: self.max_bytes // 2])  # a batch over the whole bound keeps its first part
-                fh.flush()
+            append_whole(path, lines[: self.max_bytes // 2])  # a batch over the whole bound keeps its first part
 
     def records(self) -> list[Record]:
         """Every record, oldest first (the rotated file, then the current one)."""
-        out = []
+        out, self.skipped = [], 0
         for name in (ROTATED, RECORDS):
             path = self.folder / name
             if not path.exists():
                 continue
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                if not line.strip():
+                    continue
                 try:
                     out.append(Record.from_dict(json.loads(line)))
                 except (ValueError, TypeError, DataError):
-                    continue  # a line cut off by a crash or by the bound: skip it, keep the rest
+                    self.skipped += 1  # a line cut off by a crash or by the bound: skip it, keep the rest
         return out
 
     def size_bytes(self) -> int:
@@ -184,22 +212,49 @@ class Inbox:
         kept = self.rewrite(change)
         return counts["before"] - kept
 
-    def add_evaluation(self, task: str, records: list[Record]) -> None:
-        """Keep feedback for a library task as its evaluation data (the newest ``MAX_EVAL_PER_TASK``)."""
+    def add_evaluation(self, task: str, records: list[Record], source: str) -> None:
+        """Keep feedback for a library task as its evaluation data, with where it came from (``source``).
+
+        Appended as whole lines (``append_whole``); past an eighth of the inbox's bound the file is cut to
+        its newest ``MAX_EVAL_PER_TASK`` lines within half that, so a rewrite happens once per many examples,
+        never on every one (readers use the newest ``MAX_EVAL_PER_TASK``).
+        """
+        check_task_name(task)  # a name read from a manifest must not lead a path out of the inbox
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        lines = "".join(json.dumps({"sentence": r.input, "label": r.answer_label, "source": source, "time": stamp},
+                                   ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+        bound = self.max_bytes // 8
         with self.locked():
             path = self.folder / EVAL / f"{task}.jsonl"
             path.parent.mkdir(exist_ok=True)
-            old = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-            new = old + [json.dumps({"sentence": r.input, "label": r.answer_label}, ensure_ascii=False)
-                         for r in records]
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            tmp.write_text("".join(line + "\n" for line in new[-MAX_EVAL_PER_TASK:]), encoding="utf-8")
-            os.replace(tmp, path)
+            append_whole(path, lines[:bound])
+            if path.stat().st_size > bound:
+                kept, total = [], 0
+                for line in reversed(path.read_bytes().splitlines(keepends=True)[-MAX_EVAL_PER_TASK:]):
+                    total += len(line)
+                    if total > bound // 2:
+                        break
+                    kept.append(line)
+                tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+                tmp.write_bytes(b"".join(reversed(kept)))
+                os.replace(tmp, path)
 
-    def evaluation(self, task: str) -> list[tuple[str, str]]:
-        """``(input, label)`` pairs of feedback kept for ``task``."""
+    def evaluation(self, task: str) -> list[tuple[str, str, str]]:
+        """``(input, label, source)`` of the feedback kept for ``task`` (damaged lines skipped, counted)."""
+        check_task_name(task)
         path = self.folder / EVAL / f"{task}.jsonl"
         if not path.exists():
             return []
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        return [(r["sentence"], r["label"]) for r in rows]
+        rows, self.skipped = [], 0
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+                text, label = row["sentence"], row["label"]
+                if not (isinstance(text, str) and isinstance(label, str) and text.strip() and label.strip()):
+                    raise ValueError
+            except (ValueError, TypeError, KeyError):
+                self.skipped += int(bool(line.strip()))
+                continue
+            rows.append((text, label, str(row.get("source", "feedback"))))
+        return rows[-MAX_EVAL_PER_TASK:]
+

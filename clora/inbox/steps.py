@@ -31,9 +31,10 @@ class LibraryInbox:
 
     def feedback(self, text: str, label: str | None = None, target: str | None = None,
                  task: str | None = None) -> dict:
-        """One labelled example (what ``POST /feedback`` does)."""
+        """One labelled example (what ``POST /feedback`` does). Here, by whoever holds the library's files,
+        feedback naming a library task is trusted as its evaluation data (source ``local``)."""
         labels_of = {t["name"]: t["labels"] for t in read_manifest(self.library)["tasks"]}
-        return take_feedback(self.store, labels_of, text, label, target, task)
+        return take_feedback(self.store, labels_of, text, label, target, task, trusted=True, source="local")
 
     def cluster(self, min_cluster_size: int = 5, device: str = "auto") -> list[Cluster]:
         """Group the records into candidate tasks (largest first), on the router's features."""

@@ -83,11 +83,15 @@ def json_text(data: dict) -> str:
 def write_json_atomic(path: Path, data: dict, text: str | None = None) -> None:
     """Write ``data`` (or its ready ``text``) to ``path`` via a fsynced temporary file and an atomic rename."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text if text is not None else json_text(data))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text if text is not None else json_text(data))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk (or an interrupt): leave no temporary file behind
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 

@@ -49,25 +49,31 @@ def _pin_folder(folder: Path) -> Path | None:
 
 def _place_pin(readers: Path, version: int):
     """A locked pin file for ``version``: written and locked under a temporary name, then renamed, so a
-    clean-up never sees an unlocked pin of a live reader. Returns (open handle, path) or None."""
+    clean-up never sees an unlocked pin of a live reader. Returns (file descriptor, path), or None where the
+    pin cannot be written (read-only or full disk): the reader then reads without one, as on a read-only
+    library. The file is written unbuffered, so that closing it cannot fail with a late write."""
     token = f"{os.getpid()}-{secrets.token_hex(6)}"
     tmp, path = readers / f".tmp-{token}", readers / f"{token}{PIN_SUFFIX}"
     try:
-        fh = open(tmp, "w+", encoding="ascii")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     except OSError:
         return None
-    fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
-    fh.write(str(version))
-    fh.flush()
-    os.replace(tmp, path)
-    return fh, path
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        os.write(fd, str(version).encode("ascii"))
+        os.replace(tmp, path)
+    except OSError:  # a full disk: a pin is a write, and reading must not need one
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        return None
+    return fd, path
 
 
 def _release(pin) -> None:
     if pin is not None:
-        fh, path = pin
+        fd, path = pin
         path.unlink(missing_ok=True)
-        fh.close()
+        os.close(fd)
 
 
 def _pin_current(folder: Path, readers: Path, manifest: dict):

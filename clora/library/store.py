@@ -185,17 +185,37 @@ def commit(folder: Path, current: dict | None, new: dict, staged: dict[str, Path
     (folder / VERSIONS).mkdir(parents=True, exist_ok=True)
     fresh = {rel for rel in files_of(new) if any(rel.startswith(d + "/") for d in staged)}
     files = _checked_files(folder, new, {**(known or {}), **(current["files"] if current else {})}, fresh)
-    for rel_dir, stage in staged.items():
-        _install(folder, stage, rel_dir)
-    new["files"] = {**files, **{rel: sha256_file(folder / rel) for rel in sorted(fresh)}}
-    new["version"] = current["version"] + 1 if current else 1
-    new["previous_version"] = current["version"] if current else None
-    new["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    text = json_text(new)  # encoded once, written twice
-    write_json_atomic(version_path(folder, new["version"]), new, text)
-    write_json_atomic(folder / MANIFEST, new, text)
+    installed = []
+    try:
+        for rel_dir, stage in staged.items():
+            _install(folder, stage, rel_dir)
+            installed.append(rel_dir)
+        new["files"] = {**files, **{rel: sha256_file(folder / rel) for rel in sorted(fresh)}}
+        new["version"] = current["version"] + 1 if current else 1
+        new["previous_version"] = current["version"] if current else None
+        new["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        text = json_text(new)  # encoded once, written twice
+        write_json_atomic(version_path(folder, new["version"]), new, text)
+        write_json_atomic(folder / MANIFEST, new, text)
+    except OSError:  # a full disk before the manifest moved: the library stays exactly at its version
+        _undo(folder, current, new, installed)
+        raise
     collect_garbage(folder, new)
     return new
+
+
+def _undo(folder: Path, current: dict | None, new: dict, installed: list[str]) -> None:
+    """Remove what a commit that failed before its manifest was replaced had put in place."""
+    try:
+        on_disk = read_manifest(folder)["version"]
+    except LibraryError:  # no manifest yet: the first commit
+        on_disk = None
+    if on_disk != (current or {}).get("version"):
+        return  # the manifest was replaced: the commit happened, only its last sync failed
+    if new.get("version") is not None:
+        version_path(folder, new["version"]).unlink(missing_ok=True)
+    for rel_dir in installed:
+        shutil.rmtree(folder / rel_dir, ignore_errors=True)
 
 
 def files_of(manifest: dict) -> set[str]:

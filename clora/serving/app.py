@@ -26,9 +26,10 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from clora.errors import CloraError
+from clora.errors import CloraError, StorageError, as_storage_error
 from clora.serving.batching import MicroBatcher, QueueFull
 from clora.serving.guard import Guard, Limits
+from clora.serving.health import Problems
 from clora.serving.inference import LoadedLibrary, Query, check_text
 from clora.serving.prediction import Prediction
 from clora.serving.metrics import ServerMetrics
@@ -94,7 +95,7 @@ def _error(request: Request, message: str, status: int, param: str | None = None
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def _error_handlers(app: FastAPI) -> None:
+def _error_handlers(app: FastAPI, problems: Problems) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc):
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
@@ -108,7 +109,15 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CloraError)
     async def bad_input(request, exc):
         status = getattr(exc, "status", 400)
+        if isinstance(exc, StorageError):
+            problems.set("storage", str(exc))
         return _error(request, str(exc), status, param=getattr(exc, "param", None), code=getattr(exc, "code", None))
+
+    @app.exception_handler(OSError)
+    async def storage(request, exc):  # a full or failing disk: JSON with the reason, and /health hears of it
+        refusal = as_storage_error(exc)
+        problems.set("storage", str(refusal))
+        return _error(request, str(refusal), 503, headers={"Retry-After": "30"})
 
     @app.exception_handler(QueueFull)
     async def busy(request, exc):
@@ -116,7 +125,7 @@ def _error_handlers(app: FastAPI) -> None:
 
 
 def _lifespan(library: LoadedLibrary, settings: ServeSettings, batcher: MicroBatcher, metrics: ServerMetrics,
-              reloads: ThreadPoolExecutor):
+              *pools: ThreadPoolExecutor):
     """Start the inference thread (and learning live, if any) before the first request; stop them at shutdown."""
 
     @asynccontextmanager
@@ -132,7 +141,8 @@ def _lifespan(library: LoadedLibrary, settings: ServeSettings, batcher: MicroBat
         if settings.upstream is not None:
             await settings.upstream.close()
         await batcher.stop()
-        reloads.shutdown(wait=False, cancel_futures=True)
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     return lifespan
 
@@ -143,10 +153,12 @@ def create_app(library: LoadedLibrary, settings: ServeSettings = ServeSettings()
     batcher = MicroBatcher(library.predict_queries, settings.max_batch, settings.batch_wait_ms / 1000,
                            settings.max_queue, observe=metrics.batch_size.observe)
     reloads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clora-reload")
+    writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clora-feedback")
     reloading: dict = {"task": None}
+    problems = Problems()
     app = FastAPI(title="clora", summary="Answer inputs with a continual-learning adapter library",
-                  lifespan=_lifespan(library, settings, batcher, metrics, reloads))
-    _error_handlers(app)
+                  lifespan=_lifespan(library, settings, batcher, metrics, reloads, writes))
+    _error_handlers(app, problems)
 
     async def fresh() -> None:
         """The request that notices a newer version waits for it; the others keep the version in use."""
@@ -166,7 +178,14 @@ def create_app(library: LoadedLibrary, settings: ServeSettings = ServeSettings()
             metrics.routes.labels(a.source).inc()
         unrouted = [a for a in answers if a.source == "fallback"]
         if settings.record is not None and unrouted:
-            await run_in_threadpool(settings.record, unrouted)
+            try:
+                await run_in_threadpool(settings.record, unrouted)
+                problems.clear("inbox")
+            except Exception as exc:  # the answers stand; a record the disk refused is reported on /health
+                storage = as_storage_error(exc)
+                if storage is None:
+                    raise
+                problems.set("inbox", f"unrouted inputs are not being recorded: {storage}")
         return answers
 
     @app.post("/predict")
@@ -181,30 +200,36 @@ def create_app(library: LoadedLibrary, settings: ServeSettings = ServeSettings()
         return {"version": library.version, "tasks": library.tasks()}
 
     add_openai_routes(app, library, settings, answer, fresh, upstream=settings.upstream)
-    _status_routes(app, library, settings, batcher, metrics)
+    _status_routes(app, library, settings, batcher, metrics, problems, writes)
     return Guard(app, settings.limits, on_response=metrics.response)
 
 
 def _status_routes(app: FastAPI, library: LoadedLibrary, settings: ServeSettings, batcher: MicroBatcher,
-                   metrics: ServerMetrics) -> None:
+                   metrics: ServerMetrics, problems: Problems, writes: ThreadPoolExecutor) -> None:
     """``POST /feedback`` (learning live), ``GET /health`` and ``GET /metrics``: none of them loads a version."""
 
     @app.post("/feedback")
-    async def feedback(body: FeedbackRequest):
+    async def feedback(body: FeedbackRequest, request: Request):
         if settings.feedback is None:
             raise HTTPException(404, "this server keeps no inbox (serve it with --record-unrouted or --inbox)")
         labels_of = {t["name"]: t["labels"] for t in library.tasks()}
-        return await run_in_threadpool(settings.feedback, body.model_dump(), labels_of)
+        admin = bool(request.scope.get("state", {}).get("admin"))
+        # on its own thread, not the pool that searches /predict's triggers: a slow disk delays feedback only
+        kept = await asyncio.get_running_loop().run_in_executor(
+            writes, settings.feedback, body.model_dump(), labels_of, admin)
+        problems.clear("storage")
+        return kept
 
     @app.get("/health")
     async def health():
         # no reload here: a health check must answer at once, even while a new version loads
-        error = library.reload_error
+        error, standing = library.reload_error, problems.current()
         learning = getattr(settings.background, "last", None)
         loading = library.loading  # read once: the load may finish between two reads
-        return {"status": "degraded" if error else "ok", "version": library.version, "queue": batcher.waiting,
-                **({"loading": loading} if loading is not None else {}),
-                **({"reload_error": error} if error else {}), **({"auto_promote": learning} if learning else {})}
+        return {"status": "degraded" if error or standing else "ok", "version": library.version,
+                "queue": batcher.waiting, **({"loading": loading} if loading is not None else {}),
+                **({"reload_error": error} if error else {}), **({"problems": standing} if standing else {}),
+                **({"auto_promote": learning} if learning else {})}
 
     @app.get("/metrics")
     async def prometheus(request: Request):

@@ -1,7 +1,9 @@
 """The limits every request passes before the application sees it (a plain ASGI middleware).
 
 - API key: with a key set, every route but ``/health`` needs ``Authorization: Bearer
-  <key>`` (compared in constant time); otherwise 401.
+  <key>`` (compared in constant time); otherwise 401. The admin key (a separate secret)
+  opens every route too and marks the request as the admin's: only such a request may
+  add the evaluation data that decides the promotion gate.
 - Body size: a ``Content-Length`` over the limit is answered 413 at once, without reading
   the body; a body sent without a length is counted as it arrives and cut off at the limit.
 - Body time: each chunk of the body must arrive within ``body_timeout_s`` (408), so a
@@ -31,12 +33,24 @@ class Limits:
     body_timeout_s: float = 10.0
     max_depth: int = 32
     api_key: str | None = None
+    #: the privilege to write what decides the promotion gate (evaluation feedback); it also opens every route
+    admin_key: str | None = None
+    max_header_bytes: int = 16 << 10
 
     def __post_init__(self) -> None:
-        if self.api_key is not None and not self.api_key.strip():
-            # an empty key variable is a mistake more often than a wish for an open server: say so, start nothing
-            raise ConfigError("the API key is empty (an empty CLORA_API_KEY?): give a key, or leave it unset to "
-                              "serve without one", field="api_key")
+        for name, variable in (("api_key", "CLORA_API_KEY"), ("admin_key", "CLORA_ADMIN_KEY")):
+            key = getattr(self, name)
+            if key is not None and not key.strip():
+                # an empty key variable is a mistake more often than a wish for an open server: start nothing
+                raise ConfigError(f"the {name.replace('_', ' ')} is empty (an empty {variable}?): give a key, or "
+                                  "leave it unset", field=name)
+        if self.admin_key is not None and self.admin_key == self.api_key:
+            raise ConfigError("the admin key must differ from the API key: every client holds the API key",
+                              field="admin_key")
+        if isinstance(self.max_header_bytes, bool) or not isinstance(self.max_header_bytes, int) or \
+                self.max_header_bytes < 1024:
+            raise ConfigError(f"the header limit must be at least 1024 bytes, got {self.max_header_bytes!r}",
+                              field="max_header_bytes")
 
 
 class Refused(Exception):
@@ -95,9 +109,13 @@ class Guard:
         self.on_response = on_response or (lambda path, status, seconds: None)
 
     def _check_key(self, scope) -> None:
-        if self.limits.api_key is None or scope["path"] in OPEN_PATHS:
-            return
+        """Refuse a request without the API key; mark one with the admin key (``scope["state"]["admin"]``)."""
         given = dict(scope["headers"]).get(b"authorization", b"")
+        admin = self.limits.admin_key is not None and hmac.compare_digest(
+            given, f"Bearer {self.limits.admin_key}".encode())
+        scope.setdefault("state", {})["admin"] = admin
+        if self.limits.api_key is None or scope["path"] in OPEN_PATHS or admin:
+            return
         expected = f"Bearer {self.limits.api_key}".encode()
         if not hmac.compare_digest(given, expected):
             raise Refused(401, "missing or wrong API key (send Authorization: Bearer <key>)",

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from clora.errors import ConfigError
 from clora.serving.app import ServeSettings, create_app
+from clora.serving.connections import guarded_protocol
 from clora.serving.inference import LoadedLibrary
 
 log = logging.getLogger("clora")
@@ -17,43 +18,32 @@ def check_port(port: int) -> None:
         raise ConfigError(f"port must be in 1-65535 (0: any free port), got {port!r}", field="port")
 
 
-def with_header_timeout(seconds: float):
-    """uvicorn's HTTP protocol, closing a connection whose first request's headers are not complete within
-    ``seconds``: uvicorn itself times out only idle keep-alive connections, so a client that sends half its
-    headers (slowloris) would otherwise hold its connection for ever."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
-    except ImportError:  # pragma: no cover - without httptools uvicorn parses with h11
-        from uvicorn.protocols.http.h11_impl import H11Protocol as Base
-
-    class HeaderTimeoutProtocol(Base):
-        def connection_made(self, transport):
-            super().connection_made(transport)
-            self._headers_timer = self.loop.call_later(seconds, self._headers_late)
-
-        def _headers_late(self):
-            if self.cycle is None and not self.transport.is_closing():
-                self.transport.close()
-
-        def connection_lost(self, exc):
-            self._headers_timer.cancel()
-            super().connection_lost(exc)
-
-    return HeaderTimeoutProtocol
-
-
 def make_server(library: LoadedLibrary, host: str, port: int, settings: ServeSettings = ServeSettings(),
-                max_connections: int = 256, keep_alive_s: float = 5.0):
+                max_connections: int = 256, keep_alive_s: float = 5.0, max_client_connections: int | None = None):
     """A uvicorn ``Server`` for ``library`` (not started). Over ``max_connections`` open connections or
-    requests, new requests get 503; an idle keep-alive connection is closed after ``keep_alive_s``, one
-    whose headers do not arrive within the body timeout at once."""
+    requests, new requests get 503, as does one client's connection past ``max_client_connections``
+    (default: a quarter of ``max_connections``, at least 1); an idle keep-alive connection is closed after
+    ``keep_alive_s``, one whose headers do not arrive within the body timeout at once
+    (``clora.serving.connections``)."""
     import uvicorn
 
     check_port(port)
+    per_client = check_client_connections(max_client_connections, max_connections)
+    protocol = guarded_protocol(settings.limits.body_timeout_s, settings.limits.max_header_bytes, per_client)
     config = uvicorn.Config(create_app(library, settings), host=host, port=port, log_level="warning",
                             access_log=False, limit_concurrency=max_connections, timeout_keep_alive=keep_alive_s,
-                            http=with_header_timeout(settings.limits.body_timeout_s), lifespan="on")
+                            http=protocol, lifespan="on")
     return uvicorn.Server(config)
+
+
+def check_client_connections(per_client: int | None, max_connections: int) -> int:
+    """The connections one client address may hold: ``per_client``, or a quarter of ``max_connections``."""
+    if per_client is None:
+        return max(max_connections // 4, 1)
+    if isinstance(per_client, bool) or not isinstance(per_client, int) or not 1 <= per_client <= max_connections:
+        raise ConfigError(f"connections per client must be 1 to the server's {max_connections}, got {per_client!r}",
+                          field="max_client_connections")
+    return per_client
 
 
 def listen(host: str, port: int):

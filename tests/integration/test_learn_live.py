@@ -25,6 +25,7 @@ from clora.inbox.records import CLUSTERS, Inbox, Record
 from clora.inbox.steps import LibraryInbox
 from clora.library.layout import LibraryError, read_manifest
 from clora.serving.app import ServeSettings
+from clora.serving.guard import Limits
 from clora.serving.inference import load_library
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
@@ -88,19 +89,22 @@ def test_recording_is_off_by_default_and_feedback_needs_an_inbox(library_copy):
 def test_the_server_records_exactly_the_inputs_it_fell_back_on(library_copy, tmp_path):
     lib = library_copy()
     texts = [e.text for e in _examples("medicine", 1, 30)] + [e.text for e in _examples("cooking", 0, 30)]
-    settings = ServeSettings(**server_hooks(Inbox(lib), record_unrouted=True))
+    settings = ServeSettings(**server_hooks(Inbox(lib), record_unrouted=True), limits=Limits(admin_key="adm1n"))
     with running(load_library(lib), settings) as port:
         answers = [a for i in range(0, len(texts), 8)
                    for a in _post(port, "/predict", {"inputs": texts[i:i + 8]})[1]["predictions"]]
         assert _post(port, "/feedback", {"input": "a nurse", "label": "red"})[1]["kept_as"] == "inbox"
-        assert _post(port, "/feedback", {"input": "oven", "label": "red", "task": "t0"})[1]["kept_as"] == "evaluation"
+        status, body = _post(port, "/feedback", {"input": "oven", "label": "red", "task": "t0"})
+        assert status == 403 and "admin key" in body["error"]  # evaluation data decides the gate
+        assert _post(port, "/feedback", {"input": "oven", "label": "red", "task": "t0"},
+                     headers={"Authorization": "Bearer adm1n"})[1]["kept_as"] == "evaluation"
         assert _post(port, "/feedback", {"input": "oven", "label": "red", "target": "x"})[0] == 400
     fallbacks = [a for a in answers if a["source"] == "fallback"]
     unrouted = Inbox(lib).records()[:-1]
     assert fallbacks and [(r.input, r.guess, r.answer) for r in unrouted] == [
         (a["input"], a["task"], a["prediction"]) for a in fallbacks]
     assert all(abs(r.confidence - a["confidence"]) < 1e-9 for r, a in zip(unrouted, fallbacks))
-    assert Inbox(lib).evaluation("t0") == [("oven", "red")]
+    assert Inbox(lib).evaluation("t0") == [("oven", "red", "admin feedback")]
 
 
 def test_a_promotion_commits_one_version_and_the_inbox_lets_go(library_copy):
@@ -109,16 +113,17 @@ def test_a_promotion_commits_one_version_and_the_inbox_lets_go(library_copy):
     records = [Record(e.text, kind="feedback", label=e.target) for e in _examples("medicine", 1, 24)]
     _hand_cluster(inbox, records + [Record("an unlabelled fever")])
     t0 = read_manifest(lib)["tasks"][0]
-    inbox.add_evaluation("t0", [Record("apple oven", kind="feedback", label=t0["labels"][0])])
+    inbox.add_evaluation("t0", [Record("apple oven", kind="feedback", label=t0["labels"][0])], source="local")
     result = LibraryInbox(lib).promote(0, "medicine", max_drop=100.0, progress=False)
-    assert result.gate[0].examples == 16 + 1  # t0's referenced test data and the feedback kept for it
+    # t0's referenced test data and the feedback kept for it, each its own row
+    assert [(r.task, r.data, r.examples) for r in result.gate] == [
+        ("t0", "test data", 16), ("t1", "test data", 16), ("t0", "local", 1)]
     assert result.committed and result.version == 2 and result.examples == 24
     manifest = read_manifest(lib)
     assert [t["name"] for t in manifest["tasks"]] == ["t0", "t1", "medicine"]
     assert manifest["tasks"][-1]["data"]["path"] == str(inbox.folder / "tasks" / "medicine" / "train.jsonl")
     assert CliRunner().invoke(cli, ["library", "verify", str(lib)]).exit_code == 0
     assert inbox.records() == [] and not (inbox.folder / "candidates" / "medicine").exists()
-    assert [row.task for row in result.gate] == ["t0", "t1"]
     assert load_library(lib).predict(["fever nurse"], task="medicine")[0].task == "medicine"
 
 

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from conftest import assert_one_line_error
 
 from clora.cli.main import cli
+from clora.errors import ConfigError
 from clora.serving.app import ServeSettings
 from clora.serving.guard import Limits, json_depth_exceeds
 from clora.serving.inference import Prediction, load_library
@@ -116,6 +117,63 @@ def test_half_sent_headers_lose_their_connection(library):
         reply, seconds = raw(port, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Le")  # never finishes
         assert reply == b"" and 0.4 < seconds < 4  # closed by the server, not by our 5 s wait
         assert call(port, "/health")[0] == 200
+
+
+def test_oversized_headers_get_431_and_lose_their_connection(library):
+    settings = ServeSettings(limits=Limits(max_header_bytes=4096))
+    with running(library, settings) as port:
+        # 64 MB of headers were accepted before (8 clients added 515 MB of RSS); now cut off past 4 KiB
+        head = b"POST /predict HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 200_000 + b"\r\n\r\n"
+        reply, seconds = raw(port, head)
+        assert reply.startswith(b"HTTP/1.1 431") and b"request headers over 4096 bytes" in reply and seconds < 4
+        assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"]
+        long_url, _ = raw(port, b"GET /health?" + b"q" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert long_url.startswith(b"HTTP/1.1 431")
+        # a large body is not a large header: headers and body arrive in one read, answered normally
+        status, _, _ = call(port, "/predict", predict_body("apple oven " * 800))
+        assert status == 200
+        for _ in range(3):  # keep-alive: each request's headers are counted from zero
+            assert call(port, "/health")[0] == 200
+
+
+def test_one_client_cannot_take_every_connection_slot(library):
+    settings = ServeSettings(limits=Limits(body_timeout_s=30))
+    with running(library, settings, max_connections=16, max_client_connections=4) as port:
+        hogs = []
+        for _ in range(12):  # one client opens sockets and never sends a request
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            hogs.append(sock)
+        try:
+            time.sleep(0.3)
+            refused = []
+            for sock in hogs[4:]:
+                with contextlib.suppress(socket.timeout, ConnectionResetError):
+                    refused.append(sock.recv(4096))
+            assert all(r.startswith(b"HTTP/1.1 503") and b"already holds 4 open connections" in r for r in refused)
+            assert len(refused) == 8
+            # another client address (127.0.0.2 is loopback too) is answered at once
+            other = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=("127.0.0.2", 0))
+            with other:
+                other.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                assert other.recv(4096).startswith(b"HTTP/1.1 200")
+        finally:
+            for sock in hogs:
+                sock.close()
+        time.sleep(0.3)
+        assert call(port, "/health")[0] == 200  # the hog's slots came back when it left
+
+
+def test_the_admin_key_is_its_own_secret(library):
+    for limits, fragment in [({"admin_key": ""}, "admin key is empty"),
+                             ({"api_key": "k", "admin_key": "k"}, "must differ from the API key"),
+                             ({"max_header_bytes": 10}, "at least 1024 bytes")]:
+        with pytest.raises(ConfigError, match=fragment):
+            Limits(**limits)
+    settings = ServeSettings(limits=Limits(api_key="s3cret", admin_key="adm1n"))
+    with running(library, settings) as port:  # the admin key opens every route, as the API key does
+        assert call(port, "/tasks", headers={"Authorization": "Bearer adm1n"})[0] == 200
+        assert call(port, "/tasks", headers={"Authorization": "Bearer s3cret"})[0] == 200
+        assert call(port, "/tasks", headers={"Authorization": "Bearer nope"})[0] == 401
 
 
 def test_bad_requests_are_json_400s_not_html(library):
