@@ -45,7 +45,8 @@ def list_cmd(ctx, kind, as_json):
             click.echo(json.dumps({**r.to_dict(), "label": r.label, "target": r.target}, ensure_ascii=False))
         else:
             guess = f"{r.guess}:{r.confidence:.2f}" if r.guess is not None else "-"
-            click.echo(f"{r.id}  {r.kind:<8} {(r.answer_label or '-')[:16]:<16} {guess:<24} {r.input[:80]}")
+            repeats = f" (x{r.count})" if r.count > 1 else ""
+            click.echo(f"{r.id}  {r.kind:<8} {(r.answer_label or '-')[:16]:<16} {guess:<24} {r.input[:80]}{repeats}")
 
 
 @inbox.command()

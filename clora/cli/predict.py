@@ -190,6 +190,10 @@ def serve(library, host, port, threshold, margin, fallback, device, precision, m
     limits = Limits(max_body_bytes=max_body_bytes, body_timeout_s=body_timeout, api_key=api_key,
                     admin_key=admin_key, max_header_bytes=max_header_bytes)
     check_client_connections(max_client_connections, max_connections)
+    if learning["inbox_folder"] is not None:  # before the model loads, as the other settings
+        from clora.inbox.records import check_inbox_folder
+
+        check_inbox_folder(library, learning["inbox_folder"])
     loaded = load_library(library, threshold=threshold, margin=margin, fallback=fallback, device=device,
                           precision=precision)
     hooks = learning_settings(library, loaded.device, **learning)

@@ -116,7 +116,14 @@ def saved_cluster(inbox: Inbox, cluster: int) -> set[str]:
     path = inbox.folder / CLUSTERS
     if not path.exists():
         raise DataError("the inbox has not been clustered yet; run `clora inbox LIB cluster` first", field="cluster")
-    saved = json.loads(path.read_text(encoding="utf-8"))["clusters"]
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))["clusters"]
+        if not isinstance(saved, dict) or not all(isinstance(v, list) and all(isinstance(i, str) for i in v)
+                                                  for v in saved.values()):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise DataError(f"the saved clustering {str(path)!r} is damaged; run `clora inbox LIB cluster` again",
+                        field="cluster") from None
     if str(cluster) not in saved:
         known = ", ".join(sorted(saved, key=int)) or "none"
         raise DataError(f"no cluster {cluster} in the last clustering (clusters: {known})", field="cluster")

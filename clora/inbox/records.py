@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 import uuid
@@ -56,6 +57,8 @@ class Record:
     label: str | None = None
     target: str | None = None
     task: str | None = None
+    #: how many times this same record arrived (repeats are read as one record: ``Inbox.records``)
+    count: int = 1
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     time: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
@@ -64,6 +67,16 @@ class Record:
             raise DataError(f"an inbox record needs a non-empty input text, got {self.input!r}", field="input")
         if self.kind not in KINDS:
             raise DataError(f"unknown record kind {self.kind!r} (choose from {', '.join(KINDS)})")
+        if self.confidence is not None and (isinstance(self.confidence, bool) or not isinstance(
+                self.confidence, (int, float)) or not math.isfinite(self.confidence)):
+            raise DataError(f"a record's confidence must be a finite number, got {self.confidence!r}",
+                            field="confidence")
+        for name in ("guess", "answer", "id", "time"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise DataError(f"a record's {name} must be text, got {value!r}", field=name)
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+            raise DataError(f"a record's count must be a positive integer, got {self.count!r}", field="count")
         for name in ("label", "target", "task"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -74,8 +87,13 @@ class Record:
         """The known correct answer (label or target), if any."""
         return self.label if self.label is not None else self.target
 
+    @property
+    def key(self) -> tuple:
+        """What makes two records the same: a repeat of an input (with the same label, if any) is one record."""
+        return self.kind, self.input, self.label, self.target, self.task
+
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in asdict(self).items() if v is not None and not (k == "count" and v == 1)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Record":
@@ -107,6 +125,21 @@ def append_whole(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def check_inbox_folder(library: Path, folder: Path) -> None:
+    """Refuse an inbox inside (or equal to) its library, or one that is a file.
+
+    Inside the library, a writer's clean-up would delete labelled feedback as files no version references,
+    and the inbox's lock would be the library writer's lock (a server's records would wait on every commit).
+    """
+    library, folder = Path(library).resolve(), Path(folder).resolve()
+    if folder == library or library in folder.parents:
+        raise DataError(f"the inbox {str(folder)!r} is inside the library {str(library)!r}: a library's clean-up "
+                        "deletes files no version references, labelled feedback among them; put the inbox beside it "
+                        "(the default, LIBRARY.inbox)", field="inbox_folder")
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"the inbox {str(folder)!r} is a file, not a folder", field="inbox_folder")
+
+
 def inbox_path(library: Path) -> Path:
     """The inbox folder of ``library``: ``<library>.inbox`` beside it."""
     library = Path(library).resolve()
@@ -121,6 +154,7 @@ class Inbox:
             raise DataError(f"the inbox bound must be at least 4096 bytes, got {max_bytes!r}", field="max_bytes")
         self.library, self.max_bytes = Path(library), max_bytes
         self.folder = Path(folder) if folder is not None else inbox_path(self.library)
+        check_inbox_folder(self.library, self.folder)
         self.skipped = 0  # damaged lines the last records() read passed over
 
     @contextlib.contextmanager
@@ -144,20 +178,30 @@ class Inbox:
             append_whole(path, lines[: self.max_bytes // 2])  # a batch over the whole bound keeps its first part
 
     def records(self) -> list[Record]:
-        """Every record, oldest first (the rotated file, then the current one)."""
-        out, self.skipped = [], 0
+        """Every record, oldest first (the rotated file, then the current one). A record that arrived again
+        (same input, same label) is read once, its ``count`` the number of arrivals: a client repeating one
+        input makes one record, not a cluster of copies."""
+        seen: dict[tuple, Record] = {}
+        self.skipped = 0
         for name in (ROTATED, RECORDS):
             path = self.folder / name
+            if path.is_dir():
+                raise DataError(f"the inbox file {str(path)!r} is a folder", field="inbox_folder")
             if not path.exists():
                 continue
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 if not line.strip():
                     continue
                 try:
-                    out.append(Record.from_dict(json.loads(line)))
-                except (ValueError, TypeError, DataError):
+                    record = Record.from_dict(json.loads(line))
+                except (ValueError, TypeError, AttributeError, DataError):
                     self.skipped += 1  # a line cut off by a crash or by the bound: skip it, keep the rest
-        return out
+                    continue
+                if record.key in seen:
+                    seen[record.key].count += record.count
+                else:
+                    seen[record.key] = record
+        return list(seen.values())
 
     def size_bytes(self) -> int:
         return sum((self.folder / n).stat().st_size for n in (RECORDS, ROTATED) if (self.folder / n).exists())

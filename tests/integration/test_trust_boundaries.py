@@ -3,10 +3,14 @@
 import json
 import shutil
 
+import pytest
 from click.testing import CliRunner
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, library_state
 
 from clora.cli.main import cli
+from clora.errors import CloraError
+from clora.inbox.records import CLUSTERS, RECORDS, Inbox, Record
+from clora.inbox.steps import LibraryInbox
 from clora.library.layout import read_manifest
 
 
@@ -35,3 +39,61 @@ def test_a_base_model_folder_that_asks_to_run_its_own_code_is_refused(library_co
     result = CliRunner().invoke(cli, ["run", "demo", "--model", str(evil), "--out", str(tmp_path / "run")])
     assert_one_line_error(result, "asks to run its own code")
     assert not marker.exists() and not (tmp_path / "run").exists() and asked == []
+
+
+def test_an_inbox_inside_or_equal_to_its_library_or_a_file_is_refused(library_copy, tmp_path):
+    lib = library_copy()
+    state = library_state(lib)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    for folder, fragment in [(lib, "is inside the library"), (lib / "tasks" / "box", "is inside the library"),
+                             (a_file, "is a file, not a folder")]:
+        result = CliRunner().invoke(cli, ["inbox", "--inbox", str(folder), str(lib), "list"])
+        assert_one_line_error(result, fragment)
+        result = CliRunner().invoke(cli, ["serve", str(lib), "--inbox", str(folder), "--port", "70000"])
+        assert result.exit_code != 0 and "Traceback" not in result.output
+    assert library_state(lib) == state and a_file.read_text() == "mine"
+
+
+def test_damaged_inbox_files_are_skipped_with_a_count_or_one_line(library_copy):
+    lib = library_copy()
+    inbox = Inbox(lib)
+    good = [Record(input="apple oven"), Record(input="fever nurse", kind="feedback", label="red")]
+    inbox.append(good)
+    with open(inbox.folder / RECORDS, "ab") as fh:
+        fh.write(b'[1, 2]\n{"input": 5}\n{"input": "x", "confidence": "high"}\n{"input": "y", "count": -3}\n'
+                 b'\xff\xfe garbage\n{"input": "z", "kind": "weird"}\n')
+    assert [r.id for r in inbox.records()] == [r.id for r in good] and inbox.skipped == 6
+    listed = CliRunner().invoke(cli, ["inbox", str(lib), "list"])
+    assert listed.exit_code == 0 and len(listed.output.splitlines()) == 2, listed.output
+    (inbox.folder / CLUSTERS).write_text('{"clusters": {"0": [{"not": "an id"}]}}')
+    promoted = CliRunner().invoke(cli, ["inbox", str(lib), "promote", "--cluster", "0", "--name", "n", "--quiet"])
+    assert_one_line_error(promoted, "saved clustering")
+    (inbox.folder / CLUSTERS).write_text("{not json")
+    dropped = CliRunner().invoke(cli, ["inbox", str(lib), "drop", "--cluster", "0"])
+    assert_one_line_error(dropped, "is damaged; run `clora inbox LIB cluster` again")
+
+
+def test_repeated_inputs_are_one_record_with_a_count(tmp_path):
+    inbox = Inbox(tmp_path / "lib")
+    inbox.append([Record(input="the same words") for _ in range(121)] + [Record(input="other words")])
+    inbox.append([Record(input="the same words", kind="feedback", label="red") for _ in range(3)])
+    records = inbox.records()
+    assert [(r.input, r.kind, r.count) for r in records] == [
+        ("the same words", "unrouted", 121), ("other words", "unrouted", 1), ("the same words", "feedback", 3)]
+    inbox.label({records[1].id: "blue"})  # a rewrite keeps the counts
+    assert [r.count for r in inbox.records()] == [121, 1, 3]
+
+
+def test_a_tampered_task_name_never_leads_feedback_out_of_the_inbox(library_copy, tmp_path):
+    lib = library_copy()
+    manifest = json.loads((lib / "manifest.json").read_text())
+    manifest["tasks"][0]["name"] = "../../../escaped"
+    (lib / "manifest.json").write_text(json.dumps(manifest))
+    try:
+        steps = LibraryInbox(lib)
+    except CloraError:
+        return  # refused at the disk edge: nothing can be written
+    with pytest.raises(CloraError, match="not allowed"):
+        steps.feedback("apple", label=manifest["tasks"][0]["labels"][0], task="../../../escaped")
+    assert not list(tmp_path.rglob("escaped*"))
