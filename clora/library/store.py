@@ -18,7 +18,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
+
 from clora.library.readers import pinned_versions
+from clora.library.schema import manifest_type_problem
 from clora.library.layout import (LOCK, MANIFEST, VERSIONS, LibraryError, fsync_dir, fsync_file, json_text,
                                   parse_manifest, path_problem, read_manifest, sha256_file, version_path,
                                   write_json_atomic)
@@ -184,6 +187,10 @@ def commit(folder: Path, current: dict | None, new: dict, staged: dict[str, Path
     check_layout(folder)
     (folder / VERSIONS).mkdir(parents=True, exist_ok=True)
     fresh = {rel for rel in files_of(new) if any(rel.startswith(d + "/") for d in staged)}
+    new["version"] = current["version"] + 1 if current else 1
+    new["previous_version"] = current["version"] if current else None
+    new["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    check_readable({**new, "files": {}}, staged)
     files = _checked_files(folder, new, {**(known or {}), **(current["files"] if current else {})}, fresh)
     installed = []
     try:
@@ -191,9 +198,6 @@ def commit(folder: Path, current: dict | None, new: dict, staged: dict[str, Path
             _install(folder, stage, rel_dir)
             installed.append(rel_dir)
         new["files"] = {**files, **{rel: sha256_file(folder / rel) for rel in sorted(fresh)}}
-        new["version"] = current["version"] + 1 if current else 1
-        new["previous_version"] = current["version"] if current else None
-        new["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         text = json_text(new)  # encoded once, written twice
         write_json_atomic(version_path(folder, new["version"]), new, text)
         write_json_atomic(folder / MANIFEST, new, text)
@@ -216,6 +220,31 @@ def _undo(folder: Path, current: dict | None, new: dict, installed: list[str]) -
         version_path(folder, new["version"]).unlink(missing_ok=True)
     for rel_dir in installed:
         shutil.rmtree(folder / rel_dir, ignore_errors=True)
+
+
+def check_readable(new: dict, staged: dict[str, Path]) -> None:
+    """Refuse to commit what every reader would refuse: the readers' own manifest checks (types, values,
+    task names) and, in the staged tensor files, NaN or infinite values. One validation for both sides."""
+    problem = manifest_type_problem(new)
+    for task in new.get("tasks", []):
+        if problem is None and (not isinstance(task, dict) or not isinstance(task.get("name"), str)
+                                or not TASK_NAME.fullmatch(task["name"])):
+            problem = f"task name {task.get('name') if isinstance(task, dict) else task!r} is not allowed"
+    for stage in staged.values():
+        for path in sorted(Path(stage).rglob("*.safetensors")):
+            if problem is None:
+                problem = _nonfinite(path)
+    if problem is not None:
+        raise LibraryError(f"nothing was committed: readers would refuse the new version ({problem})")
+
+
+def _nonfinite(path: Path) -> str | None:
+    from safetensors.torch import load_file
+
+    for name, tensor in load_file(str(path)).items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return f"{path.name}: {name} holds NaN or infinite values"
+    return None
 
 
 def files_of(manifest: dict) -> set[str]:

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -97,3 +98,39 @@ def test_a_tampered_task_name_never_leads_feedback_out_of_the_inbox(library_copy
     with pytest.raises(CloraError, match="not allowed"):
         steps.feedback("apple", label=manifest["tasks"][0]["labels"][0], task="../../../escaped")
     assert not list(tmp_path.rglob("escaped*"))
+
+
+def test_a_commit_that_readers_would_refuse_is_refused_by_the_writer(library_copy):
+    """One validation for writers and readers: whatever path a writer took, NaN factors or a bad manifest
+    field never become a version (the bricked libraries of finding 3 came from three such paths)."""
+    import copy
+
+    from safetensors.torch import load_file, save_file
+
+    from clora.library.store import commit, new_stage, write_lock
+
+    lib = library_copy()
+    state = library_state(lib)
+    current = read_manifest(lib)
+    entry = current["tasks"][-1]
+    tensors = {k: v.clone() for k, v in load_file(str(lib / entry["adapter"])).items()}
+    next(iter(tensors.values()))[0, 0] = float("nan")
+    for damage in ("nan factors", "nan margin", "bad name"):
+        new = copy.deepcopy(current)
+        new_entry = new["tasks"][-1]
+        rel_dir = f"tasks/{new_entry['name']}-again"
+        new_entry["name"] = new_entry["name"] + "-again"
+        new_entry["adapter"] = f"{rel_dir}/{Path(entry['adapter']).name}"
+        new_entry["subspace"] = new_entry["router"] = None
+        if damage == "nan margin":
+            new["router"] = {**(new.get("router") or {}), "margin": float("nan")}
+        if damage == "bad name":
+            new_entry["name"] = "../up"
+        with write_lock(lib):
+            stage = new_stage(lib)
+            save_file(tensors if damage == "nan factors" else {k: v.nan_to_num() for k, v in tensors.items()},
+                      str(stage / Path(entry["adapter"]).name))
+            with pytest.raises(CloraError, match="nothing was committed: readers would refuse"):
+                commit(lib, current, new, {rel_dir: stage})
+            shutil.rmtree(stage)
+    assert library_state(lib) == state
