@@ -416,3 +416,29 @@ def test_health_names_the_version_being_loaded(library_copy, monkeypatch):
         waiting.join(30)
         health = json.loads(call(port, "/health")[2])
         assert health["version"] == 2 and "loading" not in health
+
+
+def test_slow_feedback_never_holds_the_workers_predict_needs(library):
+    """Feedback runs on its own thread: 100 feedback posts stuck behind a slow disk leave /predict answering
+    at once. Before, feedback ran on the worker threads that /predict's trigger search needs (40 of them),
+    and evaluation feedback was rewritten whole there: one /predict waited 70.6 s."""
+    release = threading.Event()
+
+    def stuck_feedback(body, labels_of, admin=False):
+        release.wait(10)  # a disk that does not answer
+        return {"kept_as": "inbox"}
+
+    settings = ServeSettings(feedback=stuck_feedback)
+    with running(library, settings, max_connections=512, max_client_connections=512) as port:
+        body = json.dumps({"input": "x", "label": "a"}).encode()
+        posts = [threading.Thread(target=call, args=(port, "/feedback", body)) for _ in range(100)]
+        for thread in posts:
+            thread.start()
+        time.sleep(0.5)
+        started = time.perf_counter()
+        status, _, _ = call(port, "/predict", predict_body("apple oven"))
+        waited = time.perf_counter() - started
+        release.set()
+        for thread in posts:
+            thread.join(timeout=60)
+    assert status == 200 and waited < 2, waited  # behind the stuck posts it would wait their 10 s
