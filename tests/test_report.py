@@ -143,3 +143,14 @@ def test_reported_overlap_is_the_principal_cosine_of_the_stored_adapters(kind, m
         assert f"{report['overlap']:.2e}" in (library.parent / "report.md").read_text()
     else:
         assert expected < 1e-5 and report["overlap"] < 1e-5
+
+
+def test_heatmap_colour_bar_reads_in_percent_like_its_cells():
+    from clora.evaluation.plots import heatmap_figure
+
+    fig = heatmap_figure(["a", "b"], [[0.5, None], [0.25, 1.0]], "t")
+    image = fig.axes[0].images[0]
+    assert image.get_clim() == (0.0, 100.0)
+    data = image.get_array()
+    assert data[0][0] == 50.0 and data[1][1] == 100.0 and data.mask[0][1]  # not evaluated: blank
+    assert [t.get_text() for t in fig.axes[0].texts] == ["50", "25", "100"]

@@ -21,11 +21,18 @@ def _figure(width: float, height: float):
 
 def heatmap(path: Path, tasks: list[str], matrix: list[list[float]], title: str) -> None:
     """The accuracy matrix (rows: after task j; columns: task i) with the values printed in percent."""
+    fig = heatmap_figure(tasks, matrix, title)
+    fig.savefig(path, dpi=100)
+
+
+def heatmap_figure(tasks: list[str], matrix: list[list[float]], title: str):
+    """The heatmap's figure; cells and colour bar both in percent."""
     size = max(4.0, 1.1 * len(tasks) + 1.5)
     fig = _figure(size, size * 0.85)
     ax = fig.add_subplot()
-    values = [[float("nan") if x is None else x for x in row] for row in matrix]  # not evaluated: left blank
-    image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis")
+    # in percent, as the cells are printed and the colour bar reads; not evaluated: left blank
+    values = [[float("nan") if x is None else 100 * x for x in row] for row in matrix]
+    image = ax.imshow(values, vmin=0.0, vmax=100.0, cmap="viridis")
     ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right")
     ax.set_yticks(range(len(tasks)), tasks)
     ax.set_xlabel("evaluated on task")
@@ -36,9 +43,9 @@ def heatmap(path: Path, tasks: list[str], matrix: list[list[float]], title: str)
             if value is not None:
                 ax.text(i, j, f"{100 * value:.0f}", ha="center", va="center",
                         color="white" if value < 0.6 else "black", fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="accuracy (%)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    return fig
 
 
 def grouped_bars(path: Path, bars: dict[str, dict[str, tuple[float, float | None]]], title: str,
