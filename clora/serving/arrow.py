@@ -12,11 +12,16 @@ input also gets *the* task Arrow sends it to: the adapter with the largest mixin
 weight averaged over the input's tokens and the adapted layers (read by forward hooks
 on peft's Arrow layers, which recompute peft's own coefficients). The input is answered
 by the Arrow model in that task's label set.
+
+The hooks are registered once, when the library loads, and write only into the calling
+thread's own collector: concurrent ``weights`` calls never see each other's layers, and
+a forward pass with no collector open (answering) records nothing.
 """
 
 from __future__ import annotations
 
 import tempfile
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,35 +76,40 @@ class ArrowLibrary:
         self.tokenizer, self.device = base.tokenizer, device
         self.family = FAMILIES[base.kind](self.peft_model.base_model.model, base.tokenizer,
                                           library_config(manifest, progress=False))
-        self._layers = [m for m in self.peft_model.modules() if isinstance(m, arrow_layer)]
+        self._collector = threading.local()  # per thread: (attention mask, list of per-layer weights)
+        for layer in self.peft_model.modules():
+            if isinstance(layer, arrow_layer):
+                layer.register_forward_hook(self._read_coefficients, with_kwargs=True)
         if hasattr(self.family, "label_anchors"):
             with self.peft_model.disable_adapter():  # label anchors from the bare base model, as clora's
                 for task in self.tasks.values():
                     self.family.label_anchors(task)
+
+    def _read_coefficients(self, layer, args, kwargs, output) -> None:
+        """Forward hook on a peft Arrow layer: its token coefficients, averaged over the input's tokens."""
+        open_call = getattr(self._collector, "call", None)
+        if open_call is None:  # a pass that is not a weights() call of this thread
+            return
+        mask, per_layer = open_call
+        tok = args[0].reshape(-1, args[0].shape[-1]).to(layer.prototypes.dtype)
+        sim = (tok @ layer.prototypes.T).abs()  # peft's scores and top-k softmax, recomputed
+        top, idx = torch.topk(sim, layer.top_k, dim=1)
+        scores = torch.full_like(sim, float("-inf")).scatter(1, idx, top)
+        coeff = torch.softmax(scores / layer.temperature, dim=1).reshape(*args[0].shape[:-1], -1).double()
+        if coeff.shape[:2] == mask.shape:  # token positions of the encoder input (not a decoder's)
+            per_layer.append((coeff * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1.0))
 
     @torch.no_grad()
     def weights(self, texts: Sequence[str]) -> torch.Tensor:
         """``(n, tasks)``: Arrow's mixing weight of each task adapter, averaged over tokens and layers."""
         batch = self.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt",
                                max_length=self.family.config.max_length).to(self.device)
-        mask = batch["attention_mask"].to(torch.float64)
         per_layer: list[torch.Tensor] = []
-
-        def hook(layer, args, kwargs, output):
-            tok = args[0].reshape(-1, args[0].shape[-1]).to(layer.prototypes.dtype)
-            sim = (tok @ layer.prototypes.T).abs()  # peft's scores and top-k softmax, recomputed
-            top, idx = torch.topk(sim, layer.top_k, dim=1)
-            scores = torch.full_like(sim, float("-inf")).scatter(1, idx, top)
-            coeff = torch.softmax(scores / layer.temperature, dim=1).reshape(*args[0].shape[:-1], -1).double()
-            if coeff.shape[:2] == mask.shape:  # token positions of the encoder input (not a decoder's)
-                per_layer.append((coeff * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1.0))
-
-        handles = [layer.register_forward_hook(hook, with_kwargs=True) for layer in self._layers]
+        self._collector.call = (batch["attention_mask"].to(torch.float64), per_layer)
         try:
             self.peft_model(**batch)
         finally:
-            for handle in handles:
-                handle.remove()
+            self._collector.call = None
         return torch.stack(per_layer).mean(0)
 
     def route(self, texts: Sequence[str]) -> list[Route]:

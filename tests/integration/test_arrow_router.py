@@ -41,3 +41,17 @@ def test_arrow_from_the_command_line_and_its_limits(library_factory):
                           "the arrow router only routes")
     assert_one_line_error(CliRunner().invoke(cli, ["predict", str(library_factory("bert", "olie")), "--router",
                                                    "arrow", "x"]), "multiplicative")
+
+
+def test_concurrent_arrow_calls_never_mix_their_layers(library_factory):
+    """Each thread's weights equal the same call made alone (the hooks write into the caller's own collector)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    arrow = load_library(library_factory("bert", "orth"), router="arrow")
+    batches = [["apple kitchen today"] * 3, ["boat harbor near the river", "a"], ["x y z"] * 5] * 4
+    alone = [arrow.weights(texts) for texts in batches]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(arrow.weights, batches))
+    assert all(torch.equal(a, b) for a, b in zip(alone, together))
+    arrow.predict(["apple kitchen today"])  # answering opens no collector: nothing recorded, nothing left open
+    assert arrow.weights(["x y z"]).shape == (1, 2)
