@@ -124,7 +124,7 @@ def test_leftovers_in_the_first_versions_units_are_refused(tmp_path):
     (tmp_path / "tasks" / "a").mkdir(parents=True)
     save_file({"m": torch.zeros(4, 1), "m.leftover": torch.zeros(4, 2)}, str(tmp_path / "tasks/a/subspace.safetensors"))
     manifest = {"modules": {"m": {"d_in": 4, "d_out": 4}}, "tasks": [{"subspace": "tasks/a/subspace.safetensors"}]}
-    with pytest.raises(LibraryError, match="units of an earlier clora's --attenuation"):
+    with pytest.raises(LibraryError, match="units of an earlier clora's attenuation setting"):
         load_leftover(tmp_path, manifest)
 
 

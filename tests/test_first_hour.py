@@ -78,7 +78,7 @@ def test_training_says_so_when_a_task_takes_very_few_steps(tiny_model_dirs, capl
                 stats = train_task(FAMILIES["encoder"](base.model, base.tokenizer, config), task, params, config)
         finally:
             clora_log.removeHandler(caplog.handler)
-        assert stats["epochs"] == (1 if epochs else 23) and stats["steps"] == stats["epochs"] * 2
+        assert stats.epochs == (1 if epochs else 23) and stats.steps == stats.epochs * 2
         assert ("trains for only 2 optimiser steps" in caplog.text) is warned
 
 

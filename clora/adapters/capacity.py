@@ -81,5 +81,5 @@ def low_capacity_warnings(free: dict[str, int], rank: int, after: str = "") -> l
     else:
         outlook = "the next task cannot be added"
     return [f"capacity{after}: {len(low)} module(s) have fewer than {2 * rank} free input directions (tightest "
-            f"{tight}: {left} of its directions free); {outlook}. To make room: `clora library remove TASK "
-            "--release`, a lower --energy, or a new library"]
+            f"{tight}: {left} of its directions free); {outlook}. To make room: remove a task and release "
+            "its directions, a lower energy, or a new library"]

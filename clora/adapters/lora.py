@@ -82,6 +82,10 @@ class LoRALinear(nn.Module):
         self.merge_frozen = merge_frozen
         self._cache: dict[str, tuple] = {}  # see ``_memo``: derived from the parameters, never per call
 
+    def forget_cached(self) -> None:
+        """Drop every weight derived from the adapters (a copy that gets new adapters starts clean)."""
+        self._cache = {}
+
     @property
     def transposed(self) -> bool:
         """True for GPT-2's Conv1D, which stores its weight as ``(d_in, d_out)`` (PEFT's fan_in_fan_out)."""

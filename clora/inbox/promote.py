@@ -33,7 +33,7 @@ from clora.inbox.records import CANDIDATES, CLUSTERS, Inbox
 from clora.library.layout import LibraryError, read_manifest
 from clora.library.store import check_task_name, commit, new_stage, write_lock
 from clora.serving.inference import load_library
-from clora.workflows.add_task import AddTaskRequest, _earlier_tasks, add_task
+from clora.workflows.add_task import AddTaskRequest, earlier_tasks, add_task
 
 MIN_EXAMPLES = 8
 
@@ -135,7 +135,7 @@ def routed_accuracy(loaded, examples: list[Example]) -> float:
 def evaluation_sets(inbox: Inbox, manifest: dict) -> tuple[list[tuple[str, str, list[Example]]], list[str]]:
     """``([(task, data source, examples)], unchecked task names)``: each earlier task's referenced test data
     and its kept feedback by source (``clora.inbox.feedback``: only trusted senders write it)."""
-    tasks, _notes = _earlier_tasks(manifest, {})
+    tasks, _notes = earlier_tasks(manifest, {})
     sets = [(t.name, "test data", list(t.test)) for t in tasks if t.test]
     for entry in manifest["tasks"]:
         by_source: dict[str, list[Example]] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -63,14 +64,31 @@ def task_entry(name: str, labels: list[str], *, method: str, rank: int, snapshot
             "metrics": metrics, "source": source, "created": now()}
 
 
-def stage_task(folder: Path, entry: dict, factors: dict | None, directions: dict[str, torch.Tensor] | None,
-               keep: set[str], router: TaskStats | None = None,
-               leftover: dict[str, torch.Tensor] | None = None) -> tuple[str, Path]:
+@dataclass
+class TaskArtifacts:
+    """What one task leaves in a library: its manifest entry and the tensors its files hold.
+
+    ``factors``: module -> ``(A (r, d_in), B (d_out, r))`` of the adapter the task owns, or None
+    (seq/mtl tasks before the last own none); ``directions``: module -> ``U (d_in, k)``, the input
+    directions it reserved (orth); ``router``: its routing statistics; ``leftover``: orth's
+    attenuation factors, or None.
+    """
+
+    entry: dict
+    factors: dict | None = None
+    directions: dict[str, torch.Tensor] | None = None
+    router: TaskStats | None = None
+    leftover: dict[str, torch.Tensor] | None = None
+
+
+def stage_task(folder: Path, task: TaskArtifacts, keep: set[str]) -> tuple[str, Path]:
     """Write a task's adapter, reserved directions and router statistics into a staging folder.
 
     Sets ``entry['adapter']`` / ``['subspace']`` / ``['router']`` to their final relative paths and
     returns ``(task folder, staging folder)`` for :func:`clora.library.store.commit`.
     """
+    entry, factors, directions, router, leftover = (task.entry, task.factors, task.directions, task.router,
+                                                    task.leftover)
     rel_dir = free_task_dir(folder, entry["name"], keep)
     stage = new_stage(folder)
     if factors is not None:
@@ -86,19 +104,14 @@ def stage_task(folder: Path, entry: dict, factors: dict | None, directions: dict
     return rel_dir, stage
 
 
-def create_library(folder: Path, header: dict, tasks: list[tuple]) -> dict:
-    """Write a new library at ``folder`` (empty or absent) as version 1.
-
-    ``tasks`` holds ``(entry, factors, directions, router stats, leftover)`` per task in stream order
-    (``leftover``: orth's attenuation factors or ``None``).
-    """
+def create_library(folder: Path, header: dict, tasks: list[TaskArtifacts]) -> dict:
+    """Write a new library at ``folder`` (empty or absent) as version 1; ``tasks`` in stream order."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with write_lock(folder):
         staged, new = {}, {**header, "tasks": []}
-        for entry, factors, directions, router, leftover in tasks:
-            rel_dir, stage = stage_task(folder, entry, factors, directions, keep=set(), router=router,
-                                        leftover=leftover)
+        for task in tasks:
+            rel_dir, stage = stage_task(folder, task, keep=set())
             staged[rel_dir] = stage
-            new["tasks"].append(entry)
+            new["tasks"].append(task.entry)
         return commit(folder, None, new, staged)

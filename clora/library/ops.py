@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from clora.library.build import stage_task, task_entry
+from clora.library.build import TaskArtifacts, stage_task, task_entry
 from clora.library.layout import LibraryError, check_files, read_manifest, task_by_name, version_path
 from clora.library.peft_io import peft_factors
 from clora.library.readers import reading
@@ -224,7 +224,7 @@ def import_peft(folder: Path, peft_dir: Path, name: str, labels: list[str], inst
             entry.update(kind="generation", prompt=GENERATION_PROMPT, metric=generation.get("metric") or "exact_match",
                          max_new_tokens=generation.get("max_new_tokens", 32))
         keep = kept_files(folder, manifest)
-        rel_dir, stage = stage_task(folder, entry, factors, directions, keep)
+        rel_dir, stage = stage_task(folder, TaskArtifacts(entry, factors, directions), keep)
         new = copy.deepcopy(manifest)
         new["tasks"].append(entry)
         return commit(folder, manifest, new, {rel_dir: stage}), notes

@@ -100,7 +100,7 @@ def load_leftover(folder: Path, manifest: dict) -> dict[str, torch.Tensor]:
         for name, d_in in dims.items():
             if f"{name}{OLD_LEFTOVER_KEY}" in tensors:
                 raise LibraryError(f"{entry['subspace']}: its leftover factors are in the units of an earlier "
-                                   "clora's --attenuation, which this version no longer reads; rebuild the "
+                                   "clora's attenuation setting, which this version no longer reads; rebuild the "
                                    "library with this version to add tasks to it")
             f = tensors.get(f"{name}{LEFTOVER_KEY}")
             if f is None:

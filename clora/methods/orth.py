@@ -88,8 +88,8 @@ class OrthMethod(Method):
         free = complement_dim(basis)
         if free == 0:
             raise ConfigError(f"module {name!r} has no free directions left (subspace holds all "
-                              f"{basis.shape[0]}); free some with `clora library remove TASK --release`, lower "
-                              "--energy, or plan the stream's length with --capacity-tasks", field="energy")
+                              f"{basis.shape[0]}); remove a task and release its directions, lower the energy, or plan "
+                              "the stream's length (capacity_tasks)", field="energy")
         if free < self.config.rank:
             self.notes.append(f"module {name}: only {free} free directions left, rank reduced "
                               f"from {self.config.rank} to {free}")

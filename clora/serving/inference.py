@@ -80,11 +80,11 @@ def _check_router_width(stats: list, manifest: dict, hidden: int | None) -> None
                                f"hidden size {hidden}")
 
 
-class _Version:
+class LoadedVersion:
     """One library version, loaded: model, tasks, router."""
 
     def __init__(self, folder: Path, model, tokenizer, router_config: RouterConfig, device: str, dtype,
-                 previous: "_Version | None" = None):
+                 previous: "LoadedVersion | None" = None):
         with reading(folder) as manifest:  # the version's files stay while they are read, whatever writers do
             if previous is not None and can_reuse_base(previous.lm, manifest):
                 # same base weights: reuse the loaded model, read only this version's adapters
@@ -117,7 +117,9 @@ class LoadedLibrary:
         self.dtype = resolve_precision(precision, self.device)
         self.router_config = RouterConfig.of_library(read_manifest(self.folder).get("router"), threshold=threshold,
                                                      margin=margin, fallback=fallback)
-        self._current = self._load()
+        #: the version answering now; a caller that reads it more than once holds one reference for the call,
+        #: since ``refresh`` swaps it whole
+        self.current: LoadedVersion = self._load()
         self._reload_lock = threading.Lock()
         self._failed_version, self._failures, self._retry_at = None, 0, 0.0
         self._disk_key, self._disk_version = None, None
@@ -126,21 +128,21 @@ class LoadedLibrary:
         #: the version being loaded right now (None when no load is in flight), for ``/health``
         self.loading: int | None = None
 
-    def _load(self) -> _Version:
-        previous = getattr(self, "_current", None)
-        return _Version(self.folder, self.model, self.tokenizer, self.router_config, self.device, self.dtype, previous)
+    def _load(self) -> LoadedVersion:
+        previous = getattr(self, "current", None)
+        return LoadedVersion(self.folder, self.model, self.tokenizer, self.router_config, self.device, self.dtype, previous)
 
     @property
     def version(self) -> int:
-        return self._current.version
+        return self.current.version
 
     @property
     def base_model_name(self) -> str:
         """The base model the library names (its ``base_model``)."""
-        return self._current.lm.manifest["base_model"]
+        return self.current.lm.manifest["base_model"]
 
     def tasks(self) -> list[dict]:
-        current = self._current
+        current = self.current
         return [{"name": t.name, "labels": t.labels, "instruction": t.instruction, "triggers": t.triggers}
                 for t in current.tasks.values()]
 
@@ -159,7 +161,7 @@ class LoadedLibrary:
     def newer_on_disk(self) -> bool:
         """True when another version is on disk and is due to be loaded (not waiting out a failure's backoff)."""
         on_disk = self._version_on_disk()
-        if on_disk is None or on_disk == self._current.version:
+        if on_disk is None or on_disk == self.current.version:
             return False
         return not (on_disk == self._failed_version and time.monotonic() < self._retry_at)
 
@@ -174,11 +176,11 @@ class LoadedLibrary:
             return False
         on_disk = self._disk_version
         with self._reload_lock:
-            if on_disk == self._current.version:
+            if on_disk == self.current.version:
                 return True
             self.loading = on_disk
             try:
-                self._current = self._load()  # one reference swap
+                self.current = self._load()  # one reference swap
             except CloraError as exc:
                 self._backoff(on_disk, exc)
                 return False
@@ -211,7 +213,7 @@ class LoadedLibrary:
         What a serving micro-batch is made of: requests of every kind answered together,
         each as it would be alone.
         """
-        current = self._current  # this call uses this version to the end
+        current = self.current  # this call uses this version to the end
         for q in queries:
             q.check(current.tasks)
         if not queries:
@@ -225,30 +227,30 @@ class LoadedLibrary:
 
     def route(self, texts: list[str]) -> list[Route]:
         """The router's decision for each text (task or fallback, confidence, source), without answering."""
-        current = self._current
+        current = self.current
         return self._routes(current, [Query(text) for text in texts])
 
     def token_ids(self, text: str) -> list[int]:
         """``text``'s token ids under the base model's tokenizer (no special tokens)."""
-        return self._current.lm.family.tokenize(text, add_special_tokens=False)["input_ids"]
+        return self.current.lm.family.tokenize(text, add_special_tokens=False)["input_ids"]
 
     def decode(self, ids: list[int]) -> str:
         """Token ids back to text (special tokens dropped)."""
-        return self._current.lm.family.tokenizer.decode(ids, skip_special_tokens=True)
+        return self.current.lm.family.tokenizer.decode(ids, skip_special_tokens=True)
 
     def clustering_space(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z, reference)`` for clustering ``texts`` as the router sees them (``Router.clustering_space``)."""
-        current = self._current
+        current = self.current
         return current.router.clustering_space(current.lm.family.router_features(texts))
 
     def search_triggers(self, queries: list["Query"]) -> list["Query"]:
         """``queries`` with their explicit triggers already searched (a server does this on a worker
         thread, so that a slow search holds up no batch); the verdict is kept per library version."""
-        current = self._current
+        current = self.current
         verdicts = current.router.explicit([q.text for q in queries])
         return [replace(q, trigger=(current.version, v)) for q, v in zip(queries, verdicts)]
 
-    def _routes(self, current: _Version, queries: list["Query"]) -> list[Route]:
+    def _routes(self, current: LoadedVersion, queries: list["Query"]) -> list[Route]:
         routes: list[Route | None] = [Route(q.task, 1.0, "given", guess=q.task) if q.task else None for q in queries]
         rest = [i for i, r in enumerate(routes) if r is None]
         if rest:
@@ -260,7 +262,7 @@ class LoadedLibrary:
                 routes[i] = route
         return routes
 
-    def _mask(self, current: _Version, route: Route, mode: str) -> torch.Tensor:
+    def _mask(self, current: LoadedVersion, route: Route, mode: str) -> torch.Tensor:
         n = len(current.lm.lora)
         if mode == "base":
             return torch.zeros(n)
@@ -268,7 +270,7 @@ class LoadedLibrary:
             return torch.ones(n)
         return adapter_mask(route, n, current.snapshots, self.router_config.fallback)
 
-    def _answer(self, current: _Version, tasks: list[Task], texts: list[str], masks: torch.Tensor) -> list[Answer]:
+    def _answer(self, current: LoadedVersion, tasks: list[Task], texts: list[str], masks: torch.Tensor) -> list[Answer]:
         lm, size = current.lm, current.lm.config.eval_batch_size
         out = []
         for start in range(0, len(texts), size):

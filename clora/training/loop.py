@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 
 import geoopt
@@ -96,9 +97,23 @@ def train_step(family: Family, task: Task, batch: Sequence[Example], params: Seq
     return workers.sum(loss_value)
 
 
+@dataclass(frozen=True)
+class TrainStats:
+    """One task's training: optimiser steps, whole epochs, the last epoch's mean loss, seconds."""
+
+    steps: int
+    epochs: int
+    final_loss: float
+    seconds: float
+
+    def summary(self) -> dict:
+        """The fields a report's ``training`` rows keep (seconds go to its ``timing``)."""
+        return {"steps": self.steps, "epochs": self.epochs, "final_loss": self.final_loss}
+
+
 def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.nn.Parameter], config: RunConfig,
                task_index: int = 0, penalty: Callable[[], torch.Tensor | None] | None = None,
-               workers: Workers | None = None) -> dict:
+               workers: Workers | None = None) -> TrainStats:
     """Train ``params`` on ``tasks`` (one task, or several jointly) for ``config.epochs`` epochs, or more
     whole epochs until ``config.min_steps`` optimiser steps (``RunConfig.epochs_for``).
 
@@ -132,8 +147,7 @@ def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()
     tail = losses[-steps_per_epoch:]
-    return {"steps": len(losses), "epochs": epochs, "final_loss": sum(tail) / len(tail),
-            "seconds": time.perf_counter() - started}
+    return TrainStats(len(losses), epochs, sum(tail) / len(tail), time.perf_counter() - started)
 
 
 #: examples whose loss gradient starts orth's frames (a seeded sample of the training set)

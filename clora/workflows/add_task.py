@@ -25,7 +25,7 @@ from clora.errors import ConfigError, DataError
 from clora.evaluation.evaluate import accuracy
 from clora.families import check_answers
 from clora.evaluation.routed import task_stats
-from clora.library.build import entry_of, stage_task
+from clora.library.build import TaskArtifacts, entry_of, stage_task
 from clora.library.layout import LibraryError, read_manifest
 from clora.library.store import check_task_name, commit, kept_files, write_lock
 from clora.library.tensors import load_leftover, load_router_stats, load_subspace
@@ -34,7 +34,8 @@ from clora.routing.router import RouterConfig
 from clora.routing.triggers import parse_trigger_args
 from clora.training.devices import resolve_device
 from clora.training.distributed import Workers
-from clora.training.loop import gradient_pass, replay_inputs, train_task
+from clora.training.loop import TrainStats
+from clora.workflows.learn_task import learn_task
 from clora.training.seeding import seed_everything
 from clora.workflows.add_task_routed import routed_columns
 from clora.workflows.library_model import LibraryModel, open_library_model
@@ -150,7 +151,7 @@ def _answer_fields(entry: dict) -> dict:
     return {"labels": entry["labels"]}
 
 
-def _earlier_tasks(manifest: dict, eval_files: dict[str, Path]) -> tuple[list[Task], list[str]]:
+def earlier_tasks(manifest: dict, eval_files: dict[str, Path]) -> tuple[list[Task], list[str]]:
     """Earlier tasks to re-evaluate (library data references, or files the user passes) and notes."""
     tasks, notes = [], []
     unknown = sorted(set(eval_files) - {t["name"] for t in manifest["tasks"]})
@@ -174,17 +175,12 @@ def _earlier_tasks(manifest: dict, eval_files: dict[str, Path]) -> tuple[list[Ta
     return tasks, notes
 
 
-def _train(lm: LibraryModel, task: Task, workers: Workers) -> tuple[Method, int, dict]:
+def _train(lm: LibraryModel, task: Task, workers: Workers) -> tuple[Method, int, TrainStats]:
     """Train the new adapter with every library adapter selected and frozen; returns (method, index, stats)."""
     method = make_method(lm.config, reserved=load_subspace(lm.folder, lm.manifest),
                          leftover=load_leftover(lm.folder, lm.manifest))
     index = len(lm.lora)
-    params = method.begin_task(lm.lora, index)
-    with use_adapters(range(index + 1)):
-        method.initialise(lm.lora, index, task.kind, run_loss=lambda: gradient_pass(lm.family, task, lm.config, index))
-        stats = train_task(lm.family, [task], params, lm.config, task_index=index,
-                           penalty=lambda: method.penalty(lm.lora), workers=workers)
-        method.end_task(lm.lora, index, run_inputs=lambda: replay_inputs(lm.family, task, lm.config))
+    stats = learn_task(lm.family, method, lm.lora, index, [task], lm.config, range(index + 1), workers)
     if method.uses_stored_data:
         # a library keeps adapters, never its tasks' examples: there is nothing to replay
         method.notes[:] = ["the library stores no training examples of its tasks, so this task trained "
@@ -242,7 +238,7 @@ def add_task(request: AddTaskRequest) -> AddTaskResult:
     with write_lock(folder) if workers.is_main else contextlib.nullcontext():
         manifest = read_manifest(folder)  # what is current now that we are the only writer
         _check_new_name(manifest, request.name)
-        earlier, notes = _earlier_tasks(manifest, request.eval_files)
+        earlier, notes = earlier_tasks(manifest, request.eval_files)
         started = time.perf_counter()
         seed_everything(seed)
         lm = open_library_model(folder, model=request.model, manifest=manifest, epochs=request.epochs,
@@ -267,8 +263,7 @@ def add_task(request: AddTaskRequest) -> AddTaskResult:
     commit_s = time.perf_counter() - started - load_s - train_s - eval_s
     return AddTaskResult(task=task.name, accuracy=accuracy_new, earlier=rows, library=str(folder),
                          version=committed["version"], notes=notes,
-                         training={"steps": stats["steps"], "epochs": stats["epochs"],
-                                   "final_loss": stats["final_loss"]}, metric=task.metric, routed_accuracy=routed_new,
+                         training=stats.summary(), metric=task.metric, routed_accuracy=routed_new,
                          timing={"load_s": load_s, "train_s": train_s, "eval_s": eval_s, "commit_s": commit_s})
 
 
@@ -283,8 +278,9 @@ def _router_stats(folder: Path, manifest: dict, lm: LibraryModel, task: Task) ->
 def _commit(folder: Path, manifest: dict, new: dict, lm: LibraryModel, method: Method, index: int, task: Task,
             stats) -> dict:
     """Stage the new task's files and commit the new manifest (``clora.library.store``)."""
-    rel_dir, stage = stage_task(folder, new["tasks"][-1], lm.lora.factors(index), method.reserved_by(index),
-                                kept_files(folder, manifest), router=stats, leftover=method.leftover_by(index))
+    artifacts = TaskArtifacts(new["tasks"][-1], lm.lora.factors(index), method.reserved_by(index), stats,
+                              method.leftover_by(index))
+    rel_dir, stage = stage_task(folder, artifacts, kept_files(folder, manifest))
     return commit(folder, manifest, new, {rel_dir: stage})
 
 

@@ -141,7 +141,7 @@ def _shared_copy(model: nn.Module) -> nn.Module:
     for layer in shared.modules():
         if isinstance(layer, LoRALinear):
             layer.adapters = nn.ModuleList()  # the new version's adapters are attached below
-            layer._cache = {}
+            layer.forget_cached()
     return shared
 
 

@@ -28,11 +28,11 @@ from clora.evaluation.report_files import write_report_files
 from clora.evaluation.routed import RoutedRun
 from clora.families import FAMILIES, Family, check_answers
 from clora.families.loading import BaseModel, load_base_model
-from clora.library.build import create_library, entry_of, manifest_header
+from clora.workflows.learn_task import learn_task
+from clora.library.build import TaskArtifacts, create_library, entry_of, manifest_header
 from clora.methods import Method, make_method
 from clora.training.devices import resolve_device, resolve_precision
 from clora.training.distributed import Workers
-from clora.training.loop import gradient_pass, replay_inputs, train_task
 from clora.training.seeding import seed_everything
 from clora.workflows.outdir import check_out_dir, staged_out_dir
 
@@ -143,16 +143,10 @@ def learn_stream(s: Session) -> StreamResults:
         log.info("task %d/%d: %s (%d train, %d test)", j + 1, len(rounds), label,
                  sum(len(t.train) for t in tasks), sum(len(t.test) for t in tasks))
         started = time.perf_counter()
-        params = s.method.begin_task(s.lora, j)
-        with use_adapters(s.method.snapshot(j + 1)):
-            s.method.initialise(s.lora, j, tasks[0].kind,
-                                run_loss=lambda: gradient_pass(s.family, tasks[0], s.config, j))
-            stats = train_task(s.family, s.method.training_tasks(tasks, j), params, s.config, task_index=j,
-                               penalty=lambda: s.method.penalty(s.lora), workers=s.workers)
-            s.method.end_task(s.lora, j, run_inputs=lambda: replay_inputs(s.family, tasks[0], s.config))
+        # task j trains beside the adapters of snapshot j+1
+        stats = learn_task(s.family, s.method, s.lora, j, tasks, s.config, s.method.snapshot(j + 1), s.workers)
         results.timing["train_s"] += time.perf_counter() - started
-        results.training.append({"task": label, "steps": stats["steps"], "epochs": stats["epochs"],
-                                 "final_loss": stats["final_loss"]})
+        results.training.append({"task": label, **stats.summary()})
         started = time.perf_counter()
         _evaluate_step(s, j, routed, label, results)
         results.timing["eval_s"] += time.perf_counter() - started
@@ -186,8 +180,8 @@ def _evaluate_step(s: Session, j: int, routed: RoutedRun | None, label: str, res
         results.routed.append(routed.row(j, snapshots))
 
 
-def library_tasks(s: Session, results: StreamResults) -> list[tuple]:
-    """``(entry, factors, directions, router stats)`` per task for the run's library (``clora.library.build``)."""
+def library_tasks(s: Session, results: StreamResults) -> list[TaskArtifacts]:
+    """Each task's manifest entry and tensors, for the run's library (``clora.library.build``)."""
     names = [t.name for t in s.tasks]
     # task name -> index of the adapter it owns (seq/mtl: one adapter, owned by the last task)
     owner = {name: j for j, name in enumerate(names)} if s.method.keeps_snapshots else {names[-1]: 0}
@@ -203,7 +197,7 @@ def library_tasks(s: Session, results: StreamResults) -> list[tuple]:
                          metrics=metrics)
         factors = s.method.library_factors(s.lora, owner[task.name]) if task.name in owner else None
         stats = results.router_stats[j] if j < len(results.router_stats) else None
-        tasks.append((entry, factors, s.method.reserved_by(j), stats, s.method.leftover_by(j)))
+        tasks.append(TaskArtifacts(entry, factors, s.method.reserved_by(j), stats, s.method.leftover_by(j)))
     return tasks
 
 

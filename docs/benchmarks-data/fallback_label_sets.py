@@ -32,7 +32,7 @@ def best_labels(family, tasks, texts, n_adapters):
 
 
 def main(path: str) -> None:
-    current = load_library(path)._current
+    current = load_library(path).current
     family, router = current.lm.family, current.router
     manifest = json.loads(open(f"{path}/manifest.json", encoding="utf-8").read())
     for entry in manifest["tasks"]:

@@ -17,7 +17,7 @@ from clora.evaluation.evaluate import example_scores
 from clora.serving.inference import load_library
 
 for path in sys.argv[1:]:
-    current = load_library(path)._current
+    current = load_library(path).current
     family = current.lm.family
     manifest = json.loads(open(f"{path}/manifest.json").read())
     tasks = [load_referenced_task(e["data"]) for e in manifest["tasks"]]

@@ -17,7 +17,7 @@ from layer_read import layer_read  # this folder's helper
 
 path = sys.argv[1]
 variants = [tuple(int(x) for x in v.split(":")) for v in sys.argv[2:]]  # layers...:tokens e.g. 3:64 or 2:4:128
-current = load_library(path)._current
+current = load_library(path).current
 fam, snaps = current.lm.family, current.snapshots
 cfg = fam.config
 manifest = json.loads(open(f"{path}/manifest.json").read())

@@ -33,7 +33,8 @@ from clora.config import RunConfig  # noqa: E402
 from clora.families import FAMILIES  # noqa: E402
 from clora.families.loading import load_base_model  # noqa: E402
 from clora.workflows.run import Session, prepare  # noqa: E402
-from clora.training.loop import param_groups, replay_inputs, train_step  # noqa: E402
+from clora.training.loop import param_groups, train_step  # noqa: E402
+from clora.workflows.learn_task import close_task, open_task  # noqa: E402
 
 
 def peft_step_fn(config: RunConfig, targets, task, batch):
@@ -56,8 +57,10 @@ def peft_step_fn(config: RunConfig, targets, task, batch):
 
 
 def clora_step_fn(s: Session, k: int, task, batch, dense_cayley: bool = False):
-    """Begin task ``k`` in session ``s``; its training step on ``batch``."""
-    params = s.method.begin_task(s.lora, k)
+    """Open task ``k`` in session ``s`` as every clora path does (``learn_task``'s first half); its training
+    step on ``batch``."""
+    selection = s.method.snapshot(k + 1)  # task k trains with snapshot k+1 selected
+    params = open_task(s.family, s.method, s.lora, k, task, s.config, selection)
     if dense_cayley:
         for p in params:
             if isinstance(p, geoopt.ManifoldParameter):
@@ -66,14 +69,14 @@ def clora_step_fn(s: Session, k: int, task, batch, dense_cayley: bool = False):
     step = functools.partial(train_step, s.family, task, batch, params, optimizer, lambda: s.method.penalty(s.lora))
 
     def run_step():
-        with use_adapters(s.method.snapshot(k + 1)):  # task k trains with snapshot k+1 selected
+        with use_adapters(selection):
             return step()
     return run_step
 
 
 def end_task(s: Session, k: int, task) -> None:
-    with use_adapters(s.method.snapshot(k + 1)):
-        s.method.end_task(s.lora, k, run_inputs=lambda: replay_inputs(s.family, task, s.config))
+    """``learn_task``'s last half."""
+    close_task(s.family, s.method, s.lora, k, task, s.config, s.method.snapshot(k + 1))
 
 
 def main(argv=None) -> dict:

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from conftest import assert_one_line_error, library_state, write_jsonl
 
 from clora.cli.main import cli
-from clora.library.build import stage_task
+from clora.library.build import TaskArtifacts, stage_task
 from clora.library.layout import read_manifest
 from clora.library.store import commit, write_lock
 from clora.library.tensors import load_adapter, load_subspace
@@ -96,7 +96,7 @@ def _exhaust(lib):
             directions[name] = full[:, u.shape[1]:] - u @ (u.T @ full[:, u.shape[1]:])
             directions[name] = orthonormal_basis(directions[name])
         entry = {"name": "filler", "subspace": None}
-        rel, stage = stage_task(lib, entry, None, directions, set(manifest["files"]))
+        rel, stage = stage_task(lib, TaskArtifacts(entry, directions=directions), set(manifest["files"]))
         new = {**manifest, "reserved": [{"name": "filler", "subspace": entry["subspace"]}]}
         commit(lib, manifest, new, {rel: stage})
 
@@ -193,7 +193,7 @@ def test_labels_are_read_from_the_training_file(library_copy, tmp_path):
     assert read_manifest(lib)["tasks"][-1]["labels"] == sorted({e.target for e in train})
 
 
-def test_eval_files_re_evaluate_named_earlier_tasks(library_copy, new_task_files, tmp_path):
+def test_eval_files_re_evaluate_namedearlier_tasks(library_copy, new_task_files, tmp_path):
     from clora.data.synthetic import synthetic_examples
 
     _, test, _ = synthetic_examples("t0", {"domain": "cooking", "shift": 0, "n_train": 8, "n_test": 16})
@@ -242,10 +242,10 @@ def test_add_task_reports_routed_mode_beside_sum_mode(library_copy, new_task_fil
     # of its own (not sum mode's)
     from clora.serving.inference import load_library
 
-    from clora.workflows.add_task import _earlier_tasks
+    from clora.workflows.add_task import earlier_tasks
 
     loaded = load_library(lib)
-    tasks = {t.name: t for t in _earlier_tasks(read_manifest(lib), {})[0]}
+    tasks = {t.name: t for t in earlier_tasks(read_manifest(lib), {})[0]}
     for name, row in rows.items():
         answers = loaded.predict([ex.text for ex in tasks[name].test])
         served = sum(a.prediction == ex.target for a, ex in zip(answers, tasks[name].test)) / len(answers)

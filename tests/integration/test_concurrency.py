@@ -25,7 +25,7 @@ def loud(lib, scale: float):
     answers differently: a thread that used another call's adapters would then show."""
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for layer in lib._current.lm.lora.layers.values():
+        for layer in lib.current.lm.lora.layers.values():
             for factors in layer.adapters:
                 factors.lora_B.copy_(scale * torch.randn(factors.lora_B.shape, generator=gen))
     return lib
@@ -55,7 +55,7 @@ def test_two_predictions_run_their_forward_passes_at_the_same_time(library_facto
     """Each thread's forward pass waits inside the model for the other's: possible only if neither
     holds a lock the other needs. With a global lock around predict the barrier times out."""
     lib = load_library(library_factory("bert", "orth"))
-    model = lib._current.lm.base_model.model
+    model = lib.current.lm.base_model.model
     inside = threading.Barrier(2, timeout=20)
     testing = threading.local()
     met = []

@@ -246,7 +246,7 @@ def test_nan_router_statistics_never_reach_the_json(library_factory):
     loaded = load_library(library_factory("bert", "orth"))
     texts = ["apple oven the recipe", "river boat"]
     assert all(math.isfinite(a.confidence) for a in loaded.predict(texts))
-    loaded._current.router.means.fill_(float("nan"))  # broken statistics, as a bad file would give
+    loaded.current.router.means.fill_(float("nan"))  # broken statistics, as a bad file would give
     answers = loaded.predict(texts)
     assert all(a.confidence == 0.0 and a.source == "fallback" for a in answers)
     json.dumps([a.to_dict() for a in answers], allow_nan=False)  # valid JSON
@@ -323,7 +323,7 @@ def test_a_new_version_reuses_the_loaded_base_model(library_copy, new_task_files
 
     lib = library_copy()
     loaded = load_library(lib)
-    before = loaded._current.lm.base_model.model
+    before = loaded.current.lm.base_model.model
     texts = ["apple oven the recipe", "river boat very mast", "stone bank loan"]
     old_answers = loaded.predict(texts)
     added = CliRunner().invoke(cli, ["add-task", str(lib), "--name", "t2", "--train", str(new_task_files[0]), "--quiet"])
@@ -331,7 +331,7 @@ def test_a_new_version_reuses_the_loaded_base_model(library_copy, new_task_files
     loads = []
     monkeypatch.setattr(library_model, "load_base_model", lambda *a, **k: loads.append(1))  # must not be needed
     assert loaded.refresh() and loaded.version == 2 and loads == []
-    after = loaded._current.lm.base_model.model
+    after = loaded.current.lm.base_model.model
     assert after is not before  # the old version is untouched for calls still running on it
     shared = {p.data_ptr() for p in before.parameters()}
     assert all(p.data_ptr() in shared for n, p in after.named_parameters() if ".adapters." not in n)
@@ -339,7 +339,7 @@ def test_a_new_version_reuses_the_loaded_base_model(library_copy, new_task_files
     fresh = load_library(lib)  # loaded from scratch
     assert loaded.predict(texts) == fresh.predict(texts)
     assert [t["name"] for t in loaded.tasks()] == ["t0", "t1", "t2"]
-    assert len(loaded._current.lm.lora) == 3 and len(before.encoder.layer[0].attention.self.query.adapters) == 2
+    assert len(loaded.current.lm.lora) == 3 and len(before.encoder.layer[0].attention.self.query.adapters) == 2
     assert old_answers and fresh.version == 2
 
 
@@ -382,7 +382,7 @@ def test_device_and_precision_reach_every_tensor_of_a_served_library(library_fac
     reference = load_library(lib, device="cpu").predict(texts)
     loaded = load_library(lib, device="auto", precision="bf16")
     assert loaded.device == ("cuda:0" if torch.cuda.is_available() else "cpu")
-    model = loaded._current.lm.base_model.model
+    model = loaded.current.lm.base_model.model
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         assert tensor.device.type == loaded.device.split(":")[0], name
         if ".adapters." in name:
