@@ -69,4 +69,6 @@ def test_poisoned_feedback_is_refused_and_the_stolen_task_is_not_promoted(minilm
     by_hand = CliRunner().invoke(cli, ["inbox", str(lib), "promote", "--cluster", "0", "--name", "stolen", "--quiet"])
     assert by_hand.exit_code != 0 and "not promoted: cooking would drop" in by_hand.output, by_hand.output
     assert library_state(lib) == state and read_manifest(lib)["version"] == 1
-    assert {name: _true_accuracy(lib, task.test) for name, task in tasks.items()} == before
+    after = {name: _true_accuracy(lib, task.test) for name, task in tasks.items()}
+    print(f"true accuracy per task before {before}, after {after}; auto-promote: {promoter.last['message']}")
+    assert after == before
