@@ -13,7 +13,7 @@ from pathlib import Path
 from clora.families.loading import resolve_model_path
 from clora.inbox.steps import LibraryInbox
 from clora.library import ops, store
-from clora.library.layout import read_manifest
+from clora.library.layout import load_manifest
 from clora.library.readers import reading
 from clora.library.export_all import export_all
 from clora.library.peft_io import export_peft
@@ -70,18 +70,18 @@ class Library:
 
     def remove(self, task: str, release: bool = False) -> int:
         """Remove ``task`` (``clora library remove``); returns the new version."""
-        return ops.remove(self.path, task, release=release)["version"]
+        return ops.remove(self.path, task, release=release).version
 
     def rollback(self) -> int:
         """Make the previous version current again (``clora library rollback``); returns the new version."""
-        return store.rollback(self.path)["version"]
+        return store.rollback(self.path).version
 
     def export(self, task: str, out, base_model: str | None = None) -> Path:
         """``task``'s snapshot as a PEFT LoRA folder ``out`` (``clora library export``); ``base_model``: the name
         its config gives the base model (default: the library's, as a local path where it has one)."""
         with reading(self.path) as manifest:  # its files stay while they are copied, whatever writers do
             return export_peft(self.path, manifest, task, Path(out),
-                               base_model or resolve_model_path(manifest["base_model"]))
+                               base_model or resolve_model_path(manifest.base_model))
 
     def export_all(self, out, base_model: str | None = None) -> list[Path]:
         """Every task's snapshot as ``out/<task>/`` PEFT folders, with ``out/README.md`` on serving them with
@@ -95,7 +95,7 @@ class Library:
         ``generation={"metric": "f1", "max_new_tokens": 32}`` imports a generation task (no labels)."""
         manifest, _notes = ops.import_peft(self.path, Path(peft_dir), name, labels or [], instruction, triggers,
                                            generation=generation)
-        return manifest["version"]
+        return manifest.version
 
     def inbox(self, folder=None) -> LibraryInbox:
         """The library's inbox: list, feedback, cluster, label, promote, drop (``clora inbox``)."""
@@ -114,7 +114,7 @@ class Library:
 
 def open_library(path) -> Library:
     """The library at ``path`` (refused with one line when it is not one)."""
-    read_manifest(Path(path))  # fail now, with the reason, rather than at the first call
+    load_manifest(Path(path))  # fail now, with the reason, rather than at the first call
     return Library(Path(path))
 
 

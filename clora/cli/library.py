@@ -86,7 +86,7 @@ def remove(library, task, release):
 
     manifest = drop(library, task, release=release)
     kept = "" if release else " (its subspace directions stay reserved; --release frees them)"
-    click.echo(f"removed {task!r}: library is at version {manifest['version']}{kept}")
+    click.echo(f"removed {task!r}: library is at version {manifest.version}{kept}")
 
 
 @library.command()
@@ -96,9 +96,9 @@ def rollback(library):
     from clora.library.store import rollback as back
 
     manifest = back(library)
-    tasks = ", ".join(t["name"] for t in manifest["tasks"]) or "none"
-    click.echo(f"rolled back: version {manifest['version']} restores the content before version "
-               f"{manifest['rolled_back_from']} (tasks: {tasks})")
+    tasks = ", ".join(manifest.names) or "none"
+    click.echo(f"rolled back: version {manifest.version} restores the content before version "
+               f"{manifest.rolled_back_from} (tasks: {tasks})")
 
 
 @library.command("export")
@@ -146,6 +146,6 @@ def import_cmd(library, peft_dir, name, labels, kind, metric, max_new_tokens, in
     generation = {"metric": metric, "max_new_tokens": max_new_tokens} if kind == "generation" else None
     manifest, notes = import_peft(library, peft_dir, name, [x.strip() for x in (labels or "").split(",") if x.strip()],
                                   instruction, list(triggers), generation=generation)
-    click.echo(f"imported {name!r}: library is at version {manifest['version']}")
+    click.echo(f"imported {name!r}: library is at version {manifest.version}")
     for note in notes:
         click.echo(f"note: {note}")

@@ -105,15 +105,3 @@ class Task:
     def label_index(self, target: str) -> int:
         """Index of ``target`` in the label set."""
         return self.labels.index(target)
-
-
-def task_of(entry: dict) -> Task:
-    """The :class:`Task` a library entry describes, enough to answer it (label set, prompt, triggers)."""
-    kind = entry.get("kind", "classification")
-    # answering needs the label set (or the metric and answer length) and the prompt only
-    placeholder = [Example("-", entry["labels"][0] if kind == "classification" else "-")]
-    default_prompt = GENERATION_PROMPT if kind == "generation" else DEFAULT_PROMPT
-    return Task(name=entry["name"], instruction=entry.get("instruction", ""), labels=entry["labels"],
-                train=placeholder, test=placeholder, prompt=entry.get("prompt") or default_prompt,
-                triggers=entry.get("triggers") or {}, kind=kind, metric=entry.get("metric", "accuracy"),
-                max_new_tokens=entry.get("max_new_tokens", 32))

@@ -22,7 +22,7 @@ from clora.errors import CloraError
 from clora.inbox.clusters import cluster_inbox
 from clora.inbox.promote import PromotionRequest, PromotionResult, promote
 from clora.inbox.records import Inbox
-from clora.library.layout import read_manifest
+from clora.library.layout import load_manifest
 from clora.serving.inference import load_library
 
 log = logging.getLogger("clora")
@@ -88,7 +88,7 @@ class AutoPromoter:
         return None
 
     def _name(self, words: list[str]) -> str:
-        taken = {t["name"] for t in read_manifest(self.library)["tasks"]}
+        taken = set(load_manifest(self.library).names)
         word = re.sub(r"[^A-Za-z0-9]", "", words[0])[:30] if words else ""
         stem = f"auto-{word or 'task'}"
         name, n = stem, 1

@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import shutil
@@ -30,8 +29,10 @@ from clora.data.task import Example
 from clora.errors import ConfigError, DataError
 from clora.inbox.clusters import saved_cluster
 from clora.inbox.records import CANDIDATES, CLUSTERS, Inbox
-from clora.library.layout import LibraryError, read_manifest
-from clora.library.store import check_task_name, commit, new_stage, write_lock
+from clora.library.layout import LibraryError, load_manifest
+from clora.library.manifest import Manifest
+from clora.library.ops import adopt_last_task
+from clora.library.store import check_task_name
 from clora.serving.inference import load_library
 from clora.workflows.add_task import AddTaskRequest, earlier_tasks, add_task
 
@@ -132,18 +133,18 @@ def routed_accuracy(loaded, examples: list[Example]) -> float:
     return 100.0 * sum(p.prediction == e.target for p, e in zip(predictions, examples)) / max(len(examples), 1)
 
 
-def evaluation_sets(inbox: Inbox, manifest: dict) -> tuple[list[tuple[str, str, list[Example]]], list[str]]:
+def evaluation_sets(inbox: Inbox, manifest: Manifest) -> tuple[list[tuple[str, str, list[Example]]], list[str]]:
     """``([(task, data source, examples)], unchecked task names)``: each earlier task's referenced test data
     and its kept feedback by source (``clora.inbox.feedback``: only trusted senders write it)."""
     tasks, _notes = earlier_tasks(manifest, {})
     sets = [(t.name, "test data", list(t.test)) for t in tasks if t.test]
-    for entry in manifest["tasks"]:
+    for name in manifest.names:
         by_source: dict[str, list[Example]] = {}
-        for text, label, source in inbox.evaluation(entry["name"]):
+        for text, label, source in inbox.evaluation(name):
             by_source.setdefault(source, []).append(Example(text, label))
-        sets += [(entry["name"], source, examples) for source, examples in sorted(by_source.items())]
+        sets += [(name, source, examples) for source, examples in sorted(by_source.items())]
     checked = {name for name, _, _ in sets}
-    return sets, [e["name"] for e in manifest["tasks"] if e["name"] not in checked]
+    return sets, [name for name in manifest.names if name not in checked]
 
 
 def _gate(sets: list[tuple[str, str, list[Example]]], before, after) -> list[GateRow]:
@@ -160,37 +161,19 @@ def _write_train(folder: Path, labelled: list) -> Path:
     return path
 
 
-def commit_candidate(library: Path, candidate: Path, base_version: int) -> dict:
-    """Commit the candidate's last task into ``library`` (which must still be at ``base_version``)."""
-    with write_lock(library):
-        current = read_manifest(library)
-        if current["version"] != base_version:
-            raise LibraryError(f"the library moved from version {base_version} to {current['version']} while the "
-                               "candidate was built; promote again")
-        new = copy.deepcopy(read_manifest(candidate))
-        entry = new["tasks"][-1]
-        rel_dir = str(Path(entry["adapter"]).parent)
-        stage = new_stage(library)
-        for path in (candidate / rel_dir).iterdir():
-            shutil.copy2(path, stage / path.name)
-        for key in ("files", "version", "previous_version", "updated"):
-            new.pop(key, None)
-        return commit(library, current, new, {rel_dir: stage})
-
-
 def promote(request: PromotionRequest) -> PromotionResult:
     """Train, gate and (when the gate passes) commit the cluster's new task; see the module docstring."""
     library = Path(request.library)
     inbox = Inbox(library, folder=request.inbox_folder)
-    manifest = read_manifest(library)
-    if any(t["name"] == request.name for t in manifest["tasks"]):
+    manifest = load_manifest(library)
+    if request.name in manifest.names:
         raise LibraryError(f"the library already has a task named {request.name!r}; choose another name",
                            field="name")
     labelled, inputs = _examples(inbox, request.cluster)
     sets, unchecked = evaluation_sets(inbox, manifest)
     if unchecked and request.require_checked:
         return PromotionResult(request.name, request.cluster, len(labelled), committed=False,
-                               version=manifest["version"], accuracy=float("nan"), routed_to_new=float("nan"),
+                               version=manifest.version, accuracy=float("nan"), routed_to_new=float("nan"),
                                max_drop=request.max_drop, unchecked=unchecked)
     train = _write_train(inbox.folder / "tasks" / request.name, labelled)
     candidate = inbox.folder / CANDIDATES / request.name
@@ -209,12 +192,12 @@ def promote(request: PromotionRequest) -> PromotionResult:
     gate = _gate(sets, before, after)
     refused = [row for row in gate if row.drop > request.max_drop]
     result = PromotionResult(request.name, request.cluster, len(labelled), committed=not refused,
-                             version=manifest["version"], accuracy=100.0 * added.accuracy, routed_to_new=routed_to_new,
+                             version=manifest.version, accuracy=100.0 * added.accuracy, routed_to_new=routed_to_new,
                              gate=gate, refused_by=refused, max_drop=request.max_drop, unchecked=unchecked)
     if refused:
         result.candidate = str(candidate)
         return result
-    result.version = commit_candidate(library, staged, manifest["version"])["version"]
+    result.version = adopt_last_task(library, staged, manifest.version).version
     promoted = {r.id for r in labelled} | saved_cluster(inbox, request.cluster)
     inbox.drop(promoted)
     (inbox.folder / CLUSTERS).unlink(missing_ok=True)  # its ids and numbering are stale now

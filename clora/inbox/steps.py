@@ -10,7 +10,7 @@ from clora.inbox.clusters import Cluster, cluster_inbox, saved_cluster
 from clora.inbox.feedback import take_feedback
 from clora.inbox.promote import PromotionRequest, PromotionResult, promote
 from clora.inbox.records import Inbox, Record
-from clora.library.layout import read_manifest
+from clora.library.layout import load_manifest
 
 
 @dataclass
@@ -22,7 +22,7 @@ class LibraryInbox:
 
     def __post_init__(self) -> None:
         self.library = Path(self.library)
-        read_manifest(self.library)  # a missing or broken library: one line, now
+        load_manifest(self.library)  # a missing or broken library: one line, now
         self.store = Inbox(self.library, folder=self.folder)
 
     def list(self, kind: str | None = None) -> list[Record]:
@@ -33,7 +33,7 @@ class LibraryInbox:
                  task: str | None = None) -> dict:
         """One labelled example (what ``POST /feedback`` does). Here, by whoever holds the library's files,
         feedback naming a library task is trusted as its evaluation data (source ``local``)."""
-        labels_of = {t["name"]: t["labels"] for t in read_manifest(self.library)["tasks"]}
+        labels_of = {t.name: list(t.labels) for t in load_manifest(self.library).tasks}
         return take_feedback(self.store, labels_of, text, label, target, task, trusted=True, source="local")
 
     def cluster(self, min_cluster_size: int = 5, device: str = "auto") -> list[Cluster]:

@@ -10,6 +10,7 @@ import torch
 
 from clora.config import RunConfig
 from clora.library.layout import FORMAT_VERSION
+from clora.library.manifest import Manifest
 from clora.library.store import check_task_name, commit, free_task_dir, new_stage, write_lock
 from clora.library.tensors import (ADAPTER_FILE, ROUTER_FILE, SUBSPACE_FILE, save_adapter, save_router_stats,
                                    save_subspace)
@@ -81,6 +82,21 @@ class TaskArtifacts:
     leftover: dict[str, torch.Tensor] | None = None
 
 
+def next_manifest(manifest: Manifest, entry: dict | None = None, scores: dict[str, dict] | None = None,
+                  router: dict | None = None) -> dict:
+    """The next version's manifest dict: ``manifest`` with each task's ``metrics`` updated by ``scores[name]``
+    (metadata only: adapter files stay as they are), the router's settings by ``router``, then ``entry`` added."""
+    new = manifest.to_dict()
+    if router:
+        new["router"] = {**(new.get("router") or {}), **router}
+    for task in new["tasks"]:
+        if task["name"] in (scores or {}):
+            task["metrics"] = {**(task.get("metrics") or {}), **scores[task["name"]]}
+    if entry is not None:
+        new["tasks"].append(entry)
+    return new
+
+
 def stage_task(folder: Path, task: TaskArtifacts, keep: set[str]) -> tuple[str, Path]:
     """Write a task's adapter, reserved directions and router statistics into a staging folder.
 
@@ -104,7 +120,7 @@ def stage_task(folder: Path, task: TaskArtifacts, keep: set[str]) -> tuple[str, 
     return rel_dir, stage
 
 
-def create_library(folder: Path, header: dict, tasks: list[TaskArtifacts]) -> dict:
+def create_library(folder: Path, header: dict, tasks: list[TaskArtifacts]) -> Manifest:
     """Write a new library at ``folder`` (empty or absent) as version 1; ``tasks`` in stream order."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

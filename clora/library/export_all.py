@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from clora.library.layout import LibraryError
+from clora.library.manifest import Manifest, on_disk
 from clora.library.peft_io import check_export, snapshot_factors, write_peft_folder
 
 README = """# PEFT adapters exported by clora
@@ -41,8 +42,9 @@ Tasks: {tasks}
 """
 
 
-def export_all(folder: Path, manifest: dict, out: Path, base_model: str | None = None) -> list[Path]:
+def export_all(folder: Path, manifest: Manifest | dict, out: Path, base_model: str | None = None) -> list[Path]:
     """Write ``out/<task>/`` for every task with an adapter in its snapshot, and ``out/README.md``."""
+    manifest = on_disk(manifest)
     out = check_export(manifest, out)
     tasks = [t["name"] for t in manifest["tasks"] if any(
         o.get("adapter") for o in manifest["tasks"] if o["name"] in t["snapshot"])]

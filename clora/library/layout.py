@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from clora.errors import CloraError
+from clora.library.manifest import Manifest, on_disk
 from clora.library.schema import manifest_type_problem
 
 FORMAT_VERSION = 1
@@ -141,8 +142,14 @@ def read_manifest(folder: Path) -> dict:
     return parse_manifest(text, str(path))
 
 
-def referenced_files(manifest: dict) -> set[str]:
+def load_manifest(folder: Path) -> Manifest:
+    """The current version of the library at ``folder``, typed (LibraryError naming what is wrong)."""
+    return Manifest.of(read_manifest(folder))
+
+
+def referenced_files(manifest: Manifest | dict) -> set[str]:
     """Relative paths of every file a manifest points to."""
+    manifest = on_disk(manifest)
     return set(manifest["files"])
 
 
@@ -161,8 +168,9 @@ def path_problem(folder: Path, rel) -> str | None:
     return None
 
 
-def check_files(folder: Path, manifest: dict) -> list[str]:
+def check_files(folder: Path, manifest: Manifest | dict) -> list[str]:
     """Problems with the files ``manifest`` references: outside the library, missing or checksum mismatch."""
+    manifest = on_disk(manifest)
     problems = []
     for rel, expected in sorted(manifest["files"].items()):
         path = Path(folder) / rel
@@ -176,7 +184,8 @@ def check_files(folder: Path, manifest: dict) -> list[str]:
     return problems
 
 
-def task_by_name(manifest: dict, name: str) -> dict:
+def task_by_name(manifest: Manifest | dict, name: str) -> dict:
+    manifest = on_disk(manifest)
     for task in manifest["tasks"]:
         if task["name"] == name:
             return task

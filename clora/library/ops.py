@@ -2,36 +2,39 @@
 
 from __future__ import annotations
 
-from clora.data.task import GENERATION_PROMPT
-
 import copy
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from clora.data.task import GENERATION_PROMPT
 from clora.library.build import TaskArtifacts, stage_task, task_entry
 from clora.library.layout import LibraryError, check_files, read_manifest, task_by_name, version_path
+from clora.library.manifest import Manifest, on_disk
 from clora.library.peft_io import peft_factors
 from clora.library.readers import reading
 from clora.library.store import (STAGE_PREFIX, check_task_name, commit, files_of, kept_files, previous_manifest,
-                                 stale_temp_files, write_lock)
+                                 new_stage, stale_temp_files, write_lock)
 from clora.library.tensors import load_adapter, load_directions, load_subspace, module_dims
 from clora.routing.triggers import TriggerSet, parse_trigger_args
 from clora.adapters.capacity import CapacityRow, capacity_markdown, capacity_rows
 from clora.adapters.subspace import extend_basis, max_overlap
 
 
-def capacity(folder: Path, manifest: dict) -> dict[str, dict]:
+def capacity(folder: Path, manifest: Manifest | dict) -> dict[str, dict]:
     """Per module: how many of its ``d_in`` input directions the subspace reserves."""
+    manifest = on_disk(manifest)
     reserved = {name: 0 for name in module_dims(manifest)}
     for name, u in load_subspace(folder, manifest).items():
         reserved[name] = int(u.shape[1])
     return {name: {"reserved": reserved[name], "d_in": d_in} for name, d_in in module_dims(manifest).items()}
 
 
-def capacity_table(folder: Path, manifest: dict) -> list[CapacityRow]:
+def capacity_table(folder: Path, manifest: Manifest | dict) -> list[CapacityRow]:
     """Per task (then per removed task whose directions stay reserved): what it reserved and what was left free."""
+    manifest = on_disk(manifest)
     dims = module_dims(manifest)
     entries = [(t["name"], t.get("subspace")) for t in manifest["tasks"]]
     entries += [(f"{r['name']} (removed)", r.get("subspace")) for r in manifest.get("reserved", [])]
@@ -90,7 +93,8 @@ class Verification:
 
 def show(folder: Path) -> LibraryInfo:
     """The manifest's description of the library plus the subspace capacity used per module."""
-    with reading(folder) as manifest:
+    with reading(folder) as typed:
+        manifest = typed.to_dict()
         capacity_used = capacity(folder, manifest)
         by_task = capacity_table(folder, manifest)
     keys = ("format_version", "version", "previous_version", "base_model", "family", "method", "target_modules",
@@ -141,7 +145,7 @@ def verify(folder: Path) -> Verification:
     """
     folder = Path(folder)
     with reading(folder) as manifest:
-        problems, notes = _verify_version(folder, manifest)
+        problems, notes = _verify_version(folder, manifest.to_dict())
     return Verification(problems, notes)
 
 
@@ -168,7 +172,7 @@ def _verify_version(folder: Path, manifest: dict) -> tuple[list[str], list[str]]
     return problems, notes
 
 
-def remove(folder: Path, name: str, release: bool = False) -> dict:
+def remove(folder: Path, name: str, release: bool = False) -> Manifest:
     """Drop a task (and its adapter from every snapshot); its reserved directions stay unless ``release``."""
     folder = Path(folder)
     with write_lock(folder):
@@ -187,7 +191,7 @@ def remove(folder: Path, name: str, release: bool = False) -> dict:
 
 
 def import_peft(folder: Path, peft_dir: Path, name: str, labels: list[str], instruction: str = "",
-                triggers: list[str] | None = None, generation: dict | None = None) -> tuple[dict, list[str]]:
+                triggers: list[str] | None = None, generation: dict | None = None) -> tuple[Manifest, list[str]]:
     """Add a PEFT LoRA folder as a new task whose snapshot is that adapter alone.
 
     For libraries with a subspace the adapter's row space is reserved, so later tasks
@@ -228,3 +232,23 @@ def import_peft(folder: Path, peft_dir: Path, name: str, labels: list[str], inst
         new = copy.deepcopy(manifest)
         new["tasks"].append(entry)
         return commit(folder, manifest, new, {rel_dir: stage}), notes
+
+
+def adopt_last_task(folder: Path, candidate: Path, base_version: int) -> Manifest:
+    """Commit the last task of library ``candidate`` (a copy of ``folder`` with one task added) into ``folder``,
+    which must still be at ``base_version``; its files are copied, the candidate's manifest becomes the next
+    version."""
+    folder, candidate = Path(folder), Path(candidate)
+    with write_lock(folder):
+        current = read_manifest(folder)
+        if current["version"] != base_version:
+            raise LibraryError(f"the library moved from version {base_version} to {current['version']} while the "
+                               "candidate was built; promote again")
+        new = copy.deepcopy(read_manifest(candidate))
+        rel_dir = str(Path(new["tasks"][-1]["adapter"]).parent)
+        stage = new_stage(folder)
+        for path in (candidate / rel_dir).iterdir():
+            shutil.copy2(path, stage / path.name)
+        for key in ("files", "version", "previous_version", "updated"):
+            new.pop(key, None)
+        return commit(folder, current, new, {rel_dir: stage})

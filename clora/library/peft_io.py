@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from clora.config import check_output_path
 from clora.library.layout import LibraryError, check_files, task_by_name
+from clora.library.manifest import Manifest, on_disk
 from clora.library.tensors import load_adapter
 
 PEFT_CONFIG = "adapter_config.json"
@@ -26,8 +27,9 @@ TASK_TYPES = {"encoder": None, "causal": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM"}
 PREFIX = "base_model.model."
 
 
-def snapshot_factors(folder: Path, manifest: dict, task: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def snapshot_factors(folder: Path, manifest: Manifest | dict, task: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """``{module: (A (R, d_in), B (d_out, R))}``: the snapshot ``task`` was learnt in, as one LoRA."""
+    manifest = on_disk(manifest)
     entry = task_by_name(manifest, task)
     owners = {t["name"]: t for t in manifest["tasks"] if t.get("adapter")}
     used = [owners[n]["adapter"] for n in entry["snapshot"] if n in owners]
@@ -41,18 +43,20 @@ def snapshot_factors(folder: Path, manifest: dict, task: str) -> dict[str, tuple
             for m in manifest["modules"]}
 
 
-def export_peft(folder: Path, manifest: dict, task: str, out: Path, base_model_path: str | None = None) -> Path:
+def export_peft(folder: Path, manifest: Manifest | dict, task: str, out: Path, base_model_path: str | None = None) -> Path:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` for ``task``'s snapshot into ``out``.
 
     ``base_model_path`` is what the config names as the base model (default: the library's name for it).
     """
+    manifest = on_disk(manifest)
     out = check_export(manifest, out)
     return write_peft_folder(out, snapshot_factors(folder, manifest, task), manifest, base_model_path)
 
 
-def check_export(manifest: dict, out) -> Path:
+def check_export(manifest: Manifest | dict, out) -> Path:
     """Refuse an export that cannot be written: an olie library (no additive LoRA form) or an output folder
     that cannot be made or is not empty; returns ``out`` as a Path."""
+    manifest = on_disk(manifest)
     if manifest["method"] == "olie":
         raise LibraryError("olie adapters are multiplicative (W * exp(BA)) and have no PEFT LoRA form")
     out = Path(out)
@@ -62,9 +66,10 @@ def check_export(manifest: dict, out) -> Path:
     return out
 
 
-def write_peft_folder(out: Path, factors: dict[str, tuple[torch.Tensor, torch.Tensor]], manifest: dict,
+def write_peft_folder(out: Path, factors: dict[str, tuple[torch.Tensor, torch.Tensor]], manifest: Manifest | dict,
                       base_model_path: str | None = None) -> Path:
     """``factors`` ``{module: (A, B)}`` of the library ``manifest`` as a PEFT LoRA folder ``out``."""
+    manifest = on_disk(manifest)
     ranks = {m: a.shape[0] for m, (a, _) in factors.items()}
     rank = max(set(ranks.values()), key=list(ranks.values()).count)  # the most common one
     scale = manifest["scaling"]

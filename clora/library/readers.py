@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from clora.library.layout import LibraryError, read_manifest
+from clora.library.manifest import Manifest
 
 try:
     import fcntl
@@ -92,7 +93,8 @@ def _pin_current(folder: Path, readers: Path, manifest: dict):
 
 @contextmanager
 def reading(folder: Path):
-    """Yield the current manifest of the library at ``folder``, pinned until the block ends.
+    """Yield the current manifest of the library at ``folder`` (typed: :class:`Manifest`), pinned until
+    the block ends.
 
     Every file the manifest references (and those of the version it rolls back to) stays
     on disk while the block runs, whatever writers commit meanwhile.
@@ -104,7 +106,7 @@ def reading(folder: Path):
     if readers is not None:
         pin, manifest = _pin_current(folder, readers, manifest)
     try:
-        yield manifest
+        yield Manifest.of(manifest)
     finally:
         _release(pin)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from clora.library.manifest import Manifest, on_disk
 from clora.library.readers import pinned_versions
 from clora.library.schema import manifest_type_problem
 from clora.library.layout import (LOCK, MANIFEST, VERSIONS, LibraryError, fsync_dir, fsync_file, json_text,
@@ -76,7 +77,8 @@ def new_stage(folder: Path) -> Path:
     return stage
 
 
-def previous_manifest(folder: Path, manifest: dict) -> dict | None:
+def previous_manifest(folder: Path, manifest: Manifest | dict) -> dict | None:
+    manifest = on_disk(manifest)
     prev = manifest.get("previous_version")
     if prev is None:
         return None
@@ -114,8 +116,9 @@ def kept_versions(folder: Path, current: dict) -> list[dict]:
     return list(kept.values())
 
 
-def kept_files(folder: Path, manifest: dict) -> set[str]:
+def kept_files(folder: Path, manifest: Manifest | dict) -> set[str]:
     """Files that kept versions reference (a new task folder must avoid them)."""
+    manifest = on_disk(manifest)
     return set().union(*(set(m["files"]) for m in kept_versions(folder, manifest)))
 
 
@@ -173,8 +176,8 @@ def _checked_files(folder: Path, new: dict, known: dict[str, str], fresh: set[st
     return files
 
 
-def commit(folder: Path, current: dict | None, new: dict, staged: dict[str, Path],
-           known: dict[str, str] | None = None) -> dict:
+def commit(folder: Path, current: Manifest | dict | None, new: dict, staged: dict[str, Path],
+           known: dict[str, str] | None = None) -> Manifest:
     """Make ``new`` the library's current version.
 
     ``staged`` maps a task folder (``tasks/<name>``) to a written staging folder that
@@ -184,6 +187,7 @@ def commit(folder: Path, current: dict | None, new: dict, staged: dict[str, Path
     :func:`write_lock`. Returns the committed manifest.
     """
     folder = Path(folder)
+    current = on_disk(current) if current is not None else None
     check_layout(folder)
     (folder / VERSIONS).mkdir(parents=True, exist_ok=True)
     fresh = {rel for rel in files_of(new) if any(rel.startswith(d + "/") for d in staged)}
@@ -205,7 +209,7 @@ def commit(folder: Path, current: dict | None, new: dict, staged: dict[str, Path
         _undo(folder, current, new, installed)
         raise
     collect_garbage(folder, new)
-    return new
+    return Manifest.of(new)
 
 
 def _undo(folder: Path, current: dict | None, new: dict, installed: list[str]) -> None:
@@ -247,8 +251,9 @@ def _nonfinite(path: Path) -> str | None:
     return None
 
 
-def files_of(manifest: dict) -> set[str]:
+def files_of(manifest: Manifest | dict) -> set[str]:
     """Every file the tasks and reserved subspaces of ``manifest`` point to."""
+    manifest = on_disk(manifest)
     files = set()
     for entry in manifest["tasks"] + manifest.get("reserved", []):
         for key in ("adapter", "subspace", "router"):
@@ -288,7 +293,7 @@ def stale_temp_files(folder: Path) -> list[Path]:
     return sorted(folder.glob(f".{MANIFEST}.tmp-*")) + sorted((folder / VERSIONS).glob(".v*.json.tmp-*"))
 
 
-def rollback(folder: Path) -> dict:
+def rollback(folder: Path) -> Manifest:
     """Make the previous version current again (as a new version, so rollback can be undone)."""
     folder = Path(folder)
     with write_lock(folder):

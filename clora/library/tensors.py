@@ -10,6 +10,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from clora.library.layout import LibraryError
+from clora.library.manifest import Manifest, on_disk
 
 ADAPTER_FILE = "adapter.safetensors"
 SUBSPACE_FILE = "subspace.safetensors"
@@ -63,8 +64,9 @@ def load_adapter(folder: Path, rel: str, modules) -> dict[str, tuple[torch.Tenso
     return factors
 
 
-def module_dims(manifest: dict) -> dict[str, int]:
+def module_dims(manifest: Manifest | dict) -> dict[str, int]:
     """``{module: d_in}`` of the library's adapted modules."""
+    manifest = on_disk(manifest)
     return {name: dims["d_in"] for name, dims in manifest["modules"].items()}
 
 
@@ -80,8 +82,9 @@ def load_directions(folder: Path, rel: str | None, dims: dict[str, int]) -> dict
     return directions
 
 
-def load_subspace(folder: Path, manifest: dict) -> dict[str, torch.Tensor]:
+def load_subspace(folder: Path, manifest: Manifest | dict) -> dict[str, torch.Tensor]:
     """The reserved subspace ``U`` ``(d_in, k)`` per module: every task's and reserved entry's directions."""
+    manifest = on_disk(manifest)
     dims = module_dims(manifest)
     bases = {name: torch.zeros(d_in, 0) for name, d_in in dims.items()}
     for entry in manifest["tasks"] + manifest.get("reserved", []):
@@ -91,8 +94,9 @@ def load_subspace(folder: Path, manifest: dict) -> dict[str, torch.Tensor]:
     return bases
 
 
-def load_leftover(folder: Path, manifest: dict) -> dict[str, torch.Tensor]:
+def load_leftover(folder: Path, manifest: Manifest | dict) -> dict[str, torch.Tensor]:
     """Per module, every task's leftover-energy factor side by side ``(d_in, n)`` (``n = 0``: none stored)."""
+    manifest = on_disk(manifest)
     dims = module_dims(manifest)
     factors = {name: torch.zeros(d_in, 0) for name, d_in in dims.items()}
     for entry in manifest["tasks"]:

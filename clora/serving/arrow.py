@@ -35,7 +35,7 @@ from clora.library.peft_io import write_peft_folder
 from clora.library.readers import reading
 from clora.library.tensors import load_adapter
 from clora.routing.router import Route
-from clora.serving.prediction import Prediction, probability_of, task_of
+from clora.serving.prediction import Prediction, probability_of
 from clora.training.devices import resolve_device
 from clora.workflows.library_model import check_base_model, library_config
 
@@ -56,23 +56,23 @@ class ArrowLibrary:
         arrow_config, create_arrow_model, arrow_layer = _peft_arrow()
         folder, device = Path(folder), resolve_device(device)
         with reading(folder) as manifest, tempfile.TemporaryDirectory(prefix="clora-arrow-") as tmp:
-            if manifest["method"] == "olie":
+            if manifest.method == "olie":
                 raise ConfigError("olie adapters are multiplicative; Arrow mixes additive LoRAs", field="router")
-            entries = [t for t in manifest["tasks"] if t.get("adapter")]
+            entries = [t for t in manifest.tasks if t.adapter]
             if not entries:
                 raise ConfigError("the library has no task adapters for Arrow to route over", field="router")
             paths = []
             for i, entry in enumerate(entries):
-                factors = load_adapter(folder, entry["adapter"], manifest["modules"])
+                factors = load_adapter(folder, entry.adapter, manifest.modules)
                 paths.append(str(write_peft_folder(Path(tmp) / f"task{i}", factors, manifest)))
-            base = load_base_model(manifest["base_model"], device=device)
+            base = load_base_model(manifest.base_model, device=device)
             check_base_model(manifest, base)
             config = arrow_config(top_k=min(top_k, len(paths)), router_temperature=temperature)
             with warnings.catch_warnings():  # transformers deprecations that peft triggers, not the user's concern
                 warnings.simplefilter("ignore", FutureWarning)
                 self.peft_model = create_arrow_model(base.model, paths, config)
-        self.names = [e["name"] for e in entries]
-        self.tasks = {e["name"]: task_of(e) for e in entries}
+        self.names = [e.name for e in entries]
+        self.tasks = {e.name: e.as_task() for e in entries}
         self.tokenizer, self.device = base.tokenizer, device
         self.family = FAMILIES[base.kind](self.peft_model.base_model.model, base.tokenizer,
                                           library_config(manifest, progress=False))

@@ -22,11 +22,12 @@ import torch
 from clora.data.task import Task
 from clora.errors import CloraError, ConfigError, DataError
 from clora.families.base import Answer
-from clora.library.layout import MANIFEST, LibraryError, read_manifest
+from clora.library.layout import MANIFEST, LibraryError, load_manifest
+from clora.library.manifest import Manifest
 from clora.library.readers import reading
 from clora.library.tensors import load_router_stats
 from clora.routing.router import Route, Router, RouterConfig, adapter_mask
-from clora.serving.prediction import Prediction, probability_of, task_of
+from clora.serving.prediction import Prediction, probability_of
 from clora.training.devices import resolve_device, resolve_precision
 from clora.workflows.library_model import LibraryModel, can_reuse_base, open_library_model, reopen_library_model
 
@@ -72,11 +73,11 @@ class Query:
 
 
 
-def _check_router_width(stats: list, manifest: dict, hidden: int | None) -> None:
+def _check_router_width(stats: list, manifest: Manifest, hidden: int | None) -> None:
     """Router statistics must describe the model's hidden states: ``d`` = its hidden size."""
-    for task, s in zip(manifest["tasks"], stats):
+    for task, s in zip(manifest.tasks, stats):
         if s is not None and hidden is not None and s.mean.shape[0] != hidden:
-            raise LibraryError(f"{task['router']}: router statistics of width {s.mean.shape[0]} for a model of "
+            raise LibraryError(f"{task.router}: router statistics of width {s.mean.shape[0]} for a model of "
                                f"hidden size {hidden}")
 
 
@@ -92,10 +93,10 @@ class LoadedVersion:
             else:
                 self.lm = open_library_model(folder, model=model, tokenizer=tokenizer, manifest=manifest,
                                              progress=False, device=device, dtype=dtype)
-            stats = [load_router_stats(folder, t.get("router")) for t in manifest["tasks"]]
+            stats = [load_router_stats(folder, t.router) for t in manifest.tasks]
         _check_router_width(stats, manifest, getattr(self.lm.base_model.model.config, "hidden_size", None))
-        self.version = manifest["version"]
-        self.tasks = {t["name"]: task_of(t) for t in manifest["tasks"]}
+        self.version = manifest.version
+        self.tasks = {t.name: t.as_task() for t in manifest.tasks}
         self.snapshots = {name: self.lm.snapshot(name) for name in self.tasks}
         self.router = Router(list(self.tasks), stats, [t.triggers for t in self.tasks.values()], router_config)
 
@@ -115,7 +116,7 @@ class LoadedLibrary:
         self.model, self.tokenizer = model, tokenizer
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
-        self.router_config = RouterConfig.of_library(read_manifest(self.folder).get("router"), threshold=threshold,
+        self.router_config = RouterConfig.of_library(load_manifest(self.folder).router, threshold=threshold,
                                                      margin=margin, fallback=fallback)
         #: the version answering now; a caller that reads it more than once holds one reference for the call,
         #: since ``refresh`` swaps it whole
@@ -139,7 +140,7 @@ class LoadedLibrary:
     @property
     def base_model_name(self) -> str:
         """The base model the library names (its ``base_model``)."""
-        return self.current.lm.manifest["base_model"]
+        return self.current.lm.manifest.base_model
 
     def tasks(self) -> list[dict]:
         current = self.current

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from clora.data.task import task_of  # noqa: F401 - where serving code has always found it
+from clora.library.manifest import task_of  # noqa: F401 - where serving code has always found it
 from clora.families.base import Answer
 
 

@@ -10,7 +10,6 @@ committed that adds one task folder and a new manifest.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,8 +24,9 @@ from clora.errors import ConfigError, DataError
 from clora.evaluation.evaluate import accuracy
 from clora.families import check_answers
 from clora.evaluation.routed import task_stats
-from clora.library.build import TaskArtifacts, entry_of, stage_task
-from clora.library.layout import LibraryError, read_manifest
+from clora.library.build import TaskArtifacts, entry_of, next_manifest, stage_task
+from clora.library.layout import LibraryError, load_manifest
+from clora.library.manifest import Manifest
 from clora.library.store import check_task_name, commit, kept_files, write_lock
 from clora.library.tensors import load_leftover, load_router_stats, load_subspace
 from clora.methods import Method, make_method
@@ -135,43 +135,36 @@ def _anchor(spec: TaskSpec) -> Stream:
     return Stream(name="add-task", tasks=[spec], source=Path.cwd() / "add-task.yaml")
 
 
-def _check_new_name(manifest: dict, name: str) -> None:
+def _check_new_name(manifest: Manifest, name: str) -> None:
     check_task_name(name)
-    if any(t["name"] == name for t in manifest["tasks"]):
+    if name in manifest.names:
         raise LibraryError(f"the library already has a task named {name!r}; choose another name", field="name")
-    if manifest["method"] in ("seq", "mtl", "osf"):
-        raise LibraryError(f"this library's method {manifest['method']!r} keeps one adapter for every task; "
+    if manifest.method in ("seq", "mtl", "osf"):
+        raise LibraryError(f"this library's method {manifest.method!r} keeps one adapter for every task; "
                            "add-task needs a method with one adapter per task (inc, olora, olie, orth, replay)")
 
 
-def _answer_fields(entry: dict) -> dict:
-    """What a stream entry needs to read a library task's own answers: its labels, or its generation settings."""
-    if entry.get("kind", "classification") == "generation":
-        return {"kind": "generation", "metric": entry.get("metric"), "max_new_tokens": entry.get("max_new_tokens", 32)}
-    return {"labels": entry["labels"]}
-
-
-def earlier_tasks(manifest: dict, eval_files: dict[str, Path]) -> tuple[list[Task], list[str]]:
+def earlier_tasks(manifest: Manifest, eval_files: dict[str, Path]) -> tuple[list[Task], list[str]]:
     """Earlier tasks to re-evaluate (library data references, or files the user passes) and notes."""
     tasks, notes = [], []
-    unknown = sorted(set(eval_files) - {t["name"] for t in manifest["tasks"]})
+    unknown = sorted(set(eval_files) - set(manifest.names))
     if unknown:
         raise DataError(f"evaluation files name task(s) not in the library: {', '.join(unknown)}", field="eval_files")
-    for entry in manifest["tasks"]:
-        ref = entry.get("data")
-        if entry["name"] in eval_files:
-            path = str(eval_files[entry["name"]])
-            ref = {"name": entry["name"], "format": infer_format(Path(path), None), "path": path, "test_path": path,
-                   "instruction": entry.get("instruction", ""), **_answer_fields(entry)}
+    for entry in manifest.tasks:
+        ref = dict(entry.data) if entry.data else None
+        if entry.name in eval_files:
+            path = str(eval_files[entry.name])
+            ref = {"name": entry.name, "format": infer_format(Path(path), None), "path": path, "test_path": path,
+                   "instruction": entry.instruction, **entry.answer_fields()}
         if not ref:
-            notes.append(f"{entry['name']}: no test data referenced; not re-evaluated (give an evaluation file for it)")
+            notes.append(f"{entry.name}: no test data referenced; not re-evaluated (give an evaluation file for it)")
             continue
         try:
             tasks.append(load_referenced_task(ref))
         except DataError as exc:
-            if entry["name"] in eval_files:  # the user asked for this one: say so rather than skip it
-                raise DataError(f"evaluation file for {entry['name']!r}: {exc}", field="eval_files") from None
-            notes.append(f"{entry['name']}: not re-evaluated ({exc})")
+            if entry.name in eval_files:  # the user asked for this one: say so rather than skip it
+                raise DataError(f"evaluation file for {entry.name!r}: {exc}", field="eval_files") from None
+            notes.append(f"{entry.name}: not re-evaluated ({exc})")
     return tasks, notes
 
 
@@ -227,16 +220,15 @@ class AddTaskResult:
 def add_task(request: AddTaskRequest) -> AddTaskResult:
     """Add ``request.name`` to the library; returns the accuracies, the forgetting, the version and timing."""
     folder = Path(request.library)
-    manifest = read_manifest(folder)
+    manifest = load_manifest(folder)
     _check_new_name(manifest, request.name)
     spec = request.spec()
-    settings = manifest["settings"]
-    seed = request.seed if request.seed is not None else settings.get("seed", 0)
+    seed = request.seed if request.seed is not None else manifest.settings.get("seed", 0)
     task = load_task(spec, _anchor(spec), None, max_train=request.max_train, max_test=request.max_test, seed=seed)
     device = resolve_device(request.device)
     workers = Workers(device)  # under accelerate launch: train together, the main process commits
     with write_lock(folder) if workers.is_main else contextlib.nullcontext():
-        manifest = read_manifest(folder)  # what is current now that we are the only writer
+        manifest = load_manifest(folder)  # what is current now that we are the only writer
         _check_new_name(manifest, request.name)
         earlier, notes = earlier_tasks(manifest, request.eval_files)
         started = time.perf_counter()
@@ -256,29 +248,31 @@ def add_task(request: AddTaskRequest) -> AddTaskResult:
             accuracy_new, rows = _evaluate(lm, task, earlier)
         routed_new = routed_columns(lm, manifest, request.router_overrides, task, earlier, rows, router_stats)
         eval_s = time.perf_counter() - started - load_s - train_s
-        new = _next_manifest(manifest, task, spec, request, seed, accuracy_new, rows, list(lm.index_of), routed_new)
-        committed = _commit(folder, manifest, new, lm, method, index, task, router_stats[-1]) \
-            if workers.is_main else {"version": None}
+        entry, new = _next_manifest(manifest, task, spec, request, seed, accuracy_new, rows, list(lm.index_of),
+                                    routed_new)
+        version = _commit(folder, manifest, new, entry, lm, method, index, router_stats[-1]).version \
+            if workers.is_main else None
     workers.barrier()
     commit_s = time.perf_counter() - started - load_s - train_s - eval_s
     return AddTaskResult(task=task.name, accuracy=accuracy_new, earlier=rows, library=str(folder),
-                         version=committed["version"], notes=notes,
+                         version=version, notes=notes,
                          training=stats.summary(), metric=task.metric, routed_accuracy=routed_new,
                          timing={"load_s": load_s, "train_s": train_s, "eval_s": eval_s, "commit_s": commit_s})
 
 
-def _router_stats(folder: Path, manifest: dict, lm: LibraryModel, task: Task) -> list:
+def _router_stats(folder: Path, manifest: Manifest, lm: LibraryModel, task: Task) -> list:
     """Every earlier task's stored router statistics (None where a task has none), then the new task's,
     calibrated against them."""
-    stored = [load_router_stats(folder, t.get("router")) for t in manifest["tasks"]]
-    shrinkage = RouterConfig.of_library(manifest.get("router")).shrinkage
+    stored = [load_router_stats(folder, t.router) for t in manifest.tasks]
+    shrinkage = RouterConfig.of_library(manifest.router).shrinkage
     return stored + [task_stats(lm.family, task, [s for s in stored if s is not None], shrinkage)]
 
 
-def _commit(folder: Path, manifest: dict, new: dict, lm: LibraryModel, method: Method, index: int, task: Task,
-            stats) -> dict:
-    """Stage the new task's files and commit the new manifest (``clora.library.store``)."""
-    artifacts = TaskArtifacts(new["tasks"][-1], lm.lora.factors(index), method.reserved_by(index), stats,
+def _commit(folder: Path, manifest: Manifest, new: dict, entry: dict, lm: LibraryModel, method: Method, index: int,
+            stats) -> Manifest:
+    """Stage the new task's files (``entry`` is the new manifest's last task, given their paths) and commit the new
+    manifest (``clora.library.store``)."""
+    artifacts = TaskArtifacts(entry, lm.lora.factors(index), method.reserved_by(index), stats,
                               method.leftover_by(index))
     rel_dir, stage = stage_task(folder, artifacts, kept_files(folder, manifest))
     return commit(folder, manifest, new, {rel_dir: stage})
@@ -286,28 +280,20 @@ def _commit(folder: Path, manifest: dict, new: dict, lm: LibraryModel, method: M
 
 def _evaluate(lm: LibraryModel, task: Task, earlier: list[Task]) -> tuple[float, list[EarlierTask]]:
     """Accuracy of the new task and of each earlier one under the caller's selection (every adapter)."""
-    before = {t["name"]: (t.get("metrics") or {}).get("sum") for t in lm.manifest["tasks"]}
+    before = {t.name: t.metrics.get("sum") for t in lm.manifest.tasks}
     rows = [EarlierTask(old.name, before.get(old.name), accuracy(lm.family, old, lm.config, desc=f"eval {old.name}"))
             for old in earlier]
     return accuracy(lm.family, task, lm.config, desc=f"eval {task.name}"), rows
 
 
-def _next_manifest(manifest: dict, task: Task, spec: TaskSpec, request: AddTaskRequest, seed: int,
+def _next_manifest(manifest: Manifest, task: Task, spec: TaskSpec, request: AddTaskRequest, seed: int,
                    accuracy_new: float, rows: list[EarlierTask], adapter_tasks: list[str],
-                   routed_new: float | None) -> dict:
-    new = copy.deepcopy(manifest)
-    if request.router_overrides:
-        new["router"] = {**(manifest.get("router") or {}), **request.router_overrides}
-    after = {row.task: row for row in rows}
-    for entry in new["tasks"]:  # metadata only: the adapter files stay as they are
-        if entry["name"] in after:
-            metrics = entry.setdefault("metrics", {})
-            metrics["sum"] = after[entry["name"]].after
-            if after[entry["name"]].routed_after is not None:
-                metrics["routed"] = after[entry["name"]].routed_after
+                   routed_new: float | None) -> tuple[dict, dict]:
+    """The new task's entry and the next version (each earlier task's scores after the new one, then the entry)."""
+    scores = {row.task: {"sum": row.after, **({"routed": row.routed_after} if row.routed_after is not None else {})}
+              for row in rows}
     data = data_reference(spec, _anchor(spec), None, max_train=request.max_train, max_test=request.max_test, seed=seed)
-    new["tasks"].append(entry_of(task, method=manifest["method"], rank=manifest["settings"]["rank"],
-                                   snapshot=adapter_tasks + [task.name], data=data,
-                                   metrics={"learned": accuracy_new, "sum": accuracy_new,
-                                            **({"routed": routed_new} if routed_new is not None else {})}))
-    return new
+    entry = entry_of(task, method=manifest.method, rank=manifest.rank, snapshot=adapter_tasks + [task.name], data=data,
+                     metrics={"learned": accuracy_new, "sum": accuracy_new,
+                              **({"routed": routed_new} if routed_new is not None else {})})
+    return entry, next_manifest(manifest, entry, scores, request.router_overrides)

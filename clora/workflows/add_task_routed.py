@@ -10,13 +10,14 @@ answers are unchanged.
 
 from __future__ import annotations
 
-from clora.data.task import Task, task_of
+from clora.data.task import Task
+from clora.library.manifest import Manifest
 from clora.evaluation.routed import routed_scores
 from clora.routing.router import Router, RouterConfig
 from clora.workflows.library_model import LibraryModel
 
 
-def routed_columns(lm: LibraryModel, manifest: dict, overrides: dict, task: Task, earlier: list[Task], rows: list,
+def routed_columns(lm: LibraryModel, manifest: Manifest, overrides: dict, task: Task, earlier: list[Task], rows: list,
                    router_stats: list) -> float:
     """Fill ``rows``' ``routed_before`` / ``routed_after`` (:class:`~clora.workflows.add_task.EarlierTask`) and
     return the new task's routed score.
@@ -26,17 +27,16 @@ def routed_columns(lm: LibraryModel, manifest: dict, overrides: dict, task: Task
     (``metrics.routed``), else it is measured with the new adapter switched off and the router over
     the earlier tasks only.
     """
-    entries = manifest["tasks"]
-    names = [e["name"] for e in entries]
-    config = RouterConfig.of_library(manifest.get("router"), **overrides)
-    answer_tasks = {**{e["name"]: task_of(e) for e in entries}, task.name: task}
+    names = manifest.names
+    config = RouterConfig.of_library(manifest.router, **overrides)
+    answer_tasks = {**{e.name: e.as_task() for e in manifest.tasks}, task.name: task}
     triggers = [answer_tasks[n].triggers for n in names]
     snapshots = {n: lm.snapshot(n) for n in names}
     width = len(lm.lora)
     after_router = Router(names + [task.name], router_stats, triggers + [task.triggers], config)
     after = routed_scores(lm.family, after_router, answer_tasks, earlier + [task],
                           {**snapshots, task.name: lm.all_adapters()}, width, width, lm.config)
-    before = {e["name"]: (e.get("metrics") or {}).get("routed") for e in entries}
+    before = {e.name: e.metrics.get("routed") for e in manifest.tasks}
     missing = [t for t in earlier if before.get(t.name) is None]
     if missing:
         before_router = Router(names, router_stats[:-1], triggers, config)

@@ -110,12 +110,12 @@ def finished_report(config: RunConfig) -> Report | None:
 def _same_data(config: RunConfig, stream) -> bool:
     """Did the run in ``config.out`` read each task from where ``config`` would (its library's data references)?"""
     from clora.data.loaders import data_reference
-    from clora.library.layout import MANIFEST
+    from clora.library.layout import LibraryError
+    from clora.library.layout import load_manifest
 
     try:
-        manifest = json.loads((config.out / "library" / MANIFEST).read_text(encoding="utf-8"))
-        recorded = [entry.get("data") for entry in manifest["tasks"]]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        recorded = [dict(entry.data) if entry.data else None for entry in load_manifest(config.out / "library").tasks]
+    except LibraryError:
         return False
     wanted = [data_reference(spec, stream, config.data_dir, max_train=config.max_train, max_test=config.max_test,
                              seed=config.seed) for spec in stream.tasks]

@@ -13,44 +13,45 @@ from clora.config import MIN_STEPS, RunConfig
 from clora.families import FAMILIES, Family
 from clora.families.loading import BaseModel, load_base_model
 from clora.library.build import LIBRARY_SETTINGS
-from clora.library.layout import LibraryError, check_files, read_manifest
+from clora.library.layout import LibraryError, check_files, load_manifest
+from clora.library.manifest import Manifest
 from clora.library.tensors import load_adapter
 from clora.methods import make_method
 
 
-def library_config(manifest: dict, **overrides) -> RunConfig:
+def library_config(manifest: Manifest, **overrides) -> RunConfig:
     """A RunConfig with the library's method and settings; ``overrides`` (e.g. epochs, lr) win."""
-    settings = {k: v for k, v in manifest["settings"].items() if k in LIBRARY_SETTINGS}
+    settings = {k: v for k, v in manifest.settings.items() if k in LIBRARY_SETTINGS}
     # a library from before the step floor trains new small tasks with it too; epochs given are trained exactly
     settings.setdefault("min_steps", MIN_STEPS)
     if overrides.get("epochs") is not None and overrides.get("min_steps") is None:
         settings["min_steps"] = 0
     settings.update({k: v for k, v in overrides.items() if v is not None})
-    return RunConfig(stream="library", model=manifest["base_model"], method=manifest["method"],
-                     targets=tuple(manifest["target_modules"]), **settings)
+    return RunConfig(stream="library", model=manifest.base_model, method=manifest.method,
+                     targets=manifest.target_modules, **settings)
 
 
-def read_router_inputs_as_stored(config: RunConfig, manifest: dict) -> None:
+def read_router_inputs_as_stored(config: RunConfig, manifest: Manifest) -> None:
     """Set ``config`` to read inputs as the library's router statistics were taken: this layer, this many
     tokens (a library from before the token cap read ``max_length`` tokens)."""
-    stored = manifest.get("router") or {}
-    if stored.get("layer") is not None:
-        config.router_layer, config.router_tokens = stored["layer"], stored.get("tokens") or config.max_length
+    layer = manifest.router_setting("layer")
+    if layer is not None:
+        config.router_layer, config.router_tokens = layer, manifest.router_setting("tokens") or config.max_length
 
 
 def _a(word: str) -> str:
     return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
-def check_base_model(manifest: dict, base: BaseModel) -> None:
+def check_base_model(manifest: Manifest, base: BaseModel) -> None:
     """Refuse a base model whose family or weights differ from the library's."""
-    if base.kind != manifest["family"]:
-        raise LibraryError(f"the library was built on {_a(manifest['family'])} model ({manifest['base_model']}); "
+    if base.kind != manifest.family:
+        raise LibraryError(f"the library was built on {_a(manifest.family)} model ({manifest.base_model}); "
                            f"{base.name!r} is {_a(base.kind)} model", field="model")
     found = base.fingerprint
-    if found != manifest["base_fingerprint"]:
-        raise LibraryError(f"the library was built on base model {manifest['base_model']!r} (weights "
-                           f"{manifest['base_fingerprint'][:12]}); {base.name!r} has other weights ({found[:12]})",
+    if found != manifest.base_fingerprint:
+        raise LibraryError(f"the library was built on base model {manifest.base_model!r} (weights "
+                           f"{manifest.base_fingerprint[:12]}); {base.name!r} has other weights ({found[:12]})",
                            field="model")
 
 
@@ -59,7 +60,7 @@ class LibraryModel:
     """The base model with every task adapter of a library version loaded (frozen)."""
 
     folder: Path
-    manifest: dict
+    manifest: Manifest
     config: RunConfig
     base_model: BaseModel
     lora: LoRASet
@@ -68,52 +69,51 @@ class LibraryModel:
 
     def snapshot(self, task: str) -> list[int]:
         """Adapter indices of the snapshot a task was learnt in."""
-        entry = next(t for t in self.manifest["tasks"] if t["name"] == task)
-        return [self.index_of[name] for name in entry["snapshot"] if name in self.index_of]
+        return [self.index_of[name] for name in self.manifest.task(task).snapshot if name in self.index_of]
 
     def all_adapters(self) -> list[int]:
         """Every adapter's index (sum mode)."""
         return list(range(len(self.lora)))
 
 
-def attach_adapters(lora: LoRASet, folder: Path, manifest: dict) -> dict[str, int]:
+def attach_adapters(lora: LoRASet, folder: Path, manifest: Manifest) -> dict[str, int]:
     """Append every task's adapter to ``lora`` as frozen factors; ``{task name: adapter index}``."""
     index_of = {}
-    for task in manifest["tasks"]:
-        if not task.get("adapter"):
+    for task in manifest.tasks:
+        if not task.adapter:
             continue
-        factors = load_adapter(folder, task["adapter"], lora.layers)
+        factors = load_adapter(folder, task.adapter, lora.layers)
         for name, layer in lora.layers.items():
             a, b = factors[name]
             if a.shape[1] != layer.d_in or b.shape[0] != layer.d_out or a.shape[0] != b.shape[1]:
-                raise LibraryError(f"{task['adapter']}: factors of {name!r} have shapes {tuple(a.shape)} and "
+                raise LibraryError(f"{task.adapter}: factors of {name!r} have shapes {tuple(a.shape)} and "
                                    f"{tuple(b.shape)}, which do not fit the model ({layer.d_out} x {layer.d_in})")
-        index_of[task["name"]] = lora.add(lambda n, layer: Factors.frozen(*factors[n]))
+        index_of[task.name] = lora.add(lambda n, layer: Factors.frozen(*factors[n]))
     return index_of
 
 
-def _check_modules(lora: LoRASet, manifest: dict) -> None:
+def _check_modules(lora: LoRASet, manifest: Manifest) -> None:
     for name, layer in lora.layers.items():
-        expected = manifest.get("modules", {}).get(name)
+        expected = manifest.modules.get(name)
         if expected and (expected["d_in"], expected["d_out"]) != (layer.d_in, layer.d_out):
             raise LibraryError(f"module {name!r} is {layer.d_out} x {layer.d_in} in this model but "
                                f"{expected['d_out']} x {expected['d_in']} in the library")
-    if set(lora.layers) != set(manifest.get("modules", lora.layers)):
+    if manifest.modules and set(lora.layers) != set(manifest.modules):
         raise LibraryError("the model's adapted modules differ from the library's")
 
 
-def open_library_model(folder: Path, *, model=None, tokenizer=None, manifest: dict | None = None,
+def open_library_model(folder: Path, *, model=None, tokenizer=None, manifest: Manifest | None = None,
                        device: str = "cpu", dtype=None, **overrides) -> LibraryModel:
     """Check the library's files, load its base model (or ``model``: a name or a model object with its
     ``tokenizer``), refuse other weights, attach the adapters. ``overrides`` change training settings."""
     folder = Path(folder)
-    manifest = manifest or read_manifest(folder)
+    manifest = manifest or load_manifest(folder)
     problems = check_files(folder, manifest)
     if problems:
         raise LibraryError(f"library {str(folder)!r}: {problems[0]}" + (f" (and {len(problems) - 1} more; verify "
                            "the library for the full list)" if len(problems) > 1 else ""))
     config = library_config(manifest, **overrides)
-    base = load_base_model(model if model is not None else manifest["base_model"], device=device, dtype=dtype,
+    base = load_base_model(model if model is not None else manifest.base_model, device=device, dtype=dtype,
                            tokenizer=tokenizer)
     check_base_model(manifest, base)
     taylor_order = make_method(config).taylor_order
@@ -128,10 +128,10 @@ def open_library_model(folder: Path, *, model=None, tokenizer=None, manifest: di
 _SAME_ADAPTATION = ("base_fingerprint", "family", "target_modules", "modules", "method", "scaling")
 
 
-def can_reuse_base(previous: LibraryModel, manifest: dict) -> bool:
+def can_reuse_base(previous: LibraryModel, manifest: Manifest) -> bool:
     """True when ``manifest`` adapts the same base weights, modules and method as ``previous``."""
-    return all(previous.manifest.get(k) == manifest.get(k) for k in _SAME_ADAPTATION) and \
-        previous.manifest["settings"].get("rank") == manifest["settings"].get("rank")
+    return all(getattr(previous.manifest, k) == getattr(manifest, k) for k in _SAME_ADAPTATION) and \
+        previous.manifest.rank == manifest.rank
 
 
 def _shared_copy(model: nn.Module) -> nn.Module:
@@ -145,7 +145,7 @@ def _shared_copy(model: nn.Module) -> nn.Module:
     return shared
 
 
-def reopen_library_model(folder: Path, previous: LibraryModel, manifest: dict) -> LibraryModel:
+def reopen_library_model(folder: Path, previous: LibraryModel, manifest: Manifest) -> LibraryModel:
     """The version ``manifest`` of a library, built on the base model ``previous`` already holds.
 
     Only the new version's files are read and checked; the base model is neither loaded

@@ -65,7 +65,7 @@ def main(argv=None) -> dict:
     if not library.is_dir():
         library = build_library(root, str(model), args.tasks, generation=True)
     lm, plain = open_library_model(library, progress=False), open_library_model(library, progress=False)
-    tasks = [dataclasses.replace(task_of(t), max_new_tokens=args.new_tokens) for t in lm.manifest["tasks"]]
+    tasks = [dataclasses.replace(task_of(t), max_new_tokens=args.new_tokens) for t in lm.manifest.tasks]
     ids = [i % len(tasks) for i in range(args.batch)]
     random.Random(0).shuffle(ids)
     texts = [synthetic_examples("x", {"domain": list(DOMAINS)[i % 6], "n_train": 1, "n_test": 1})[1][0].text

@@ -35,7 +35,7 @@ from _common import interleaved, machine, median_ms, parse_timing_args, print_js
 from clora.config import RunConfig  # noqa: E402
 from clora.data.loaders import load_referenced_task  # noqa: E402
 from clora.serving.inference import load_library  # noqa: E402
-from clora.library.layout import read_manifest  # noqa: E402
+from clora.library.layout import load_manifest  # noqa: E402
 from clora.library.peft_io import export_peft  # noqa: E402
 from clora.families.loading import load_base_model  # noqa: E402
 from clora.workflows.run import run_stream  # noqa: E402
@@ -86,25 +86,25 @@ def peft_models(library: Path, root: Path, tasks: list[str]):
     """``(model with every snapshot as a named adapter, plain model with the last snapshot merged)``."""
     from peft import PeftModel
 
-    manifest = read_manifest(library)
+    manifest = load_manifest(library)
     peft_root = Path(tempfile.mkdtemp(prefix="peft-", dir=root))
     folders = {t: export_peft(library, manifest, t, peft_root / t) for t in tasks}
-    multi = PeftModel.from_pretrained(load_base_model(manifest["base_model"]).model, str(folders[tasks[0]]),
+    multi = PeftModel.from_pretrained(load_base_model(manifest.base_model).model, str(folders[tasks[0]]),
                                       adapter_name=tasks[0])
     for t in tasks[1:]:
         multi.load_adapter(str(folders[t]), adapter_name=t)
-    merged = PeftModel.from_pretrained(load_base_model(manifest["base_model"]).model, str(folders[tasks[-1]]))
+    merged = PeftModel.from_pretrained(load_base_model(manifest.base_model).model, str(folders[tasks[-1]]))
     return multi.eval(), merged.merge_and_unload().eval()
 
 
-def mixed_inputs(manifest: dict, batch: int) -> tuple[list[str], list[str]]:
-    """``batch // tasks`` test inputs of each task, shuffled (seed 0), and their task names."""
+def mixed_inputs(manifest, batch: int) -> tuple[list[str], list[str]]:
+    """``batch // tasks`` test inputs of each task (a typed ``Manifest``), shuffled (seed 0), and their task names."""
     texts, ids = [], []
-    per_task = batch // len(manifest["tasks"])
-    for entry in manifest["tasks"]:
-        test = load_referenced_task(entry["data"]).test[:per_task]
+    per_task = batch // len(manifest.tasks)
+    for entry in manifest.tasks:
+        test = load_referenced_task(dict(entry.data)).test[:per_task]
         texts += [e.text for e in test]
-        ids += [entry["name"]] * len(test)
+        ids += [entry.name] * len(test)
     order = list(range(len(texts)))
     random.Random(0).shuffle(order)
     return [texts[i] for i in order], [ids[i] for i in order]

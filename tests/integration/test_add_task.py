@@ -9,7 +9,7 @@ from conftest import assert_one_line_error, library_state, write_jsonl
 
 from clora.cli.main import cli
 from clora.library.build import TaskArtifacts, stage_task
-from clora.library.layout import read_manifest
+from clora.library.layout import load_manifest, read_manifest
 from clora.library.store import commit, write_lock
 from clora.library.tensors import load_adapter, load_subspace
 from clora.adapters.subspace import orthonormal_basis
@@ -245,7 +245,7 @@ def test_add_task_reports_routed_mode_beside_sum_mode(library_copy, new_task_fil
     from clora.workflows.add_task import earlier_tasks
 
     loaded = load_library(lib)
-    tasks = {t.name: t for t in earlier_tasks(read_manifest(lib), {})[0]}
+    tasks = {t.name: t for t in earlier_tasks(load_manifest(lib), {})[0]}
     for name, row in rows.items():
         answers = loaded.predict([ex.text for ex in tasks[name].test])
         served = sum(a.prediction == ex.target for a, ex in zip(answers, tasks[name].test)) / len(answers)

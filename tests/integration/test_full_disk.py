@@ -103,7 +103,7 @@ def test_a_reader_reads_without_a_pin_when_the_pin_cannot_be_written(library_cop
 
     monkeypatch.setattr(readers.os, "write", full)
     with readers.reading(lib) as manifest:
-        assert manifest["version"] >= 1
+        assert manifest.version >= 1
     assert not [p for p in (lib / readers.READERS).iterdir()]  # no half-made pin left behind
 
 

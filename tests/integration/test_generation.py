@@ -55,9 +55,9 @@ def test_mixed_adapter_generation_equals_each_input_alone(kind, library_factory)
 
 def test_a_batch_mixing_classification_and_generation_answers_each_as_its_kind(library_factory):
     lm = _amplified(open_library_model(library_factory("llama", "orth"), progress=False))
-    t0 = lm.manifest["tasks"][0]
-    classify = Task(name="t0", instruction=t0["instruction"], labels=t0["labels"], train=[Example("x", t0["labels"][0])],
-                    test=[Example("x", t0["labels"][0])])
+    t0 = lm.manifest.tasks[0]
+    classify = Task(name="t0", instruction=t0.instruction, labels=list(t0.labels), train=[Example("x", t0.labels[0])],
+                    test=[Example("x", t0.labels[0])])
     tasks = [classify, _generation_task(), classify, _generation_task()]
     masks = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0]])
     answers = lm.family.predict_mixed(tasks, TEXTS[:4], masks)

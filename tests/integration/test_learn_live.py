@@ -20,7 +20,7 @@ from clora.cli.main import cli
 from clora.data.synthetic import synthetic_examples
 from clora.inbox.auto import AutoPromoter
 from clora.inbox.hooks import server_hooks
-from clora.inbox.promote import commit_candidate
+from clora.library.ops import adopt_last_task
 from clora.inbox.records import CLUSTERS, Inbox, Record
 from clora.inbox.steps import LibraryInbox
 from clora.library.layout import LibraryError, read_manifest
@@ -131,7 +131,7 @@ def test_a_candidate_is_not_committed_over_a_library_that_moved(library_copy, tm
     lib = library_copy()
     candidate = _copy(lib, tmp_path / "cand")
     with pytest.raises(LibraryError, match="moved from version 0 to 1"):
-        commit_candidate(lib, candidate, base_version=0)
+        adopt_last_task(lib, candidate, base_version=0)
 
 
 def test_the_gate_refuses_a_promotion_that_hurts_an_old_task(small_demo, tmp_path):

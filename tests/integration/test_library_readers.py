@@ -80,8 +80,8 @@ def test_a_pinned_version_keeps_its_files_through_later_commits(library_copy, tm
     from clora.library import ops
     lib = library_copy()
     with reading(lib) as manifest:
-        adapter = next(t["adapter"] for t in manifest["tasks"] if t["name"] == "t0")
-        assert pinned_versions(lib) == {manifest["version"]}
+        adapter = manifest.task("t0").adapter
+        assert pinned_versions(lib) == {manifest.version}
         ops.remove(lib, "t0", release=True)
         ops.remove(lib, "t1", release=True)  # version N is now two behind the current one
         assert (lib / adapter).is_file()
@@ -107,6 +107,6 @@ def test_a_read_only_library_is_read_without_a_pin(library_copy, mode):
         if os.access(lib, os.W_OK):
             pytest.skip("running as a user who can write anywhere (root)")
         with reading(lib) as manifest:
-            assert manifest["tasks"]
+            assert manifest.tasks
     finally:
         os.chmod(lib, 0o755)

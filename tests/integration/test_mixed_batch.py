@@ -13,9 +13,9 @@ TEXTS = ["apple oven the recipe", "river boat very mast quick", "stone flour aga
 
 
 def _tasks(lm):
-    return {t["name"]: Task(name=t["name"], instruction=t["instruction"], labels=t["labels"],
-                            train=[Example("x", t["labels"][0])], test=[Example("x", t["labels"][0])])
-            for t in lm.manifest["tasks"]}
+    return {t.name: Task(name=t.name, instruction=t.instruction, labels=list(t.labels),
+                         train=[Example("x", t.labels[0])], test=[Example("x", t.labels[0])])
+            for t in lm.manifest.tasks}
 
 
 @pytest.mark.parametrize("kind,method", [("bert", "orth"), ("llama", "orth"), ("bert", "olie"), ("gpt2", "inc")])
