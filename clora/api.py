@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from clora.data.task import DEFAULT_MAX_NEW_TOKENS
 from clora.families.loading import resolve_model_path
 from clora.inbox.steps import LibraryInbox
 from clora.library import ops, store
@@ -47,7 +48,7 @@ class Library:
     def add_task(self, name: str, train, test=None, *, format: str | None = None, labels: list[str] | None = None,
                  instruction: str = "", triggers: list[str] | None = None, text_field: str = "sentence",
                  label_field: str = "label", kind: str = "classification", metric: str | None = None,
-                 max_new_tokens: int = 32, eval_files: dict | None = None, model: str | None = None,
+                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, eval_files: dict | None = None, model: str | None = None,
                  epochs: int | None = None, min_steps: int | None = None, lr: float | None = None,
                  batch_size: int | None = None, max_train: int | None = None, max_test: int | None = None,
                  seed: int | None = None, device: str = "auto", progress: bool = True,

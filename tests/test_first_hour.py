@@ -46,10 +46,12 @@ def test_a_bad_step_floor_names_itself(bad):
 
 
 def test_a_library_from_before_the_floor_gets_it_unless_epochs_are_given():
+    from clora.library.manifest import Manifest
     from clora.workflows.library_model import library_config
 
-    manifest = {"settings": {"rank": 2, "epochs": 3, "seed": 0}, "base_model": "m", "method": "orth",
-                "target_modules": ["query"]}
+    manifest = Manifest(version=1, base_model="m", base_fingerprint="", family="encoder", target_modules=("query",),
+                        method="orth", settings={"rank": 2, "epochs": 3, "seed": 0}, scaling=None, modules={},
+                        router=None, tasks=())
     assert library_config(manifest).min_steps == MIN_STEPS
     assert library_config(manifest, epochs=2).min_steps == 0
     assert library_config(manifest, epochs=2, min_steps=7).min_steps == 7

@@ -125,6 +125,7 @@ def test_library_reads_inputs_as_its_router_statistics_were_taken(library_factor
 
     from clora.config import ROUTER_TOKENS
     from clora.library.layout import read_manifest
+    from clora.library.manifest import Manifest
     from clora.workflows.library_model import open_library_model
 
     folder = library_factory("bert", "orth")
@@ -133,7 +134,7 @@ def test_library_reads_inputs_as_its_router_statistics_were_taken(library_factor
     assert open_library_model(folder, progress=False).family.router_tokens == ROUTER_TOKENS
     older = copy.deepcopy(manifest)
     del older["router"]["tokens"]  # a library written before the token cap: its statistics read max_length
-    lm = open_library_model(folder, manifest=older, progress=False)
+    lm = open_library_model(folder, manifest=Manifest.of(older), progress=False)
     assert lm.family.router_tokens == lm.config.max_length == 128
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from clora.data.task import DEFAULT_MAX_NEW_TOKENS
 from clora.errors import ConfigError, DataError
 
 FORMATS = ("cl_benchmark", "jsonl", "json", "csv", "hf", "synthetic", "dataset", "trace", "superni")
@@ -61,7 +62,7 @@ class TaskSpec:
     data: object = field(default=None, repr=False, compare=False)
     kind: str = "classification"
     metric: str | None = None
-    max_new_tokens: int = 32
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     input_field: str | None = None
     target_field: str | None = None
     #: rows whose label is ``-`` or empty (MNLI's unlabelled test rows): ``skip`` them with a note, or

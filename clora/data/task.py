@@ -8,6 +8,8 @@ from clora.errors import DataError
 
 DEFAULT_PROMPT = "{instruction}\nOption: {options}\n{input}\nAnswer:"
 GENERATION_PROMPT = "{instruction}\n{input}\nAnswer:"
+#: tokens a generation task answers in, unless it says otherwise (stream, add-task, import, library)
+DEFAULT_MAX_NEW_TOKENS = 32
 KINDS = ("classification", "generation")
 #: how a generation task is scored (clora.evaluation.text_metrics); classification is scored by accuracy
 GENERATION_METRICS = ("exact_match", "f1", "rouge_l")
@@ -42,7 +44,7 @@ class Task:
     triggers: dict = field(default_factory=dict)
     kind: str = "classification"
     metric: str = "accuracy"
-    max_new_tokens: int = 32
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
 
     @property
     def generative(self) -> bool:

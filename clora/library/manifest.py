@@ -2,7 +2,7 @@
 
 ``read_manifest`` checks the JSON (``clora.library.layout``, ``clora.library.schema``);
 :meth:`Manifest.of` turns the checked dict into the typed form every layer above
-``library/`` reads, with each reader's default in one place (``max_new_tokens`` 32, the
+``library/`` reads, with each reader's default in one place (``max_new_tokens``, the
 ``classification`` kind, ``accuracy``). The dict stays the on-disk form: writers build the
 next version's dict from :meth:`Manifest.to_dict` and commit it (``clora.library.store``), so
 a field this version does not know is carried over, never dropped.
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from clora.data.task import DEFAULT_PROMPT, GENERATION_PROMPT, Example, Task
+from clora.data.task import DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPT, GENERATION_PROMPT, Example, Task
 
 
 def _frozen(value) -> Mapping:
@@ -30,7 +30,7 @@ class TaskEntry:
     labels: tuple[str, ...] = ()
     kind: str = "classification"
     metric: str = "accuracy"
-    max_new_tokens: int = 32
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     instruction: str = ""
     prompt: str = ""
     triggers: Mapping = field(default_factory=dict)
@@ -54,7 +54,7 @@ class TaskEntry:
         kind = entry.get("kind") or "classification"
         default_prompt = GENERATION_PROMPT if kind == "generation" else DEFAULT_PROMPT
         return cls(name=entry["name"], labels=tuple(entry.get("labels") or ()), kind=kind,
-                   metric=entry.get("metric") or "accuracy", max_new_tokens=entry.get("max_new_tokens") or 32,
+                   metric=entry.get("metric") or "accuracy", max_new_tokens=entry.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS,
                    instruction=entry.get("instruction") or "", prompt=entry.get("prompt") or default_prompt,
                    triggers=_frozen(entry.get("triggers")), snapshot=tuple(entry.get("snapshot") or ()),
                    adapter=entry.get("adapter"), subspace=entry.get("subspace"), router=entry.get("router"),

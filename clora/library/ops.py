@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from clora.data.task import GENERATION_PROMPT
+from clora.data.task import DEFAULT_MAX_NEW_TOKENS, GENERATION_PROMPT
 from clora.library.build import TaskArtifacts, stage_task, task_entry
 from clora.library.layout import LibraryError, check_files, read_manifest, task_by_name, version_path
 from clora.library.manifest import Manifest, on_disk
@@ -226,7 +226,7 @@ def import_peft(folder: Path, peft_dir: Path, name: str, labels: list[str], inst
                            data=None, metrics={}, source=f"peft:{Path(peft_dir).resolve()}")
         if generation is not None:
             entry.update(kind="generation", prompt=GENERATION_PROMPT, metric=generation.get("metric") or "exact_match",
-                         max_new_tokens=generation.get("max_new_tokens", 32))
+                         max_new_tokens=generation.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
         keep = kept_files(folder, manifest)
         rel_dir, stage = stage_task(folder, TaskArtifacts(entry, factors, directions), keep)
         new = copy.deepcopy(manifest)

@@ -19,7 +19,7 @@ from clora.adapters import use_adapters
 from clora.config import check_seed
 from clora.data.loaders import data_reference, load_referenced_task, load_task
 from clora.data.stream import Stream, TaskSpec
-from clora.data.task import Task
+from clora.data.task import DEFAULT_MAX_NEW_TOKENS, Task
 from clora.errors import ConfigError, DataError
 from clora.evaluation.evaluate import accuracy
 from clora.families import check_answers
@@ -82,7 +82,7 @@ class AddTaskRequest:
     label_field: str = "label"
     kind: str = "classification"
     metric: str | None = None
-    max_new_tokens: int = 32
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     eval_files: dict[str, Path] = field(default_factory=dict)
     model: str | None = None
     epochs: int | None = None

@@ -64,7 +64,7 @@ def test_a_batch_mixing_classification_and_generation_answers_each_as_its_kind(l
     for b, task in enumerate(tasks):
         with use_adapters(torch.nonzero(masks[b]).flatten().tolist()):
             assert answers[b] == lm.family.predict(task, [TEXTS[b]])[0]
-    assert answers[0] in t0["labels"] and answers[2] in t0["labels"]
+    assert answers[0] in t0.labels and answers[2] in t0.labels
 
 
 def test_the_encoder_family_refuses_generation(library_factory):
