@@ -193,6 +193,21 @@ def test_bad_requests_are_json_400s_not_html(library):
         assert call(port, "/predict", method="GET")[0] == 405
 
 
+def test_a_lone_surrogate_is_a_json_400_on_every_route_that_reads_text(library):
+    """Issue 38, finding 7: ``"\\ud800"`` is valid JSON but no Unicode text; it was a plain-text 500 with a
+    traceback. Now each route names the input and the other inputs of the server are not disturbed."""
+    bad = b'"a note \\ud800"'
+    with running(library) as port:
+        for route, body in [("/predict", b'{"inputs": ["fine", ' + bad + b']}'),
+                            ("/v1/completions", b'{"model": "auto", "prompt": ' + bad + b'}'),
+                            ("/v1/chat/completions",
+                             b'{"model": "auto", "messages": [{"role": "user", "content": ' + bad + b'}]}')]:
+            status, headers, reply = call(port, route, body)
+            assert status == 400 and headers["Content-Type"] == "application/json", (route, status, reply[:200])
+            assert "not valid Unicode" in reply.decode(), (route, reply[:200])
+        assert call(port, "/predict", predict_body("fine"))[0] == 200
+
+
 def test_the_json_depth_check_skips_strings():
     assert json_depth_exceeds(b"[[[1]]]", 2) and not json_depth_exceeds(b"[[[1]]]", 3)
     assert not json_depth_exceeds(b'{"a": "[[[[[[[[\\"[[["}', 1)
