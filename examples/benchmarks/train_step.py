@@ -79,6 +79,22 @@ def end_task(s: Session, k: int, task) -> None:
     close_task(s.family, s.method, s.lora, k, task, s.config, s.method.snapshot(k + 1))
 
 
+def table(result: dict) -> str:
+    """The markdown table docs/benchmarks.md shows: median ms per contender and position, and the ratios to PEFT."""
+    names = ["orth", "orth-unfolded", "orth-dense-cayley", "inc"]
+    lines = ["| position (frozen adapters) | " + " | ".join(names) + " | PEFT | orth / PEFT | inc / PEFT | "
+             "dense Cayley / PEFT |", "|---" * (len(names) + 5) + "|"]
+    for row in result["positions"]:
+        med, ratio = row["median_ms"], row["ratio_to_peft"]
+        lines.append(f"| {row['position']} ({row['frozen_adapters']}) | "
+                     + " | ".join(f"{med[n]:.0f}" for n in names) + f" | {med['peft']:.0f} | **{ratio['orth']:.3f}** | "
+                     f"{ratio['inc']:.3f} | {ratio['orth-dense-cayley']:.3f} |")
+    worst = result["max_ratio_to_peft"]
+    lines += ["", f"Largest ratio to PEFT over the positions: orth **{worst['orth']:.3f}**, inc {worst['inc']:.3f} "
+              f"({result['repeats']} steps per contender and position, {result['machine']['threads']} thread)."]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="all-MiniLM-L6-v2", help="a model folder, the MiniLM default, or tiny-llama")

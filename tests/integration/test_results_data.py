@@ -41,3 +41,15 @@ def test_the_openai_throughput_is_the_committed_run():
     figure = (f"{run['openai']['throughput_rps']:.1f} requests/s against {run['predict']['throughput_rps']:.1f} "
               f"({run['throughput_ratio_openai_to_predict']:.2f}x)")
     assert figure in SERVING, figure
+
+
+def test_every_marked_table_is_its_data_and_a_planted_change_is_caught():
+    """``python examples/benchmarks/doc_tables.py`` rebuilds each marked table from its JSON; here nothing may
+    differ, and changing one figure of a table (as a hand edit would) must be seen."""
+    tables = _script("doc_tables")
+    assert len(tables.marked()) >= 3
+    assert tables.stale() == [], "run python examples/benchmarks/doc_tables.py after committing new data"
+    text = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    match = next(tables.MARKER.finditer(text))
+    planted = match.group(0).replace("| 1 (0) | ", "| 1 (0) | 9", 1)
+    assert planted != match.group(0) and tables.rebuilt(planted) == match.group(0)

@@ -1,0 +1,84 @@
+"""Rebuild the docs' tables from the committed data: every table between markers comes from one JSON file.
+
+A table in a doc sits between two markers naming its data and the script that renders it::
+
+    <!-- table: benchmarks-data/train_step_minilm.json, rendered by train_step.table -->
+    | ... |
+    <!-- end table -->
+
+``python examples/benchmarks/doc_tables.py`` rewrites every marked table from its JSON (after a
+benchmark wrote new data); ``--check`` only says which tables differ from their data and exits 1
+if any does (``tests/integration/test_results_data.py`` runs the same check, so a figure edited by
+hand, or data committed without its table, fails CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+MARKER = re.compile(r"<!-- table: (?P<data>[\w./-]+\.json), rendered by (?P<script>\w+)\.(?P<function>\w+) -->\n"
+                    r"(?P<body>.*?)\n?<!-- end table -->", re.S)
+
+
+def _render(script: str, function: str, data: str) -> str:
+    path = Path(__file__).resolve().parent / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(f"_doc_table_{script}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, function)(json.loads((ROOT / "docs" / data).read_text(encoding="utf-8")))
+
+
+def rebuilt(text: str) -> str:
+    """``text`` with every marked table rendered again from its data."""
+    def table(match: re.Match) -> str:
+        head = match.group(0).split("\n", 1)[0]
+        return f"{head}\n{_render(match['script'], match['function'], match['data'])}\n<!-- end table -->"
+    return MARKER.sub(table, text)
+
+
+def stale() -> list[str]:
+    """``doc: data`` for every marked table whose text differs from what its data renders."""
+    found = []
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        for match in MARKER.finditer(text):
+            if rebuilt(match.group(0)) != match.group(0):
+                found.append(f"{doc.relative_to(ROOT)}: {match['data']}")
+    return found
+
+
+def marked() -> list[str]:
+    """``doc: data`` for every marked table (what the check covers)."""
+    return [f"{doc.relative_to(ROOT)}: {m['data']}" for doc in DOCS
+            for m in MARKER.finditer(doc.read_text(encoding="utf-8"))]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only list the tables that differ from their data")
+    args = parser.parse_args(argv)
+    if args.check:
+        differ = stale()
+        for line in differ:
+            print(f"differs from its data: {line}")
+        print(f"{len(marked())} tables checked, {len(differ)} differ")
+        return 1 if differ else 0
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        new = rebuilt(text)
+        if new != text:
+            doc.write_text(new, encoding="utf-8")
+            print(f"rewrote {doc.relative_to(ROOT)}")
+    print(f"{len(marked())} tables rebuilt from their data")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
