@@ -100,6 +100,32 @@ def checkpoint(library: Path, repeats: int) -> dict:
             "batch64_ms": {m: median_ms(t) for m, t in times.items()}, "capacity_used": used}
 
 
+def table(result: dict) -> str:
+    """The markdown tables docs/benchmarks.md shows: the checkpoints, add-task's phases in three windows, the
+    commit growth."""
+    lines = ["| tasks | `library list` s | load cold s | load warm s | MB per loaded copy | routed ms | oracle ms | "
+             "sum ms | base ms | capacity used |", "|---" * 10 + "|"]
+    for c in result["checkpoints"]:
+        ms = c["batch64_ms"]
+        lines.append(f"| {c['tasks']} | {c['list_s']:.2f} | {c['load_cold_s']:.1f} | {c['load_warm_s']:.2f} | "
+                     f"{c['library_mb']:.1f} | {ms['routed']:.0f} | {ms['oracle']:.0f} | {ms['sum']:.0f} | "
+                     f"{ms['base']:.0f} | {100 * c['capacity_used']:.1f}% |")
+    lines += ["", "add-task phases, medians over the add-tasks ending in the window (s):", "",
+              "| library size after add-task | load | train | eval | commit | whole call |", "|---" * 6 + "|"]
+    last = max(a["tasks_after"] for a in result["add_task"])
+    for low, high in ((6, 10), (last // 2 - 5, last // 2 + 5), (last - 4, last)):
+        window = [a for a in result["add_task"] if low <= a["tasks_after"] <= high]
+        med = {k: statistics.median(a[k] for a in window) for k in ("load_s", "train_s", "eval_s", "commit_s",
+                                                                      "total_s")}
+        lines.append(f"| {low} to {high} | {med['load_s']:.3f} | {med['train_s']:.3f} | {med['eval_s']:.3f} | "
+                     f"**{med['commit_s']:.3f}** | {med['total_s']:.2f} |")
+    if "commit_growth_10_to_100" in result:
+        lines += ["", f"Commit time, median of the 5 add-tasks ending at 10 and at 100 tasks: "
+                      f"{result['commit_s_at_10']:.3f} s and {result['commit_s_at_100']:.3f} s, "
+                      f"**{result['commit_growth_10_to_100']:.2f}x**."]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", type=int, default=100)
