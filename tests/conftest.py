@@ -81,6 +81,22 @@ def library_factory(tiny_model_dirs, tmp_path_factory):
     return build
 
 
+@pytest.fixture(scope="session")
+def minilm_demo(tmp_path_factory):
+    """The demo stream on the real MiniLM, 96 training and 40 test examples per task, the default schedule
+    (at least 45 optimiser steps a task): one library for every test that needs real routing and well learnt
+    tasks (read-only; copy it)."""
+    from click.testing import CliRunner
+
+    from clora.cli.main import cli
+
+    out = tmp_path_factory.mktemp("demo") / "run"
+    result = CliRunner().invoke(cli, ["run", "demo", "--out", str(out), "--max-train", "96", "--max-test", "40",
+                                      "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out / "library"
+
+
 @pytest.fixture
 def library_copy(library_factory, tmp_path):
     """``copy(kind, method)``: a private, writable copy of a session library."""

@@ -9,7 +9,6 @@ same attack is refused both times and the library (so every task's true accuracy
 
 import time
 
-import pytest
 from click.testing import CliRunner
 from conftest import library_state, post_json
 from test_serving_limits import running
@@ -22,15 +21,6 @@ from clora.inbox.records import Inbox
 from clora.library.layout import read_manifest
 from clora.serving.app import ServeSettings
 from clora.serving.inference import load_library
-
-
-@pytest.fixture(scope="module")
-def minilm_demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("poison") / "run"
-    result = CliRunner().invoke(cli, ["run", "demo", "--out", str(out), "--max-train", "96", "--max-test", "40",
-                                      "--quiet"])
-    assert result.exit_code == 0, result.output
-    return out / "library"
 
 
 def _true_accuracy(lib, examples) -> float:

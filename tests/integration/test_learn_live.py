@@ -32,13 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 import learn_live  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def small_demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "run"
-    result = CliRunner().invoke(cli, ["run", "demo", "--out", str(out), "--max-train", "96", "--max-test", "40",
-                                      "--epochs", "2", "--quiet"])
-    assert result.exit_code == 0, result.output
-    return out / "library"
+@pytest.fixture
+def small_demo(minilm_demo):
+    return minilm_demo  # the session's MiniLM demo library (conftest)
 
 
 def _copy(library: Path, tmp_path: Path) -> Path:
