@@ -19,7 +19,8 @@ from clora.data.task import DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPT, GENERATION_P
 
 
 def _frozen(value) -> Mapping:
-    return MappingProxyType(copy.deepcopy(dict(value or {})))
+    """A read-only view of ``value`` (no copy: a manifest's dict is handed over to it, see ``Manifest.of``)."""
+    return MappingProxyType(value if isinstance(value, dict) else dict(value or {}))
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,11 @@ class Manifest:
 
     @classmethod
     def of(cls, manifest: dict) -> Manifest:
-        """The typed form of a manifest dict that ``read_manifest`` (or ``parse_manifest``) has checked."""
+        """The typed form of a manifest dict that ``read_manifest`` (or ``parse_manifest``) has checked.
+
+        The dict is taken over, not copied (a commit of a 100-task library spent a fifth of its time
+        copying it): hand over a dict nothing else changes afterwards, as a freshly read or committed one.
+        """
         return cls(version=manifest["version"], base_model=manifest["base_model"],
                    base_fingerprint=manifest["base_fingerprint"], family=manifest["family"],
                    target_modules=tuple(manifest["target_modules"]), method=manifest["method"],
