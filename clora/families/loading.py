@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,12 @@ import torch
 from clora.config import DEFAULT_MODEL
 from clora.errors import ModelError
 from clora.families import DEFAULT_TARGETS, family_of
+
+#: One from_pretrained at a time in this process. transformers builds a model with its weights on the meta
+#: device under process-wide state, so a load in one thread (the auto-promote thread, a server loading a new
+#: version) left another thread's model with meta tensors ("Cannot copy out of meta tensor"). Reproduced with
+#: six threads loading tiny models: 4 of 6 failed without this lock.
+_LOADING = threading.Lock()
 
 MINILM_ALIASES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2", "minilm"}
 
@@ -130,7 +137,8 @@ def load_base_model(name, device: str = "cpu", dtype: torch.dtype | None = None,
     names the weights it started from.
     """
     if isinstance(name, (str, Path)):
-        model, tokenizer, kind = _from_pretrained(str(name))
+        with _LOADING:
+            model, tokenizer, kind = _from_pretrained(str(name))
         label, reference = str(name), model_reference(str(name))
     else:
         model, tokenizer, kind = _from_object(name, tokenizer)

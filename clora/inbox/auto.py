@@ -42,13 +42,20 @@ class AutoPromoter:
     _stop: threading.Event = field(default_factory=threading.Event)
     _refused: set = field(default_factory=set)
     _thread: threading.Thread | None = None
+    #: (records and their labels, library version) of the last look that attempted nothing: the next look
+    #: loads the library only when a record, a label or the version has changed since
+    _looked_at: tuple | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="clora-auto-promote", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = 600.0) -> None:
+        """Stop looking; wait (up to ``timeout`` s) for a look or promotion in progress to end, so that nothing of
+        it runs on after the server (or a test) has gone on."""
         self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every_s):
@@ -64,9 +71,13 @@ class AutoPromoter:
     def step(self) -> PromotionResult | None:
         """One look at the inbox; the promotion's result when one was attempted."""
         inbox = Inbox(self.library, folder=self.inbox_folder)
-        labelled_ids = {r.id for r in inbox.records() if r.answer_label is not None}
+        records = inbox.records()
+        labelled_ids = {r.id for r in records if r.answer_label is not None}
         if len(labelled_ids) < self.min_examples:
             return None
+        looking_at = (frozenset((r.id, r.answer_label) for r in records), load_manifest(self.library).version)
+        if looking_at == self._looked_at:
+            return None  # nothing new since a look that promoted nothing: no need to load the model again
         loaded = load_library(self.library, device=self.device)
         clusters = cluster_inbox(inbox, loaded.clustering_space, self.min_cluster_size, version=loaded.version)
         del loaded
@@ -84,7 +95,8 @@ class AutoPromoter:
             log.info("auto-promote: %s", result.message())
             self.last = {"cluster": cluster.cluster, "name": name, "committed": result.committed,
                          "message": result.message()}
-            return result
+            return result  # refused: the next look tries the next ready cluster
+        self._looked_at = looking_at
         return None
 
     def _name(self, words: list[str]) -> str:

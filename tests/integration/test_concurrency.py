@@ -79,3 +79,17 @@ def test_two_predictions_run_their_forward_passes_at_the_same_time(library_facto
     assert len(set(met)) == 2  # both were inside a forward pass at once
     assert results[0] == lib.predict(TEXTS, mode="oracle", task="t0")
     assert results[1] == lib.predict(TEXTS, mode="oracle", task="t1")
+
+
+def test_base_models_loaded_in_parallel_threads_all_have_their_weights(tiny_model_dirs):
+    """transformers builds a model on the meta device under process-wide state: two loads at once (a server
+    loading a new version while auto-promote loads the library) left one with meta tensors. Loads now take
+    turns; six threads loading three families get the weights a load alone gets (4 of 6 failed before)."""
+    from clora.families.loading import load_base_model
+
+    kinds = ["gpt2", "t5", "bert"] * 2
+    alone = {kind: load_base_model(str(tiny_model_dirs[kind])).fingerprint for kind in set(kinds)}
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        together = list(pool.map(lambda kind: load_base_model(str(tiny_model_dirs[kind])), kinds))
+    assert [base.fingerprint for base in together] == [alone[kind] for kind in kinds]
+    assert not any(p.is_meta for base in together for p in base.model.parameters())

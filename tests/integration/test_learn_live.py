@@ -20,10 +20,10 @@ from clora.cli.main import cli
 from clora.data.synthetic import synthetic_examples
 from clora.inbox.auto import AutoPromoter
 from clora.inbox.hooks import server_hooks
-from clora.library.ops import adopt_last_task
 from clora.inbox.records import CLUSTERS, Inbox, Record
 from clora.inbox.steps import LibraryInbox
 from clora.library.layout import LibraryError, read_manifest
+from clora.library.ops import adopt_last_task
 from clora.serving.app import ServeSettings
 from clora.serving.guard import Limits
 from clora.serving.inference import load_library
@@ -205,3 +205,38 @@ def test_inbox_cli_lists_and_clusters_as_json(library_copy):
     assert labelled.exit_code == 0 and "labelled 2" in labelled.output
     assert CliRunner().invoke(cli, ["inbox", str(lib), "drop", ids[0]]).exit_code == 0
     assert len(Inbox(lib).records()) == 11
+
+
+def test_auto_promote_loads_the_library_only_when_something_changed_and_stop_waits(library_copy, monkeypatch):
+    """A look that attempts nothing is not repeated (no model load every few seconds) until a record, a label
+    or the version changes; stop() returns only once a look in progress has ended, so no load of it runs on
+    beside the next one (two loads at once are what left a model with meta tensors)."""
+    import threading
+    import time
+
+    from clora.inbox import auto
+
+    lib = library_copy()
+    inbox = Inbox(lib)
+    inbox.append([Record(f"a note {i}", kind="feedback", label="x") for i in range(3)])
+    loads = []
+
+    class Loaded:
+        version = 1
+        clustering_space = None
+
+    monkeypatch.setattr(auto, "load_library", lambda *a, **k: loads.append(1) or Loaded())
+    monkeypatch.setattr(auto, "cluster_inbox", lambda *a, **k: [])  # nothing ready to promote
+    promoter = AutoPromoter(lib, min_examples=2, device="cpu")
+    assert promoter.step() is None and promoter.step() is None and len(loads) == 1
+    inbox.append([Record("one more note", kind="feedback", label="y")])
+    assert promoter.step() is None and len(loads) == 2
+
+    entered, leave = threading.Event(), threading.Event()
+    monkeypatch.setattr(promoter, "step", lambda: entered.set() or leave.wait(5) or time.sleep(0.2))
+    promoter.every_s = 0.01
+    promoter.start()
+    assert entered.wait(5)
+    leave.set()
+    promoter.stop()
+    assert not promoter._thread.is_alive()
