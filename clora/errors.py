@@ -47,6 +47,8 @@ def as_storage_error(exc: BaseException) -> StorageError | None:
     """
     if isinstance(exc, StorageError):
         return exc
+    if isinstance(exc, ConnectionError):  # a closed pipe or socket (``clora ... | head``): not the disk
+        return None
     if isinstance(exc, OSError) and exc.errno is not None:
         where = f" ({exc.filename})" if exc.filename else ""
         return StorageError(f"the disk refused a file operation: {exc.strerror or exc}{where}; a library is only "

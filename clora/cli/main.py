@@ -77,6 +77,10 @@ class CloraGroup(click.Group):
             raise
         except click.UsageError as exc:
             raise OneLineUsageError(exc) from None
+        except BrokenPipeError:  # the reader went away (``clora library show LIB | head``): stop without a word
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's last flush finds no closed pipe
+            sys.exit(1)
         except Exception as exc:  # a full or read-only disk: one line, as any other environment problem
             storage = as_storage_error(exc)
             if storage is None:

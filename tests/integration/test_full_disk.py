@@ -112,3 +112,12 @@ def test_storage_errors_read_as_one_line():
     assert isinstance(error, StorageError) and "No space left on device (/lib/x)" in str(error)
     assert error.status == 503 and "\n" not in str(error)
     assert as_storage_error(ValueError("a bug")) is None
+    assert as_storage_error(BrokenPipeError(errno.EPIPE, "Broken pipe")) is None  # a closed pipe is not the disk
+
+
+def test_output_piped_into_a_reader_that_stops_early_is_no_disk_error(library_copy):
+    """``clora library show LIB | head`` said "the disk refused a file operation: Broken pipe". ``true`` exits before
+    clora has started, so every write of clora's finds the pipe closed."""
+    done = subprocess.run(["bash", "-c", f"clora library show {library_copy()} | true"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.stderr == "", done.stderr
