@@ -34,7 +34,8 @@ def test_capacity_rows_accumulate_per_module():
 def test_low_capacity_warning_says_what_is_left_and_what_to_do():
     assert low_capacity_warnings({"q": 16, "v": 40}, rank=8) == []
     one = low_capacity_warnings({"q": 9, "v": 40}, rank=8)[0]
-    assert "1 module(s)" in one and "q: 9" in one and "next task fits at rank 8" in one and "release its directions" in one
+    assert "1 module(s)" in one and "q: 9" in one and "next task fits at rank 8" in one
+    assert "release its directions" in one
     assert "gets rank 3 there instead of 8" in low_capacity_warnings({"q": 3}, rank=8)[0]
     assert "cannot be added" in low_capacity_warnings({"q": 0}, rank=8)[0]
 

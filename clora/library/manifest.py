@@ -55,7 +55,8 @@ class TaskEntry:
         kind = entry.get("kind") or "classification"
         default_prompt = GENERATION_PROMPT if kind == "generation" else DEFAULT_PROMPT
         return cls(name=entry["name"], labels=tuple(entry.get("labels") or ()), kind=kind,
-                   metric=entry.get("metric") or "accuracy", max_new_tokens=entry.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS,
+                   metric=entry.get("metric") or "accuracy",
+                   max_new_tokens=entry.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS,
                    instruction=entry.get("instruction") or "", prompt=entry.get("prompt") or default_prompt,
                    triggers=_frozen(entry.get("triggers")), snapshot=tuple(entry.get("snapshot") or ()),
                    adapter=entry.get("adapter"), subspace=entry.get("subspace"), router=entry.get("router"),

@@ -94,7 +94,7 @@ class Verification:
 def show(folder: Path) -> LibraryInfo:
     """The manifest's description of the library plus the subspace capacity used per module."""
     with reading(folder) as typed:
-        manifest = typed.to_dict()
+        manifest = on_disk(typed)  # read only: no copy
         capacity_used = capacity(folder, manifest)
         by_task = capacity_table(folder, manifest)
     keys = ("format_version", "version", "previous_version", "base_model", "family", "method", "target_modules",
@@ -145,7 +145,7 @@ def verify(folder: Path) -> Verification:
     """
     folder = Path(folder)
     with reading(folder) as manifest:
-        problems, notes = _verify_version(folder, manifest.to_dict())
+        problems, notes = _verify_version(folder, on_disk(manifest))
     return Verification(problems, notes)
 
 

@@ -27,7 +27,8 @@ TASK_TYPES = {"encoder": None, "causal": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM"}
 PREFIX = "base_model.model."
 
 
-def snapshot_factors(folder: Path, manifest: Manifest | dict, task: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def snapshot_factors(folder: Path, manifest: Manifest | dict,
+                     task: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """``{module: (A (R, d_in), B (d_out, R))}``: the snapshot ``task`` was learnt in, as one LoRA."""
     manifest = on_disk(manifest)
     entry = task_by_name(manifest, task)
@@ -43,7 +44,8 @@ def snapshot_factors(folder: Path, manifest: Manifest | dict, task: str) -> dict
             for m in manifest["modules"]}
 
 
-def export_peft(folder: Path, manifest: Manifest | dict, task: str, out: Path, base_model_path: str | None = None) -> Path:
+def export_peft(folder: Path, manifest: Manifest | dict, task: str, out: Path,
+                base_model_path: str | None = None) -> Path:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` for ``task``'s snapshot into ``out``.
 
     ``base_model_path`` is what the config names as the base model (default: the library's name for it).

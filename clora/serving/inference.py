@@ -131,7 +131,8 @@ class LoadedLibrary:
 
     def _load(self) -> LoadedVersion:
         previous = getattr(self, "current", None)
-        return LoadedVersion(self.folder, self.model, self.tokenizer, self.router_config, self.device, self.dtype, previous)
+        return LoadedVersion(self.folder, self.model, self.tokenizer, self.router_config, self.device, self.dtype,
+                             previous)
 
     @property
     def version(self) -> int:

@@ -110,8 +110,7 @@ def finished_report(config: RunConfig) -> Report | None:
 def _same_data(config: RunConfig, stream) -> bool:
     """Did the run in ``config.out`` read each task from where ``config`` would (its library's data references)?"""
     from clora.data.loaders import data_reference
-    from clora.library.layout import LibraryError
-    from clora.library.layout import load_manifest
+    from clora.library.layout import LibraryError, load_manifest
 
     try:
         recorded = [dict(entry.data) if entry.data else None for entry in load_manifest(config.out / "library").tasks]

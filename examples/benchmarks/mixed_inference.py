@@ -117,14 +117,16 @@ def table(result: dict) -> str:
             ("clora, the router decides (`predict(texts)`, routing included)", "clora_routed"),
             ("PEFT, the exported snapshots as named adapters, `adapter_names=ids`", "peft_adapter_names"),
             ("one snapshot merged into the weights (PEFT `merge_and_unload`)", "merged")]
-    lines = ["| contender | median ms per batch |", "|---|---|"] + [f"| {label} | {med[key]:.0f} |" for label, key in rows]
+    lines = ["| contender | median ms per batch |", "|---|---|"]
+    lines += [f"| {label} | {med[key]:.0f} |" for label, key in rows]
     agree = result["clora_peft_prediction_agreement"]
     lines += ["", f"- given ids / PEFT `adapter_names=`: **{result['given_over_peft']:.3f}**;",
               f"- given ids / one merged adapter: **{result['given_over_merged']:.3f}**;",
               f"- router deciding / given ids: **{result['routed_over_given']:.3f}**;",
               f"- PEFT's `adapter_names=` / merged: {result['peft_over_merged']:.3f};",
               f"- clora and PEFT give the same answer for {agree:.0%} of the {result['batch']} inputs "
-              f"({result['tasks']} tasks, {result['repeats']} calls per contender, {result['machine']['threads']} thread)."]
+              f"({result['tasks']} tasks, {result['repeats']} calls per contender, "
+              f"{result['machine']['threads']} thread)."]
     return "\n".join(lines)
 
 
