@@ -13,6 +13,9 @@ CLI's ``--help`` stay fast, and importing clora changes no global state.
 """
 
 from clora.config import RunConfig
+# every method's settings, registered as they are defined: RunConfig finds them by the method's name
+from clora.methods.catalog import OLieSettings, OLoRASettings, OrthSettings, OSFSettings, ReplaySettings
+from clora.settings import MethodSettings
 from clora.data.stream import Stream, TaskSpec
 from clora.errors import CloraError, ConfigError, DataError, ModelError
 
@@ -29,7 +32,8 @@ _LAZY = {
     "open_library": "clora.api", "Library": "clora.api", "export_task": "clora.api",
     "LibraryError": "clora.library.layout",
 }
-__all__ = ["CloraError", "ConfigError", "DataError", "ModelError", "RunConfig", "Stream", "TaskSpec",
+__all__ = ["CloraError", "ConfigError", "DataError", "MethodSettings", "ModelError", "OLieSettings",
+           "OLoRASettings", "OSFSettings", "OrthSettings", "ReplaySettings", "RunConfig", "Stream", "TaskSpec",
            "__version__", *_LAZY]
 
 

@@ -85,9 +85,9 @@ def test_attenuated_factors_train_orthogonal_to_the_basis_and_keep_full_rank():
 
 def test_attenuation_is_checked():
     with pytest.raises(ConfigError, match="attenuation must be non-negative, got -1"):
-        RunConfig(stream="demo", attenuation=-1.0)
+        RunConfig(stream="demo", settings={"attenuation": -1.0})
     with pytest.raises(ConfigError, match="attenuation must be a number"):
-        RunConfig(stream="demo", attenuation="strong")
+        RunConfig(stream="demo", settings={"attenuation": "strong"})
 
 
 def test_a_run_with_attenuation_stores_leftovers_that_add_task_reads(tiny_model_dirs, synthetic_stream, tmp_path,
@@ -96,7 +96,7 @@ def test_a_run_with_attenuation_stores_leftovers_that_add_task_reads(tiny_model_
 
     out = tmp_path / "run"
     config = RunConfig(stream=str(synthetic_stream), out=out, model=str(tiny_model_dirs["bert"]), method="orth",
-                       rank=2, epochs=1, batch_size=8, attenuation=1.0, progress=False)
+                       rank=2, epochs=1, batch_size=8, settings={"attenuation": 1.0}, progress=False)
     report = run_stream(config)
     assert report["settings"]["attenuation"] == 1.0
     assert report["overlap"] <= 1e-5
@@ -131,7 +131,7 @@ def test_leftovers_in_the_first_versions_units_are_refused(tmp_path):
 def test_attenuation_zero_records_no_leftover(tiny_model_dirs, synthetic_stream, tmp_path):
     out = tmp_path / "run"
     run_stream(RunConfig(stream=str(synthetic_stream), out=out, model=str(tiny_model_dirs["bert"]), method="orth",
-                         rank=2, epochs=1, batch_size=8, attenuation=0.0, progress=False))
+                         rank=2, epochs=1, batch_size=8, settings={"attenuation": 0.0}, progress=False))
     library = out / "library"
     stored = load_leftover(library, json.loads((library / "manifest.json").read_text()))
     assert all(f.shape[1] == 0 for f in stored.values())

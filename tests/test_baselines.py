@@ -10,7 +10,8 @@ from conftest import assert_one_line_error
 from clora.adapters import LoRASet, inject_lora
 from clora.adapters.penalties import olora_penalty
 from clora.cli.main import cli
-from clora.config import DEFAULT_LR, RunConfig
+from clora.config import RunConfig
+from clora.settings import settings_class
 from clora.methods import make_method
 from clora.methods.olie import OLieMethod
 from clora.methods.olora import OLoRAMethod
@@ -24,7 +25,7 @@ def _two_module_lora(taylor_order=None):
 
 def test_olora_penalty_covers_every_module_and_earlier_task():
     lora = _two_module_lora()
-    method = OLoRAMethod(RunConfig(stream="x", method="olora", rank=2, lambda1=0.5, lambda2=0.1))
+    method = OLoRAMethod(RunConfig(stream="x", method="olora", rank=2, settings={"lambda1": 0.5, "lambda2": 0.1}))
     method.begin_task(lora, 0)
     assert method.penalty(lora).item() == pytest.approx(0.1 * sum(
         layer.adapters[0].lora_A.pow(2).sum().item() for layer in lora.layers.values()))  # only L2: no earlier task
@@ -39,7 +40,7 @@ def test_olora_penalty_covers_every_module_and_earlier_task():
 
 
 def test_olie_makes_layers_multiplicative_and_penalises_overlap():
-    method = make_method(RunConfig(stream="x", method="olie", rank=2, olie_lambda=1.0, taylor_order=3))
+    method = make_method(RunConfig(stream="x", method="olie", rank=2, settings={"olie_lambda": 1.0, "taylor_order": 3}))
     assert isinstance(method, OLieMethod) and method.taylor_order == 3  # the layers' form, set when they are made
     assert make_method(RunConfig(stream="x", method="inc")).taylor_order is None
     lora = _two_module_lora(method.taylor_order)
@@ -98,17 +99,22 @@ def test_compare_writes_one_table(tiny_model_dirs, synthetic_stream, tmp_path):
     out = tmp_path / "cmp"
     result = CliRunner().invoke(cli, ["compare", str(synthetic_stream), "--methods", "seq,inc,olora,olie,orth,mtl",
                                       "--model", str(tiny_model_dirs["bert"]), "--rank", "2", "--epochs", "1",
-                                      "--out", str(out), "--quiet"])
+                                      "--lambda1", "0.25", "--frame-schedule", "linear", "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     table = json.loads((out / "compare.json").read_text())
     assert list(table["methods"]) == ["seq", "inc", "olora", "olie", "orth", "mtl"]
+    # each method ran with its own of the knobs given, and its report says so
+    settings = {m: json.loads((out / m / "report.json").read_text())["settings"] for m in table["methods"]}
+    assert settings["olora"]["lambda1"] == 0.25 and settings["orth"]["frame_schedule"] == "linear"
+    assert "lambda1" not in settings["orth"] and "frame_schedule" not in settings["inc"]
+    assert "lambda1" not in table["settings"] and "rank" in table["settings"]
     assert table["methods"]["orth"]["overlap"] <= 1e-5
     for method in ("inc", "olora", "olie"):  # the table carries each run's own overlap, not a constant
         report = json.loads((out / method / "report.json").read_text())
         assert table["methods"][method]["overlap"] == report["overlap"] and report["overlap"] > 1e-3
     assert table["methods"]["mtl"]["modes"]["sum"]["bwt"] is None
-    assert f"| orth | {DEFAULT_LR['orth']:g} | sum |" in (out / "compare.md").read_text()
-    assert table["methods"]["olie"]["lr"] == DEFAULT_LR["olie"]  # each method's own default rate
+    assert f"| orth | {settings_class('orth').default_lr:g} | sum |" in (out / "compare.md").read_text()
+    assert table["methods"]["olie"]["lr"] == settings_class("olie").default_lr  # each method's own default rate
     assert (out / "compare.png").stat().st_size > 1000
     assert all((out / m / "report.json").is_file() for m in table["methods"])
 

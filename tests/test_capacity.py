@@ -45,7 +45,7 @@ def _orth_on_hand_made_inputs(capacity_tasks):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 4))
     lora = LoRASet(inject_lora(model, ("0",), rank=1, scaling=1.0))
-    method = OrthMethod(RunConfig(stream="x", method="orth", rank=1, energy=0.999, capacity_tasks=capacity_tasks))
+    method = OrthMethod(RunConfig(stream="x", method="orth", rank=1, settings={"energy": 0.999, "capacity_tasks": capacity_tasks}))
     inputs = torch.randn(200, 6) * torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0, 0.5])
     for j in range(3):
         method.begin_task(lora, j)
@@ -97,7 +97,7 @@ def test_add_task_one_at_a_time_gives_the_runs_capacity_table(synthetic_stream, 
                                  out=tmp_path / "whole", progress=False))
     first = tmp_path / "first.yaml"
     first.write_text("\n".join(synthetic_stream.read_text().splitlines()[:6]) + "\n")  # the stream's first task
-    run_stream(RunConfig(stream=str(first), model=model, method="orth", epochs=1, capacity_tasks=3,
+    run_stream(RunConfig(stream=str(first), model=model, method="orth", epochs=1, settings={"capacity_tasks": 3},
                          out=tmp_path / "grown", progress=False))
     library = tmp_path / "grown" / "library"
     for task in load_tasks(load_stream(synthetic_stream), None)[1:]:

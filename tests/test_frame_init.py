@@ -83,7 +83,7 @@ def test_orth_initialise_starts_frames_on_the_gradient_and_leaves_no_gradient():
     lora = LoRASet(inject_lora(model, ("0",), rank=2, scaling=1.0))
     x, y = torch.randn(32, 8, generator=gen), torch.randn(32, 4, generator=gen)
     run_loss = lambda: ((model(x) - y) ** 2).mean().backward()  # noqa: E731
-    method = OrthMethod(RunConfig(stream="x", method="orth", rank=2, subspace="adapters", progress=False))
+    method = OrthMethod(RunConfig(stream="x", method="orth", rank=2, settings={"subspace": "adapters"}, progress=False))
     method.begin_task(lora, 0)
     method.end_task(lora, 0, run_inputs=lambda: None)  # reserves task 0's two frame directions
     method.begin_task(lora, 1)
@@ -99,7 +99,7 @@ def test_orth_initialise_starts_frames_on_the_gradient_and_leaves_no_gradient():
 def test_random_frame_init_keeps_the_random_start():
     model = torch.nn.Sequential(torch.nn.Linear(8, 4))
     lora = LoRASet(inject_lora(model, ("0",), rank=2, scaling=1.0))
-    for config in (RunConfig(stream="x", method="orth", rank=2, frame_init="random", progress=False),
+    for config in (RunConfig(stream="x", method="orth", rank=2, settings={"frame_init": "random"}, progress=False),
                    RunConfig(stream="x", method="orth", rank=2, progress=False)):  # a classification task's default
         method = OrthMethod(config)
         index = len(lora)
@@ -111,23 +111,24 @@ def test_random_frame_init_keeps_the_random_start():
 
 def test_frame_init_is_validated():
     with pytest.raises(ConfigError, match="unknown frame init 'svd'"):
-        RunConfig(stream="demo", frame_init="svd")
+        RunConfig(stream="demo", settings={"frame_init": "svd"})
 
 
 def test_energy_and_frame_start_follow_the_tasks_kind_unless_given():
     from clora.workflows.run import planned
 
     config = RunConfig(stream="x", method="orth")
-    assert (config.energy_for("classification"), config.frame_init_for("classification")) == (0.95, "random")
-    assert (config.energy_for("generation"), config.frame_init_for("generation")) == (0.99, "gradient")
-    given = RunConfig(stream="x", method="orth", energy=0.9, frame_init="random")
-    assert (given.energy_for("generation"), given.frame_init_for("generation")) == (0.9, "random")
+    defaults = config.settings
+    assert (defaults.energy_for("classification"), defaults.frame_init_for("classification")) == (0.95, "random")
+    assert (defaults.energy_for("generation"), defaults.frame_init_for("generation")) == (0.99, "gradient")
+    given = RunConfig(stream="x", method="orth", settings={"energy": 0.9, "frame_init": "random"})
+    assert (given.settings.energy_for("generation"), given.settings.frame_init_for("generation")) == (0.9, "random")
     # a stream of one kind records that kind's values; a mixed one decides task by task
-    one = planned(config, ["generation", "generation"])
+    one = planned(config, ["generation", "generation"]).settings
     assert (one.energy, one.frame_init, one.capacity_tasks) == (0.99, "gradient", 2)
-    mixed = planned(config, ["classification", "generation"])
+    mixed = planned(config, ["classification", "generation"]).settings
     assert (mixed.energy, mixed.frame_init) == (None, None)
-    assert planned(given, ["generation"]).energy == 0.9
+    assert planned(given, ["generation"]).settings.energy == 0.9
 
 
 def test_a_generation_task_reserves_at_its_own_energy():
@@ -138,7 +139,7 @@ def test_a_generation_task_reserves_at_its_own_energy():
     for kind in ("classification", "generation"):
         model = torch.nn.Sequential(torch.nn.Linear(16, 4))
         lora = LoRASet(inject_lora(model, ("0",), rank=2, scaling=1.0))
-        method = OrthMethod(RunConfig(stream="x", method="orth", rank=2, subspace="activations", progress=False))
+        method = OrthMethod(RunConfig(stream="x", method="orth", rank=2, settings={"subspace": "activations"}, progress=False))
         method.begin_task(lora, 0)
         with use_adapters([0]):
             method.initialise(lora, 0, kind, lambda: ((model(x) ** 2).mean()).backward())
@@ -151,7 +152,7 @@ def test_gradient_start_learns_a_first_task_faster(tiny_model_dirs, synthetic_st
     """One epoch of the first task: the gradient start ends at a lower training loss than the random one."""
     def final_loss(frame_init):
         config = RunConfig(stream=str(synthetic_stream), out=tmp_path / frame_init, model=str(tiny_model_dirs["llama"]),
-                           method="orth", rank=4, epochs=1, batch_size=8, frame_init=frame_init, progress=False)
+                           method="orth", rank=4, epochs=1, batch_size=8, settings={"frame_init": frame_init}, progress=False)
         report = run_stream(config)
         assert report["settings"]["frame_init"] == frame_init
         return report["training"][0]["final_loss"]

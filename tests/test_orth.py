@@ -63,7 +63,7 @@ def test_orth_overlap_is_zero_for_every_family(kind, tiny_model_dirs, synthetic_
 @pytest.mark.parametrize("source", ["activations", "both"])
 def test_activation_subspace_reserves_directions(source, tiny_model_dirs, synthetic_stream, tmp_path):
     config = RunConfig(stream=str(synthetic_stream), out=tmp_path / "run", model=str(tiny_model_dirs["bert"]),
-                       method="orth", rank=2, epochs=1, subspace=source, energy=0.5, progress=False)
+                       method="orth", rank=2, epochs=1, settings={"subspace": source, "energy": 0.5}, progress=False)
     report = run_stream(config)
     used = [m["reserved"] for m in report["subspace"].values()]
     assert all(0 < u < 32 for u in used)
@@ -72,7 +72,7 @@ def test_activation_subspace_reserves_directions(source, tiny_model_dirs, synthe
 
 
 def test_stiefel_frames_step_as_far_as_euclidean_adam():
-    from clora.training.loop import param_groups
+    from clora.adapters.stiefel import param_groups
 
     gen = torch.Generator().manual_seed(0)
     factors = StiefelFactors(torch.zeros(64, 0), d_out=16, rank=4, retraction="cayley", generator=gen)
@@ -90,7 +90,7 @@ def test_stiefel_frames_step_as_far_as_euclidean_adam():
 
 
 def test_frame_lr_moves_the_frames_and_lr_moves_b():
-    from clora.training.loop import param_groups
+    from clora.adapters.stiefel import param_groups
 
     def steps(lr, frame_lr):
         gen = torch.Generator().manual_seed(0)
@@ -113,8 +113,10 @@ def test_frame_lr_must_be_positive():
     from clora.errors import ConfigError
 
     with pytest.raises(ConfigError, match="frame_lr must be positive, got 0.0"):
-        RunConfig(stream="demo", frame_lr=0.0)
-    assert RunConfig(stream="demo", method="orth").frame_lr is None  # the frames follow --lr
+        RunConfig(stream="demo", settings={"frame_lr": 0.0})
+    settings = RunConfig(stream="demo", method="orth", lr=2e-3).settings
+    assert settings.frame_lr is None and settings.frame_rate(2e-3) == 2e-3  # the frames follow --lr
+    assert RunConfig(stream="demo", settings={"frame_lr": 0.1}).settings.frame_rate(2e-3) == 0.1
 
 
 def test_low_rank_cayley_step_equals_geoopts_dense_solve():
@@ -135,19 +137,19 @@ def test_low_rank_cayley_step_equals_geoopts_dense_solve():
 
 
 def test_linear_frame_schedule_takes_the_frames_rate_to_zero_and_keeps_b():
-    from clora.training.loop import param_groups, schedule_frames
+    from clora.adapters.stiefel import param_groups, schedule_frames
 
     gen = torch.Generator().manual_seed(0)
     factors = StiefelFactors(torch.zeros(64, 0), d_out=16, rank=4, retraction="cayley", generator=gen)
     opt = geoopt.optim.RiemannianAdam(param_groups(list(factors.parameters()), 2e-3), lr=2e-3)
     start = [g["lr"] for g in opt.param_groups]  # B: 2e-3; frame: 2e-3 * sqrt(64 * 4) = 0.032
     frame = [i for i, g in enumerate(opt.param_groups) if any(p is factors.x for p in g["params"])][0]
-    schedule_frames(opt, start, "constant", 5, 10)
+    schedule_frames(opt, "constant", 5, 10)
     assert [g["lr"] for g in opt.param_groups] == start
-    schedule_frames(opt, start, "linear", 5, 20)  # a quarter of the way: 3/4 of the rate left
+    schedule_frames(opt, "linear", 5, 20)  # a quarter of the way: 3/4 of the rate left
     assert opt.param_groups[frame]["lr"] == pytest.approx(0.032 * 0.75)
     assert opt.param_groups[1 - frame]["lr"] == 2e-3
-    schedule_frames(opt, start, "linear", 20, 20)
+    schedule_frames(opt, "linear", 20, 20)
     assert opt.param_groups[frame]["lr"] == 0.0
     x0 = factors.x.detach().clone()
     factors.x.grad = torch.randn(64, 4, generator=gen)
@@ -158,9 +160,9 @@ def test_linear_frame_schedule_takes_the_frames_rate_to_zero_and_keeps_b():
 
 def test_frame_schedule_is_checked_and_recorded(tiny_model_dirs, synthetic_stream, tmp_path):
     with pytest.raises(ConfigError, match="unknown frame schedule 'cosine'"):
-        RunConfig(stream="demo", frame_schedule="cosine")
+        RunConfig(stream="demo", settings={"frame_schedule": "cosine"})
     config = RunConfig(stream=str(synthetic_stream), out=tmp_path / "run", model=str(tiny_model_dirs["bert"]),
-                       method="orth", rank=2, epochs=1, batch_size=8, frame_schedule="linear", progress=False)
+                       method="orth", rank=2, epochs=1, batch_size=8, settings={"frame_schedule": "linear"}, progress=False)
     report = run_stream(config)
     assert report["settings"]["frame_schedule"] == "linear"
     manifest = json.loads((tmp_path / "run" / "library" / "manifest.json").read_text())

@@ -38,7 +38,7 @@ def test_replay_sample_takes_the_fraction_rounded_up_without_repeats():
 
 
 def test_replay_trains_each_task_with_the_earlier_tasks_buffer():
-    method = ReplayMethod(RunConfig(stream="x", method="replay", replay_fraction=0.1))
+    method = ReplayMethod(RunConfig(stream="x", method="replay", settings={"replay_fraction": 0.1}))
     t0, t1, t2 = _task("t0", 50), _task("t1", 30), _task("t2", 20)
     assert method.training_tasks([t0], 0) == [t0]  # nothing stored yet
     method.end_task(_NoLoRA(), 0, run_inputs=lambda: None)
@@ -59,7 +59,7 @@ class _NoLoRA:
 
 def test_replay_run_trains_on_the_buffer_and_says_it_stores_data(synthetic_stream, tiny_model_dirs, tmp_path):
     report = run_stream(RunConfig(stream=str(synthetic_stream), model=str(tiny_model_dirs["bert"]), method="replay",
-                                  epochs=1, batch_size=16, replay_fraction=0.25, out=tmp_path / "r", progress=False))
+                                  epochs=1, batch_size=16, settings={"replay_fraction": 0.25}, out=tmp_path / "r", progress=False))
     # 48 training examples per task: 3 batches; the buffer keeps 12 per earlier task, one batch each
     assert [t["steps"] for t in report.training] == [3, 4, 5]
     saved = json.loads((tmp_path / "r" / "report.json").read_text())
@@ -92,7 +92,7 @@ def _osf_by_hand(folder, stream_path, config: RunConfig):
     [family.label_anchors(t) for t in tasks]
     rows = []
     for j, task in enumerate(tasks):
-        fraction = preserved_fraction(*config.osf_preserve, j, len(tasks))
+        fraction = preserved_fraction(*config.settings.osf_preserve, j, len(tasks))
         peft_model = get_peft_model(model, OSFConfig(target_modules=["query", "value"], effective_rank=fraction))
         params = [p for p in peft_model.parameters() if p.requires_grad]
         optimizer = geoopt.optim.RiemannianAdam(params, lr=config.lr)  # clora's optimiser (plain Adam on these)
@@ -155,10 +155,13 @@ def test_compare_table_marks_methods_that_store_data():
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--replay-fraction", "0"], "replay_fraction must be positive"),
-    (["--replay-fraction", "1.5"], "replay_fraction must be in (0, 1]"),
-    (["--osf-preserve", "0.3", "1"], "osf_preserve fractions must be in (0, 1)"),
+    (["--method", "replay", "--replay-fraction", "0"], "replay_fraction must be positive"),
+    (["--method", "replay", "--replay-fraction", "1.5"], "replay_fraction must be in (0, 1]"),
+    (["--method", "osf", "--osf-preserve", "0.3", "1"], "osf_preserve fractions must be in (0, 1)"),
     (["--capacity-tasks", "0"], "capacity_tasks must be a positive integer"),
+    # a knob of another method is refused, not silently ignored
+    (["--replay-fraction", "0.1"], "replay_fraction is not a setting of method orth (a setting of replay)"),
+    (["--method", "inc", "--lambda1", "0.1"], "lambda1 is not a setting of method inc (a setting of olora)"),
 ])
 def test_bad_peer_settings_are_one_line_errors(synthetic_stream, tmp_path, options, message):
     from click.testing import CliRunner

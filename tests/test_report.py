@@ -43,7 +43,7 @@ def orth_run(tiny_model_dirs, tmp_path_factory):
         f"  - {{name: t{i}, format: synthetic, instruction: Which colour, options: {{shift: {i}, n_train: 32, n_test: 16}}}}\n"
         for i in range(3)))
     config = RunConfig(stream=str(stream), out=out, model=str(tiny_model_dirs["bert"]), method="orth",
-                       rank=2, epochs=1, subspace="adapters", progress=False)
+                       rank=2, epochs=1, settings={"subspace": "adapters"}, progress=False)
     return run_stream(config), out
 
 

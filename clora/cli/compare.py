@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from clora.cli.options import make_config, training_options
+from clora.cli.options import make_config, split_knobs, training_options
 from clora.config import METHODS
 
 
@@ -48,7 +48,9 @@ def compare(stream, methods, out, jobs, seeds, reference, resume, targets, quiet
         raise ConfigError("give --seed or --seeds, not both")
     seeds = parse_seeds(seeds) if seeds is not None else [options["seed"]]
     out = out or Path("clora-runs") / f"{Path(stream).stem}-compare"
+    options, knobs = split_knobs(options)  # each compared method takes its own knobs
     config = make_config(stream, out, methods[0], targets, quiet, **options)
-    compare_seeds(config, methods, out, seeds, lr=options["lr"], jobs=jobs, resume=resume, reference=reference)
+    compare_seeds(config, methods, out, seeds, lr=options["lr"], jobs=jobs, resume=resume, reference=reference,
+                  knobs=knobs)
     click.echo(f"wrote {out}/compare.md")
     click.echo((out / "compare.md").read_text().split("\n\n", 2)[-1].rstrip())

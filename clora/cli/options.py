@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from clora.config import DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_MODEL, MIN_STEPS, ROUTER_TOKENS, SUBSPACE_SOURCES, RunConfig
+from clora.config import DEFAULT_EPOCHS, DEFAULT_MODEL, METHODS, MIN_STEPS, ROUTER_TOKENS, RunConfig
+from clora.settings import settings_class
 
 
 def _default(field: str):
@@ -31,46 +32,12 @@ TRAINING_OPTIONS = [
                       "0: exactly the epochs). The shipped benchmarks take more steps than this already."),
     click.option("--lr", default=None, type=float,
                  help="Learning rate (Riemannian Adam). Default per method, tuned on the CL benchmark: "
-                      + ", ".join(f"{m} {lr:g}" for m, lr in DEFAULT_LR.items()) + "."),
-    click.option("--frame-lr", default=None, type=float,
-                 help="orth: learning rate of the Stiefel frames X_t (default: --lr; B always takes --lr); "
-                      "scaled by sqrt(d_in r) so a frame steps as far as a Euclidean matrix would."),
-    click.option("--frame-schedule", default=_default("frame_schedule"), show_default=True,
-                 type=click.Choice(["constant", "linear"]),
-                 help="orth: the frames' rate over a task: constant, or linear (falls to 0 by the task's last step; "
-                      "B keeps --lr)."),
-    click.option("--attenuation", default=_default("attenuation"), show_default=True, type=float,
-                 help="orth: scale a new adapter down (by up to 90%) in the free directions where earlier tasks' "
-                      "inputs left energy outside the reserved subspace, by SGP's importance with scale "
-                      "coefficient gamma (larger: scaled more); 0 turns it off (scaled projection, SGP)."),
+                      + ", ".join(f"{m} {settings_class(m).default_lr:g}" for m in METHODS) + "."),
     click.option("--batch-size", default=_default("batch_size"), show_default=True, type=int, help="Training batch size."),
     click.option("--max-train", default=None, type=int, help="Cap on training examples per task (sampled with --seed)."),
     click.option("--max-test", default=None, type=int, help="Cap on test examples per task (sampled with --seed)."),
     click.option("--seed", default=_default("seed"), show_default=True, type=int, help="Random seed for sampling, init and order."),
     click.option("--targets", default=None, help="Comma-separated module names to adapt (default: the family's query and value)."),
-    click.option("--subspace", default=_default("subspace"), show_default=True,
-                 help=f"orth: where reserved directions come from: {', '.join(SUBSPACE_SOURCES)}."),
-    click.option("--energy", default=None, type=float,
-                 help="orth with activations: share of input energy a task reserves (GPM threshold); "
-                      "default 0.95 for a classification task, 0.99 for a generation task."),
-    click.option("--capacity-tasks", default=None, type=int,
-                 help="orth: how many tasks the reserved subspace keeps room for (default: the stream's length); "
-                      "each task reserves at most what leaves every later task room for its rank."),
-    click.option("--retraction", default=_default("retraction"), show_default=True,
-                 help="orth: Stiefel retraction, cayley (canonical metric, a Lie-group step) or qr."),
-    click.option("--frame-init", default=None,
-                 help="orth: where each frame starts: gradient (the free directions along which a sample of the "
-                      "task's loss falls fastest) or random (uniform in the free directions); default random for "
-                      "a classification task, gradient for a generation task."),
-    click.option("--lambda1", default=_default("lambda1"), show_default=True, type=float, help="olora: weight of sum |A_i A_t^T|."),
-    click.option("--lambda2", default=_default("lambda2"), show_default=True, type=float, help="olora: weight of the L2 term on new factors."),
-    click.option("--olie-lambda", default=_default("olie_lambda"), show_default=True, type=float, help="olie: weight of sum ||E_i E_t^T||_F."),
-    click.option("--taylor-order", default=_default("taylor_order"), show_default=True, type=int, help="olie: order of the Taylor exp."),
-    click.option("--replay-fraction", default=_default("replay_fraction"), show_default=True, type=float,
-                 help="replay: share of each task's training examples kept and trained on with every later task."),
-    click.option("--osf-preserve", default=_default("osf_preserve"), show_default=True, type=(float, float),
-                 help="osf: fraction of each weight's singular directions frozen on the first and on the last task "
-                      "(raised linearly in between, as in PEFT's OSF example)."),
     click.option("--temperature", default=_default("temperature"), show_default=True, type=float, help="Encoder label matching: cosine temperature."),
     click.option("--max-length", default=_default("max_length"), show_default=True, type=int, help="Tokens per input (longer inputs are truncated)."),
     click.option("--router-layer", default=None, type=int,
@@ -87,18 +54,53 @@ TRAINING_OPTIONS = [
 ]
 
 
+def _shown(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def knob_options() -> list:
+    """One option per method knob (``clora/methods/<method>_settings.py``), its help prefixed by the methods
+    that have it. Each defaults to ``None`` (not given): the method's own default then holds, and a knob
+    given to a method that lacks it is refused rather than ignored."""
+    owners: dict[str, tuple] = {}
+    for method in METHODS:
+        for knob in settings_class(method).knobs():
+            field, methods = owners.setdefault(knob.name, (knob, []))
+            methods.append(method)
+    options = []
+    for name, (field, methods) in owners.items():
+        meta = field.metadata
+        kind = click.Choice(meta["choices"]) if meta.get("choices") else meta["type"]
+        default = "" if field.default is None else f" [default: {_shown(field.default)}]"
+        options.append(click.option(f"--{name.replace('_', '-')}", name, default=None, type=kind,
+                                    help=f"{', '.join(methods)}: {meta['help']}{default}"))
+    return options
+
+
+METHOD_OPTIONS = knob_options()
+#: every method knob's name (its option's too)
+KNOBS = frozenset(knob.name for method in METHODS for knob in settings_class(method).knobs())
+
+
 def training_options(command):
-    """Attach every shared training option to a click command."""
-    for option in reversed(TRAINING_OPTIONS):
+    """Attach every shared training option, then every method knob's, to a click command."""
+    for option in reversed(TRAINING_OPTIONS + METHOD_OPTIONS):
         command = option(command)
     return command
 
 
+def split_knobs(options: dict) -> tuple[dict, dict]:
+    """``options`` less the method knobs, and the knobs that were given (name -> value)."""
+    knobs = {k: v for k, v in options.items() if k in KNOBS and v is not None}
+    return {k: v for k, v in options.items() if k not in KNOBS}, knobs
+
+
 def make_config(stream: str, out: Path | None, method: str, targets: str | None, quiet: bool, **options) -> RunConfig:
-    """A validated RunConfig from parsed options (CloraError on a bad value)."""
+    """A validated RunConfig from parsed options, the method's knobs among them (CloraError on a bad value)."""
     if quiet:
         logging.getLogger("clora").setLevel(logging.WARNING)
-    return RunConfig(stream=stream, out=out, method=method, progress=not quiet,
+    options, knobs = split_knobs(options)
+    return RunConfig(stream=stream, out=out, method=method, progress=not quiet, settings=knobs,
                      targets=tuple(targets.split(",")) if targets else None, **options)
 
 

@@ -17,11 +17,15 @@ from clora.library.tensors import (ADAPTER_FILE, ROUTER_FILE, SUBSPACE_FILE, sav
 from clora.routing.lda import TaskStats
 from clora.data.task import DEFAULT_PROMPT, Task
 
-#: RunConfig fields that decide how adapters are built, applied and trained on; kept per library.
-LIBRARY_SETTINGS = ("rank", "alpha", "epochs", "min_steps", "lr", "frame_lr", "frame_schedule", "attenuation", "batch_size", "seed",
-                    "subspace", "energy", "retraction", "frame_init", "temperature", "lambda1", "lambda2",
-                    "olie_lambda", "taylor_order", "max_length", "eval_batch_size", "capacity_tasks", "replay_fraction",
-                    "osf_preserve")
+#: RunConfig fields (shared by every method) that decide how adapters are built, applied and trained on;
+#: kept per library, followed by the method's own settings (``MethodSettings.to_dict``)
+LIBRARY_SETTINGS = ("rank", "alpha", "epochs", "min_steps", "lr", "batch_size", "seed", "temperature", "max_length",
+                    "eval_batch_size")
+
+
+def stored_settings(config: RunConfig) -> dict:
+    """What a library keeps of ``config``: the shared settings, then the method's own knobs."""
+    return {**{k: getattr(config, k) for k in LIBRARY_SETTINGS}, **config.settings.to_dict()}
 
 
 def entry_of(task: Task, **kwargs) -> dict:
@@ -47,7 +51,7 @@ def manifest_header(config: RunConfig, *, model: str, fingerprint: str, family: 
             "modules": {n: {"d_in": layer.d_in, "d_out": layer.d_out, "fan_in_fan_out": layer.transposed}
                         for n, layer in layers.items()},
             "method": config.method, "scaling": config.scaling,
-            "settings": {k: getattr(config, k) for k in LIBRARY_SETTINGS},
+            "settings": stored_settings(config),
             "tasks": [], "reserved": [], "files": {},
             # the router's statistics are of this layer's hidden states over at most this many
             # tokens per input (clora.families.base.Family.features)

@@ -16,6 +16,7 @@ import torch
 from clora.adapters.factor_set import LoRASet
 from clora.config import RunConfig
 from clora.data.task import Task
+from clora.settings import MethodSettings
 
 
 class Method:
@@ -33,6 +34,8 @@ class Method:
 
     def __init__(self, config: RunConfig):
         self.config = config
+        #: the method's own knobs (``clora/methods/<name>_settings.py``)
+        self.settings: MethodSettings = config.settings
         self.notes: list[str] = []  # user-facing remarks (e.g. reduced ranks), shown in the report
 
     @property
@@ -57,6 +60,13 @@ class Method:
 
     def end_task(self, lora: LoRASet, task_index: int, run_inputs: Callable[[], None]) -> None:
         """Called after training task ``task_index``; ``run_inputs()`` replays its training inputs."""
+
+    def param_groups(self, params: list[torch.nn.Parameter], lr: float) -> list[dict]:
+        """The optimiser's parameter groups for a task's ``params`` (default: all of them at ``lr``)."""
+        return [{"params": list(params), "lr": lr}]
+
+    def after_step(self, optimizer: torch.optim.Optimizer, done: int, total: int) -> None:
+        """Called after each of a task's ``total`` optimiser steps (``done`` so far): set rates for the next."""
 
     def penalty(self, lora: LoRASet) -> torch.Tensor | None:
         """A regulariser added to the task loss at every step (None: nothing to add)."""

@@ -7,6 +7,7 @@ import torch
 from clora.adapters.factor_set import LoRASet
 from clora.adapters.penalties import olie_factor, olie_penalty
 from clora.methods.inc import IncMethod
+from clora.methods.olie_settings import OLieSettings
 
 
 class OLieMethod(IncMethod):
@@ -18,10 +19,11 @@ class OLieMethod(IncMethod):
     """
 
     name = "olie"
+    settings: OLieSettings
 
     @property
     def taylor_order(self) -> int:
-        return self.config.taylor_order
+        return self.settings.taylor_order
 
     def begin_task(self, lora: LoRASet, task_index: int):
         params = super().begin_task(lora, task_index)
@@ -31,12 +33,12 @@ class OLieMethod(IncMethod):
 
     def _factor(self, layer, index: int) -> torch.Tensor:
         f = layer.adapters[index]
-        return olie_factor(f.factor_b(), f.factor_a(), layer.scaling, self.config.taylor_order)
+        return olie_factor(f.factor_b(), f.factor_a(), layer.scaling, self.settings.taylor_order)
 
     def penalty(self, lora: LoRASet) -> torch.Tensor | None:
         current = len(lora) - 1  # the adapter being trained is the newest
-        if current == 0 or not self.config.olie_lambda:
+        if current == 0 or not self.settings.olie_lambda:
             return None
         total = sum(olie_penalty(self._earlier[n], self._factor(layer, current))
                     for n, layer in lora.layers.items())
-        return self.config.olie_lambda * total
+        return self.settings.olie_lambda * total

@@ -7,12 +7,14 @@ import torch
 from clora.adapters.factor_set import LoRASet
 from clora.adapters.penalties import l2_penalty, olora_penalty
 from clora.methods.inc import IncMethod
+from clora.methods.olora_settings import OLoRASettings
 
 
 class OLoRAMethod(IncMethod):
     """O-LoRA: loss + lambda1 * sum_i sum |A_i A_t^T| + lambda2 * L2 of the new factors."""
 
     name = "olora"
+    settings: OLoRASettings
 
     def begin_task(self, lora: LoRASet, task_index: int):
         params = super().begin_task(lora, task_index)
@@ -25,8 +27,8 @@ class OLoRAMethod(IncMethod):
         total = None
         for name, layer in lora.layers.items():
             factors = layer.adapters[len(lora) - 1]
-            term = self.config.lambda1 * olora_penalty(self._earlier[name], factors.factor_a())
-            if self.config.lambda2:
-                term = term + self.config.lambda2 * l2_penalty([factors.factor_a(), factors.factor_b()])
+            term = self.settings.lambda1 * olora_penalty(self._earlier[name], factors.factor_a())
+            if self.settings.lambda2:
+                term = term + self.settings.lambda2 * l2_penalty([factors.factor_a(), factors.factor_b()])
             total = term if total is None else total + term
         return total

@@ -25,11 +25,12 @@ from clora.adapters.attenuation import attenuated_rows, attenuation_directions, 
 from clora.adapters.capacity import low_capacity_warnings, reservation_budget
 from clora.adapters.factor_set import LoRASet
 from clora.adapters.gradients import weight_gradients
-from clora.adapters.stiefel import stiefel_manifold
+from clora.adapters.stiefel import param_groups, schedule_frames, stiefel_manifold
 from clora.adapters.subspace import (complement_dim, empty_basis, energy_directions, extend_basis, gradient_frame,
                                      random_complement_frame)
 from clora.errors import ConfigError
 from clora.methods.base import Method
+from clora.methods.orth_settings import OrthSettings
 
 
 class StiefelFactors(nn.Module):
@@ -67,6 +68,7 @@ class OrthMethod(Method):
     """A new Stiefel-constrained adapter per task, orthogonal to every reserved direction."""
 
     name = "orth"
+    settings: OrthSettings
     uses_subspace = True
 
     def __init__(self, config, reserved: dict[str, torch.Tensor] | None = None,
@@ -81,7 +83,7 @@ class OrthMethod(Method):
         self.leftovers: dict[int, dict[str, torch.Tensor]] = {}
         #: how many tasks the subspace budget plans room for (None: no plan, the energy threshold alone);
         #: a run resolves it to the stream's length (``clora.workflows.run.planned``), a library stores it
-        self.horizon: int | None = config.capacity_tasks
+        self.horizon: int | None = self.settings.capacity_tasks
         self.kinds: dict[int, str] = {}  # task index -> its kind, which decides its energy and frame start
 
     def _rank_for(self, name: str, basis: torch.Tensor) -> int:
@@ -100,11 +102,18 @@ class OrthMethod(Method):
 
         def make(name, layer):
             basis = self.bases.setdefault(name, empty_basis(layer.d_in))
-            return StiefelFactors(basis, layer.d_out, self._rank_for(name, basis), self.config.retraction, gen,
+            return StiefelFactors(basis, layer.d_out, self._rank_for(name, basis), self.settings.retraction, gen,
                                   attenuation=self._attenuation(name, basis))
 
         index = lora.add(make)
         return lora.parameters(index)
+
+    def param_groups(self, params, lr: float) -> list[dict]:
+        """B at ``lr``; each frame at ``frame_lr`` scaled by ``sqrt(d_in r)`` (``clora.adapters.stiefel``)."""
+        return param_groups(params, lr, self.settings.frame_rate(lr))
+
+    def after_step(self, optimizer, done: int, total: int) -> None:
+        schedule_frames(optimizer, self.settings.frame_schedule, done, total)
 
     def initialise(self, lora: LoRASet, task_index: int, kind: str, run_loss) -> None:
         """Remember the task's kind (its energy threshold); with a ``gradient`` frame start, start each
@@ -114,7 +123,7 @@ class OrthMethod(Method):
         the frame moves slowly on the manifold, so B spends the task learning through it.
         """
         self.kinds[task_index] = kind
-        if self.config.frame_init_for(kind) != "gradient":
+        if self.settings.frame_init_for(kind) != "gradient":
             return
         gradients = weight_gradients(lora.layers, run_loss)
         for name, layer in lora.layers.items():
@@ -128,15 +137,15 @@ class OrthMethod(Method):
     def end_task(self, lora: LoRASet, task_index: int, run_inputs):
         lora.freeze(task_index)
         before = {name: u.shape[1] for name, u in self.bases.items()}
-        energy = self.config.energy_for(self.kinds.get(task_index, "classification"))
-        attenuate = self.config.attenuation > 0
+        energy = self.settings.energy_for(self.kinds.get(task_index, "classification"))
+        attenuate = self.settings.attenuation > 0
         moments = input_second_moments(lora.layers, run_inputs) \
-            if attenuate or self.config.subspace in ("activations", "both") else {}
-        if self.config.subspace in ("activations", "both"):
+            if attenuate or self.settings.subspace in ("activations", "both") else {}
+        if self.settings.subspace in ("activations", "both"):
             for name, r in moments.items():
                 directions = energy_directions(r, self.bases[name], energy)
                 self.bases[name] = extend_basis(self.bases[name], directions[:, :self._budget(name, task_index)])
-        if self.config.subspace in ("adapters", "both"):
+        if self.settings.subspace in ("adapters", "both"):
             for name, (a, _) in lora.factors(task_index).items():
                 self.bases[name] = extend_basis(self.bases[name], a.T)
         # what this task reserved; a library stores it per task so a removal can release it
@@ -152,18 +161,18 @@ class OrthMethod(Method):
         free = complement_dim(self.bases[name])
         if self.horizon is None:
             return free
-        own = self.config.rank if self.config.subspace == "both" else 0
+        own = self.config.rank if self.settings.subspace == "both" else 0
         budget = reservation_budget(free, self.config.rank, self.horizon - task_index - 1)
         return max(0, budget - own)
 
     def _attenuation(self, name: str, basis: torch.Tensor) -> tuple | None:
         """``(V, a)`` for a new adapter in module ``name``, or ``None`` with attenuation off."""
-        if self.config.attenuation <= 0:
+        if self.settings.attenuation <= 0:
             return None
         parts = [self.library_leftover[name]] if name in self.library_leftover else []
         parts += [self.leftovers[j][name] for j in sorted(self.leftovers) if name in self.leftovers[j]]
         factor = torch.cat(parts, dim=1) if parts else basis.new_zeros(basis.shape[0], 0)
-        return attenuation_directions(basis, factor, self.config.attenuation)
+        return attenuation_directions(basis, factor, self.settings.attenuation)
 
     def leftover_by(self, task_index: int) -> dict[str, torch.Tensor] | None:
         """The leftover energy factors task ``task_index`` recorded per module (a library stores them)."""

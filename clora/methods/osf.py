@@ -23,6 +23,7 @@ import torch
 from clora.adapters.factor_set import LoRASet
 from clora.errors import ConfigError
 from clora.methods.base import Method
+from clora.methods.osf_settings import OSFSettings
 
 
 def _peft_osf():
@@ -58,6 +59,7 @@ class OSFMethod(Method):
     """PEFT's OSF on each target weight, task after task, with a rising preserved fraction."""
 
     name = "osf"
+    settings: OSFSettings
     keeps_snapshots = False
 
     def __init__(self, config):
@@ -75,10 +77,10 @@ class OSFMethod(Method):
     def begin_task(self, lora: LoRASet, task_index: int):
         if not self.initial:  # the weights before the first task: the library stores the change from them
             self.initial = {name: layer.weight_out_in().detach().clone() for name, layer in lora.layers.items()}
-        fraction = preserved_fraction(*self.config.osf_preserve, task_index, self.num_tasks)
+        fraction = preserved_fraction(*self.settings.osf_preserve, task_index, self.num_tasks)
         config = self._osf_config(target_modules=[f"{name}.base" for name in lora.layers], effective_rank=fraction)
         self._tuner = self._osf_model(self._model, config, "default")  # wraps each target's frozen weight in place
-        self.notes[:] = [f"osf preserved {preserved_fraction(*self.config.osf_preserve, 0, self.num_tasks):.0%} "
+        self.notes[:] = [f"osf preserved {preserved_fraction(*self.settings.osf_preserve, 0, self.num_tasks):.0%} "
                          f"to {fraction:.0%} of each weight's singular directions (first to latest task)"]
         return [p for n, p in self._model.named_parameters() if "osf_svd_params" in n]
 

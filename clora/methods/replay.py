@@ -18,6 +18,7 @@ import torch
 
 from clora.data.task import Example, Task
 from clora.methods.inc import IncMethod
+from clora.methods.replay_settings import ReplaySettings
 
 
 def replay_sample(examples: list[Example], fraction: float, generator: torch.Generator) -> list[Example]:
@@ -31,6 +32,7 @@ class ReplayMethod(IncMethod):
     """IncLoRA trained on each new task plus a buffer of ``replay_fraction`` of every earlier task."""
 
     name = "replay"
+    settings: ReplaySettings
     uses_stored_data = True
 
     def __init__(self, config):
@@ -43,7 +45,7 @@ class ReplayMethod(IncMethod):
         """The new task(s) plus the buffer; the new task's own sample joins the buffer once it is learnt."""
         gen = self._generator(task_index)
         self._pending = [dataclasses.replace(t, name=f"{t.name} (replay)",
-                                             train=replay_sample(t.train, self.config.replay_fraction, gen))
+                                             train=replay_sample(t.train, self.settings.replay_fraction, gen))
                          for t in tasks]
         return list(tasks) + self.buffer
 
@@ -53,4 +55,4 @@ class ReplayMethod(IncMethod):
         self._pending = []
         stored = sum(len(t.train) for t in self.buffer)
         self.notes[:] = [f"replay uses stored data: {stored} training examples of earlier tasks kept "
-                         f"({self.config.replay_fraction:.0%} of each task) and trained on with every later task"]
+                         f"({self.settings.replay_fraction:.0%} of each task) and trained on with every later task"]

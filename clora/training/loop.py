@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from collections.abc import Callable, Sequence
@@ -33,41 +32,6 @@ def epoch_batches(tasks: Sequence[Task], size: int, generator: torch.Generator) 
     if len(tasks) > 1:
         pairs = [pairs[i] for i in torch.randperm(len(pairs), generator=generator).tolist()]
     return pairs
-
-
-def param_groups(params: Sequence[torch.nn.Parameter], lr: float, frame_lr: float | None = None) -> list[dict]:
-    """Optimiser groups: Euclidean parameters at ``lr``; each manifold parameter at
-    ``frame_lr * sqrt(numel)`` (``frame_lr`` ``None``: ``lr``).
-
-    geoopt's Riemannian Adam keeps one second-moment scalar per manifold point
-    (``component_inner``), so a Stiefel frame's whole step has Frobenius norm about
-    ``lr``, while element-wise Adam moves a matrix of ``n`` entries by about
-    ``lr * sqrt(n)``. Scaling by ``sqrt(n)`` gives the frame the same step size as the
-    Euclidean factors; without it the frame barely leaves its random start.
-    """
-    frame_lr = lr if frame_lr is None else frame_lr
-    groups = [{"params": [p for p in params if not isinstance(p, geoopt.ManifoldParameter)], "lr": lr}]
-    for p in params:
-        if isinstance(p, geoopt.ManifoldParameter):
-            groups.append({"params": [p], "lr": frame_lr * math.sqrt(p.numel())})
-    return [g for g in groups if g["params"]]
-
-
-def schedule_frames(optimizer: torch.optim.Optimizer, start: Sequence[float], schedule: str, done: int,
-                    total: int) -> None:
-    """Set each Stiefel frame's rate for the next step: ``linear`` takes it from ``start`` to 0 at step ``total``
-    (``constant``: unchanged). Euclidean groups (B) keep their rate.
-
-    Why: at a constant rate the frame keeps turning to the end of a task and B, fitted to
-    where it was, keeps chasing it (docs/results.md, "Plasticity"); a frame that settles
-    lets B fit its final span.
-    """
-    if schedule == "constant":
-        return
-    left = max(0.0, 1.0 - done / max(total, 1))
-    for group, rate in zip(optimizer.param_groups, start):
-        if any(isinstance(p, geoopt.ManifoldParameter) for p in group["params"]):
-            group["lr"] = rate * left
 
 
 def train_step(family: Family, task: Task, batch: Sequence[Example], params: Sequence[torch.nn.Parameter],
@@ -113,11 +77,14 @@ class TrainStats:
 
 def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.nn.Parameter], config: RunConfig,
                task_index: int = 0, penalty: Callable[[], torch.Tensor | None] | None = None,
-               workers: Workers | None = None) -> TrainStats:
+               workers: Workers | None = None, groups: list[dict] | None = None,
+               after_step: Callable[[torch.optim.Optimizer, int, int], None] | None = None) -> TrainStats:
     """Train ``params`` on ``tasks`` (one task, or several jointly) for ``config.epochs`` epochs, or more
     whole epochs until ``config.min_steps`` optimiser steps (``RunConfig.epochs_for``).
 
-    The step minimises the family's loss plus ``penalty()`` (a method's regulariser).
+    The step minimises the family's loss plus ``penalty()`` (a method's regulariser). ``groups``: the
+    optimiser's parameter groups (default: ``params`` at ``config.lr``); ``after_step(optimizer, done,
+    total)`` may set the groups' rates after each step (a method's schedule).
     One Riemannian Adam optimiser serves every parameter: it takes Riemannian steps
     (projected gradient, retraction) on geoopt ManifoldParameters and plain Adam steps
     on Euclidean ones. ``workers`` splits each batch over processes (``clora.training.distributed``).
@@ -125,7 +92,8 @@ def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.
     """
     tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
     workers = workers or Workers()
-    optimizer = geoopt.optim.RiemannianAdam(param_groups(params, config.lr, config.frame_rate), lr=config.lr)
+    groups = groups if groups is not None else [{"params": list(params), "lr": config.lr}]
+    optimizer = geoopt.optim.RiemannianAdam(groups, lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed * 7919 + task_index)
     steps_per_epoch = sum(-(-len(t.train) // config.batch_size) for t in tasks)
     epochs = config.epochs_for(steps_per_epoch)
@@ -136,13 +104,13 @@ def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.
                     "min_steps (%d) steps", "+".join(t.name for t in tasks), total_steps,
                     sum(len(t.train) for t in tasks), epochs, MIN_STEPS)
     started, losses = time.perf_counter(), []
-    frame_rates = [g["lr"] for g in optimizer.param_groups]
     bar = tqdm(total=total_steps, desc=f"train {'+'.join(t.name for t in tasks)}",
                unit="step", disable=not config.progress or not workers.is_main, leave=False)
     for _ in range(epochs):
         for task, batch in epoch_batches(tasks, config.batch_size, generator):
             losses.append(train_step(family, task, batch, params, optimizer, penalty, workers))
-            schedule_frames(optimizer, frame_rates, config.frame_schedule, len(losses), total_steps)
+            if after_step is not None:
+                after_step(optimizer, len(losses), total_steps)
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()

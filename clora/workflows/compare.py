@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clora.config import METHODS, RunConfig
+from clora.config import METHODS, SHARED_SETTINGS, RunConfig
 from clora.data.stream import load_stream
 from clora.errors import ConfigError
 from clora.evaluation.plots import grouped_bars
 from clora.evaluation.report import Report
+from clora.settings import owners_of
 from clora.training.distributed import launched_world_size
 from clora.workflows.outdir import RUN_MARKER, check_out_dir
 
@@ -121,11 +123,26 @@ def _same_data(config: RunConfig, stream) -> bool:
     return recorded == wanted
 
 
-def _reusable(config: RunConfig, methods: list[str], lr: float | None) -> dict[str, Report]:
+def method_config(config: RunConfig, method: str, lr: float | None, knobs: Mapping) -> RunConfig:
+    """``config`` for one compared ``method``: its own of ``knobs``, rate ``lr`` (``None``: its default),
+    its run in ``config.out/<method>``."""
+    return dataclasses.replace(config.for_method(method, knobs, lr), out=config.out / method)
+
+
+def check_knobs(methods: list[str], knobs: Mapping) -> None:
+    """Refuse a knob that no compared method has (it would change nothing)."""
+    for key in knobs:
+        owners = owners_of(key)
+        if not set(owners) & set(methods):
+            raise ConfigError(f"{key} is a setting of {', '.join(owners) or 'no method'}, which this comparison "
+                              f"does not run", field=key)
+
+
+def _reusable(config: RunConfig, methods: list[str], lr: float | None, knobs: Mapping) -> dict[str, Report]:
     """Finished runs under ``config.out`` that ``--resume`` keeps, by method."""
     kept = {}
     for method in methods:
-        report = finished_report(dataclasses.replace(config, method=method, out=config.out / method, lr=lr))
+        report = finished_report(method_config(config, method, lr, knobs))
         if report is not None:
             kept[method] = report
             log.info("== method %s: keeping the finished run in %s", method, config.out / method)
@@ -145,7 +162,8 @@ def _check_compare_dir(out: Path, methods: list[str], resume: bool) -> None:
     check_out_dir(out, COMPARE_MARKER)
 
 
-def _run_method(config: RunConfig, method: str, lr: float | None, threads: int | None = None) -> Report:
+def _run_method(config: RunConfig, method: str, lr: float | None, knobs: Mapping,
+                threads: int | None = None) -> Report:
     """One method's run into ``config.out/<method>``; returns its report (also used in a worker process)."""
     from clora.workflows.run import run_stream
 
@@ -153,10 +171,11 @@ def _run_method(config: RunConfig, method: str, lr: float | None, threads: int |
         import torch
 
         torch.set_num_threads(threads)  # lanes share the cores instead of oversubscribing them
-    return run_stream(dataclasses.replace(config, method=method, out=config.out / method, lr=lr))
+    return run_stream(method_config(config, method, lr, knobs))
 
 
-def _parallel_reports(config: RunConfig, methods: list[str], lr: float | None, jobs: int) -> dict[str, Report]:
+def _parallel_reports(config: RunConfig, methods: list[str], lr: float | None, knobs: Mapping,
+                      jobs: int) -> dict[str, Report]:
     """Reports per method, ``jobs`` methods at a time in fresh processes (spawned: no forked torch state)."""
     import multiprocessing
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -166,7 +185,7 @@ def _parallel_reports(config: RunConfig, methods: list[str], lr: float | None, j
     threads = max(1, torch.get_num_threads() // jobs)
     quiet = dataclasses.replace(config, progress=False)  # bars from several processes would interleave
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_method, quiet, m, lr, threads): m for m in methods}
+        futures = {pool.submit(_run_method, quiet, m, lr, knobs, threads): m for m in methods}
         log.info("running %s, %d at a time (%d thread(s) each)", ", ".join(methods), jobs, threads)
         done, pending = wait(futures, return_when=FIRST_EXCEPTION)
         failed = [f for f in done if f.exception() is not None]
@@ -178,7 +197,7 @@ def _parallel_reports(config: RunConfig, methods: list[str], lr: float | None, j
 
 
 def compare_methods(config: RunConfig, methods: list[str], out: Path, lr: float | None = None,
-                    jobs: int = 1, resume: bool = False) -> Comparison:
+                    jobs: int = 1, resume: bool = False, knobs: Mapping | None = None) -> Comparison:
     """Run each method (a fresh model each time) into ``out/<method>`` and tabulate them.
 
     ``lr`` ``None`` gives each method its own default learning rate; a value is used for all.
@@ -186,6 +205,8 @@ def compare_methods(config: RunConfig, methods: list[str], out: Path, lr: float 
     share of the CPU threads; the results are the same as one at a time. ``resume`` keeps
     each method whose finished run in ``out/<method>`` used the same settings
     (``finished_report``) and runs only the others: an interrupted comparison goes on.
+    ``knobs``: methods' own settings by name (``{"frame_lr": 0.01}``), each method taking its own; ``None``:
+    ``config.settings``' (those of ``config.method``).
     """
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, got {jobs}", field="jobs")
@@ -194,7 +215,11 @@ def compare_methods(config: RunConfig, methods: list[str], out: Path, lr: float 
                           "(the launched processes already share the work)", field="jobs")
     config = dataclasses.replace(config, out=out)
     load_stream(config.stream)  # a bad stream is refused before the first method starts
-    kept = _reusable(config, methods, lr) if resume else {}
+    if knobs is None:
+        knobs = config.settings.to_dict()
+    else:
+        check_knobs(methods, knobs)
+    kept = _reusable(config, methods, lr, knobs) if resume else {}
     if not kept:  # a folder with kept runs is an interrupted comparison, not a foreign one
         _check_compare_dir(out, methods, resume)
     todo = [m for m in methods if m not in kept]
@@ -202,12 +227,13 @@ def compare_methods(config: RunConfig, methods: list[str], out: Path, lr: float 
         reports = dict(kept)
         for method in todo:
             log.info("== method %s (%d of %d)", method, len(reports) + 1, len(methods))
-            reports[method] = _run_method(config, method, lr)
+            reports[method] = _run_method(config, method, lr, knobs)
     else:
-        reports = {**kept, **_parallel_reports(config, todo, lr, min(jobs, len(todo)))}
+        reports = {**kept, **_parallel_reports(config, todo, lr, knobs, min(jobs, len(todo)))}
     first = reports[methods[0]]
     table = Comparison(stream=first.stream, model=config.model, tasks=first.tasks,
-                       settings={k: v for k, v in first.settings.items() if k not in ("subspace", "energy", "lr")},
+                       settings={k: v for k, v in first.settings.items() if k in SHARED_SETTINGS + ("targets",)
+                                 and k != "lr"},  # each method's own knobs are in its run's report
                        methods={m: MethodRow.of(reports[m]) for m in methods}, kept=[m for m in methods if m in kept])
     write_comparison(out, table)
     return table

@@ -10,6 +10,7 @@ say which gaps are real: ``OUT/seed-<k>`` holds one whole comparison per seed an
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 import json
 import logging
 import statistics
@@ -212,25 +213,27 @@ def _check_seeds_dir(out: Path, seeds: list[int], resume: bool) -> None:
 
 
 def compare_seeds(config: RunConfig, methods: list[str], out: Path, seeds: list[int], lr: float | None = None,
-                  jobs: int = 1, resume: bool = False, reference: str | None = None) -> Comparison | SeedSummary:
+                  jobs: int = 1, resume: bool = False, reference: str | None = None,
+                  knobs: Mapping | None = None) -> Comparison | SeedSummary:
     """``compare_methods`` once per seed into ``out/seed-<k>``, then their summary in ``out``.
 
     One seed is a plain comparison in ``out`` itself (``compare_methods``'s layout).
     ``jobs`` and ``resume`` apply within each seed; a resumed run keeps every finished
-    method run of every seed whose settings match. ``reference``: see ``summarize_seeds``.
+    method run of every seed whose settings match. ``reference``: see ``summarize_seeds``; ``knobs``: see
+    ``compare_methods``.
     """
     if reference is not None:
         check_reference(reference, methods)  # before hours of training, not after
     if len(seeds) == 1:
         if reference is not None:
             raise ConfigError("a reference method gives gaps paired by seed: it needs two or more seeds", field="reference")
-        return compare_methods(dataclasses.replace(config, seed=seeds[0]), methods, out, lr, jobs, resume)
+        return compare_methods(dataclasses.replace(config, seed=seeds[0]), methods, out, lr, jobs, resume, knobs)
     _check_seeds_dir(out, seeds, resume)
     tables = {}
     for k, seed in enumerate(seeds):
         log.info("=== seed %d (%d of %d)", seed, k + 1, len(seeds))
         tables[seed] = compare_methods(dataclasses.replace(config, seed=seed), methods, seed_folder(out, seed),
-                                       lr, jobs, resume)
+                                       lr, jobs, resume, knobs)
     summary = summarize_seeds(tables, reference)
     write_seed_summary(out, summary)
     return summary

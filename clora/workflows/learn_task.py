@@ -34,7 +34,8 @@ def learn_task(family: Family, method: Method, lora: LoRASet, index: int, tasks:
     params = open_task(family, method, lora, index, tasks[0], config, selection)
     with use_adapters(selection):
         stats = train_task(family, method.training_tasks(list(tasks), index), params, config, task_index=index,
-                           penalty=lambda: method.penalty(lora), workers=workers)
+                           penalty=lambda: method.penalty(lora), workers=workers,
+                           groups=method.param_groups(params, config.lr), after_step=method.after_step)
     close_task(family, method, lora, index, tasks[0], config, selection)
     return stats
 

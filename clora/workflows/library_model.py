@@ -17,18 +17,24 @@ from clora.library.layout import LibraryError, check_files, load_manifest
 from clora.library.manifest import Manifest
 from clora.library.tensors import load_adapter
 from clora.methods import make_method
+from clora.settings import settings_class
 
 
 def library_config(manifest: Manifest, **overrides) -> RunConfig:
-    """A RunConfig with the library's method and settings; ``overrides`` (e.g. epochs, lr) win."""
-    settings = {k: v for k, v in manifest.settings.items() if k in LIBRARY_SETTINGS}
+    """A RunConfig with the library's method and settings; ``overrides`` (e.g. epochs, lr) win.
+
+    Stored keys that are neither shared settings nor the method's own (a file from before methods
+    owned their settings keeps every method's) are left out, and so are ``null`` values (the first format
+    stored one for every setting it did not use): the default holds."""
+    shared = {k: v for k, v in manifest.settings.items() if k in LIBRARY_SETTINGS and v is not None}
     # a library from before the step floor trains new small tasks with it too; epochs given are trained exactly
-    settings.setdefault("min_steps", MIN_STEPS)
+    shared.setdefault("min_steps", MIN_STEPS)
     if overrides.get("epochs") is not None and overrides.get("min_steps") is None:
-        settings["min_steps"] = 0
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    return RunConfig(stream="library", model=manifest.base_model, method=manifest.method,
-                     targets=manifest.target_modules, **settings)
+        shared["min_steps"] = 0
+    shared.update({k: v for k, v in overrides.items() if v is not None})
+    settings = settings_class(manifest.method).from_dict(manifest.settings, strict=False)
+    return RunConfig(stream="library", model=manifest.base_model, method=manifest.method, settings=settings,
+                     targets=manifest.target_modules, **shared)
 
 
 def read_router_inputs_as_stored(config: RunConfig, manifest: Manifest) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from clora.adapters import LoRASet, inject_lora, no_adapters, use_adapters
 from clora.adapters.capacity import capacity_rows
 from clora.adapters.subspace import max_overlap
-from clora.config import RunConfig
+from clora.config import SHARED_SETTINGS, RunConfig
 from clora.data.loaders import data_reference, load_tasks
 from clora.data.stream import Stream, load_stream
 from clora.data.task import Task
@@ -80,18 +80,9 @@ class StreamResults:
 
 
 def planned(config: RunConfig, kinds: Sequence[str]) -> RunConfig:
-    """``config`` with orth's plan resolved for a stream of tasks of ``kinds``: room for every task unless
-    told otherwise, and, where every task is of one kind, that kind's energy and frame start
-    (``clora.config.KIND_ENERGY``); a mixed stream keeps ``None``, decided task by task."""
-    if config.method != "orth":
-        return config
-    changes = {}
-    if config.capacity_tasks is None:
-        changes["capacity_tasks"] = len(kinds)
-    if len(set(kinds)) == 1:
-        changes["energy"] = config.energy_for(kinds[0])
-        changes["frame_init"] = config.frame_init_for(kinds[0])
-    return dataclasses.replace(config, **changes)
+    """``config`` with its method's settings resolved for a stream of tasks of ``kinds``
+    (``MethodSettings.planned``: orth keeps room for every task and takes the tasks' kind's energy)."""
+    return dataclasses.replace(config, settings=config.settings.planned(kinds))
 
 
 def prepare(config: RunConfig, model=None, tokenizer=None) -> Session:
@@ -276,16 +267,8 @@ def _overlap(lora: LoRASet) -> float | None:
 
 
 def run_settings(config: RunConfig) -> dict:
-    """The settings a report records for ``config`` (its method's own knobs included), less targets."""
-    keys = ("rank", "alpha", "epochs", "min_steps", "lr", "batch_size", "max_train", "max_test", "seed", "temperature",
-            "max_length")
-    keys += {"orth": ("frame_lr", "frame_schedule", "attenuation", "subspace", "energy", "retraction", "frame_init", "capacity_tasks"),
-             "olora": ("lambda1", "lambda2"), "olie": ("olie_lambda", "taylor_order"), "replay": ("replay_fraction",),
-             "osf": ("osf_preserve",)}.get(config.method, ())
-    settings = {k: getattr(config, k) for k in keys}
-    if config.method == "orth":
-        settings["frame_lr"] = config.frame_rate  # the resolved rate, so a report says what ran
-    return settings
+    """The settings a report records for ``config`` (its method's own knobs, resolved, included), less targets."""
+    return {**{k: getattr(config, k) for k in SHARED_SETTINGS}, **config.settings.recorded(config.lr)}
 
 
 def _settings(config: RunConfig, targets) -> dict:

@@ -66,7 +66,7 @@ def first_task(root: Path, model: Path, rank: int) -> Path:
     stream.write_text("name: scale\ntasks:\n  - {name: task0, format: synthetic, "
                       "options: {domain: cooking, shift: 0, n_train: 16, n_test: 8}}\n")
     run_stream(RunConfig(stream=str(stream), out=root / "run", model=str(model), rank=rank, epochs=1,
-                         subspace="adapters", progress=False, device="cpu"))
+                         settings={"subspace": "adapters"}, progress=False, device="cpu"))
     return root / "run" / "library"
 
 

@@ -56,7 +56,7 @@ def build_library(root: Path, model: str, n_tasks: int, rank: int = 8, generatio
         f"  - {{name: task{i}, format: synthetic{kind}, instruction: 'Which colour does this note signal?', "
         f"options: {{domain: {domains[i % len(domains)]}, shift: {i}{answer}, n_train: 32, n_test: 16}}}}\n"
         for i in range(n_tasks)))
-    run_stream(RunConfig(stream=str(stream), out=root / "run", model=model, epochs=1, rank=rank, subspace="adapters",
+    run_stream(RunConfig(stream=str(stream), out=root / "run", model=model, epochs=1, rank=rank, settings={"subspace": "adapters"},
                          progress=False, device="cpu"))
     return root / "run" / "library"
 

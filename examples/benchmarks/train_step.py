@@ -33,7 +33,7 @@ from clora.config import RunConfig  # noqa: E402
 from clora.families import FAMILIES  # noqa: E402
 from clora.families.loading import load_base_model  # noqa: E402
 from clora.workflows.run import Session, prepare  # noqa: E402
-from clora.training.loop import param_groups, train_step  # noqa: E402
+from clora.training.loop import train_step  # noqa: E402
 from clora.workflows.learn_task import close_task, open_task  # noqa: E402
 
 
@@ -65,7 +65,7 @@ def clora_step_fn(s: Session, k: int, task, batch, dense_cayley: bool = False):
         for p in params:
             if isinstance(p, geoopt.ManifoldParameter):
                 p.manifold = geoopt.CanonicalStiefel()  # geoopt's own step: a dense (d, d) solve
-    optimizer = geoopt.optim.RiemannianAdam(param_groups(params, s.config.lr), lr=s.config.lr)
+    optimizer = geoopt.optim.RiemannianAdam(s.method.param_groups(params, s.config.lr), lr=s.config.lr)
     step = functools.partial(train_step, s.family, task, batch, params, optimizer, lambda: s.method.penalty(s.lora))
 
     def run_step():

@@ -182,5 +182,5 @@ def test_library_messages_name_no_flag_for_python_callers(tmp_path):
     from clora.errors import ConfigError
 
     with pytest.raises(ConfigError) as info:
-        RunConfig(stream="demo", frame_lr=-2.0)
+        RunConfig(stream="demo", settings={"frame_lr": -2.0})
     assert info.value.field == "frame_lr" and "--" not in str(info.value)

@@ -1,0 +1,21 @@
+"""``replay``'s settings: the share of each task's examples it keeps (beside ``clora/methods/replay.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clora.settings import MethodSettings, check_fraction, knob
+
+
+@dataclass(frozen=True)
+class ReplaySettings(MethodSettings):
+    """Experience replay on top of IncLoRA."""
+
+    method = "replay"
+    default_lr = 3e-3
+
+    replay_fraction: float = knob(0.02, "share of each task's training examples kept and trained on with "
+                                        "every later task.")
+
+    def __post_init__(self) -> None:
+        check_fraction("replay_fraction", self.replay_fraction)
