@@ -11,6 +11,7 @@ from clora.config import RunConfig
 from clora.data.loaders import load_tasks
 from clora.data.stream import load_stream
 from clora.data.task import Example, Task
+from clora.errors import ConfigError
 from clora.evaluation.evaluate import accuracy
 from clora.families import FAMILIES
 from clora.library.tensors import load_adapter
@@ -35,6 +36,21 @@ def test_replay_sample_takes_the_fraction_rounded_up_without_repeats():
     assert picked != replay_sample(examples, 0.02, torch.Generator().manual_seed(4))
     assert len(replay_sample(examples[:10], 0.02, gen())) == 1  # at least one per task
     assert replay_sample(examples[:10], 1.0, gen()) == examples[:10]
+    capped = replay_sample(examples, 0.5, gen(), most=7)  # 60 by the fraction, 7 by the cap
+    assert len(capped) == 7 and len(set(capped)) == 7 and set(capped) <= set(examples)
+    assert len(replay_sample(examples, 0.02, gen(), most=7)) == 3  # a cap above the share changes nothing
+
+
+def test_replay_max_caps_every_task_share_and_the_note_says_so():
+    method = ReplayMethod(RunConfig(stream="x", method="replay", settings={"replay_fraction": 0.5, "replay_max": 4}))
+    method.training_tasks([_task("t0", 50)], 0)
+    method.end_task(_NoLoRA(), 0, run_inputs=lambda: None)
+    method.training_tasks([_task("t1", 6)], 1)
+    method.end_task(_NoLoRA(), 1, run_inputs=lambda: None)
+    assert [len(t.train) for t in method.buffer] == [4, 3]  # 25 capped at 4; 3 under the cap
+    assert "7 training examples" in method.notes[0] and "at most 4" in method.notes[0]
+    with pytest.raises(ConfigError, match="replay_max must be a positive integer, got 0"):
+        RunConfig(stream="x", method="replay", settings={"replay_max": 0})
 
 
 def test_replay_trains_each_task_with_the_earlier_tasks_buffer():
@@ -157,6 +173,7 @@ def test_compare_table_marks_methods_that_store_data():
 @pytest.mark.parametrize("options, message", [
     (["--method", "replay", "--replay-fraction", "0"], "replay_fraction must be positive"),
     (["--method", "replay", "--replay-fraction", "1.5"], "replay_fraction must be in (0, 1]"),
+    (["--method", "replay", "--replay-max", "0"], "replay_max must be a positive integer"),
     (["--method", "osf", "--osf-preserve", "0.3", "1"], "osf_preserve fractions must be in (0, 1)"),
     (["--capacity-tasks", "0"], "capacity_tasks must be a positive integer"),
     # a knob of another method is refused, not silently ignored
