@@ -164,5 +164,6 @@ def method_settings(method: str, given: MethodSettings | Mapping | None) -> Meth
         return cls.from_dict(given)
     if type(given) is not cls:
         raise ConfigError(f"the settings given are {getattr(given, 'method', '?') or type(given).__name__}'s, "
-                          f"but the method is {method}", field="settings")
+                          f"but the method is {method} (config.for_method({method!r}) gives a config for another "
+                          "method)", field="settings")
     return given

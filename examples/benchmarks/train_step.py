@@ -114,7 +114,7 @@ def main(argv=None) -> dict:
     sessions = {"orth": prepare(dataclasses.replace(base, method="orth")),
                 "orth-unfolded": prepare(dataclasses.replace(base, method="orth")),
                 "orth-dense-cayley": prepare(dataclasses.replace(base, method="orth")),
-                "inc": prepare(dataclasses.replace(base, method="inc"))}
+                "inc": prepare(base.for_method("inc", lr=base.lr))}
     for layer in sessions["orth-unfolded"].lora.layers.values():
         layer.merge_frozen = False
     tasks = sessions["orth"].tasks
