@@ -100,14 +100,29 @@ def main(argv=None):
         print(f"{size}: " + "; ".join(f"{r}: own {v['own']:.1%} fallback {v['fallback']:.1%} misrouted "
                                         f"{v['misrouted']:.2%} accuracy {v['routed_accuracy']:.1%} unseen fallback "
                                         f"{v['unseen_fallback']:.1%}" for r, v in results[size].items()), flush=True)
-    print("\n| N (examples per task) | router | own task | fallback | misrouted | routed accuracy | unseen domain falls back |")
-    print("|---|---|---|---|---|---|---|")
-    for size, by_router in results.items():
-        for router, v in by_router.items():
-            print(f"| {size} | {router} | {v['own']:.1%} | {v['fallback']:.1%} | {v['misrouted']:.2%} | "
-                  f"{v['routed_accuracy']:.1%} | {v['unseen_fallback']:.1%} |")
+    result = {"stream": str(args.stream), "results": results}
+    print("\n" + table(result))
     if args.json:
-        args.json.write_text(json.dumps({"stream": str(args.stream), "results": results}, indent=2) + "\n")
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _library_label(stream: str, size: str) -> str:
+    if size == "demo":
+        return "demo (synthetic, 600)"
+    return f"{'CL-4' if 'cl-benchmark' in stream else 'small'}, {size}"
+
+
+def table(result: dict) -> str:
+    """docs/routing.md's table of one benchmark run (``--json``): each library's routers side by side."""
+    lines = ["| library (examples per task) | router | own task | fallback | misrouted | routed accuracy | "
+             "unseen domain falls back |", "|---|---|---|---|---|---|---|"]
+    for size, by_router in result["results"].items():
+        for router, v in by_router.items():
+            own = f"**{v['own']:.1%}**" if router == "lda" else f"{v['own']:.1%}"
+            accuracy = f"**{v['routed_accuracy']:.1%}**" if router == "lda" else f"{v['routed_accuracy']:.1%}"
+            lines.append(f"| {_library_label(result['stream'], size)} | {router} | {own} | {v['fallback']:.1%} | "
+                         f"{v['misrouted']:.2%} | {accuracy} | {v['unseen_fallback']:.0%} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
