@@ -86,7 +86,9 @@ def test_routing_benchmark_measures_both_routers(tiny_model_dirs, tmp_path, caps
         assert r["inputs"] == 18 and abs(r["own"] + r["fallback"] + r["misrouted"] - 1) < 1e-9
         assert 0 <= r["routed_accuracy"] <= 1 and 0 <= r["unseen_fallback"] <= 1
     assert results["arrow"]["fallback"] == 0.0  # Arrow always routes
-    assert "| 12 | arrow |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    table = _load_path(BENCHMARKS / "routing.py").table(json.loads(out.read_text()))
+    assert table in printed and "| small, 12 | arrow |" in table  # the docs' table, rendered from the JSON
 
 
 def test_small_task_schedule_compares_three_schedules(tiny_model_dirs, tmp_path):
