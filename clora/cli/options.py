@@ -58,17 +58,21 @@ def _shown(value) -> str:
     return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
+def _knob_owners() -> dict:
+    """Knob name -> (its field, the methods that have it), in the order of ``METHODS``."""
+    owners: dict[str, tuple] = {}
+    for method in METHODS:
+        for knob in settings_class(method).knobs():
+            owners.setdefault(knob.name, (knob, []))[1].append(method)
+    return owners
+
+
 def knob_options() -> list:
     """One option per method knob (``clora/methods/<method>_settings.py``), its help prefixed by the methods
     that have it. Each defaults to ``None`` (not given): the method's own default then holds, and a knob
     given to a method that lacks it is refused rather than ignored."""
-    owners: dict[str, tuple] = {}
-    for method in METHODS:
-        for knob in settings_class(method).knobs():
-            field, methods = owners.setdefault(knob.name, (knob, []))
-            methods.append(method)
     options = []
-    for name, (field, methods) in owners.items():
+    for name, (field, methods) in _knob_owners().items():
         meta = field.metadata
         kind = click.Choice(meta["choices"]) if meta.get("choices") else meta["type"]
         default = "" if field.default is None else f" [default: {_shown(field.default)}]"
@@ -79,7 +83,7 @@ def knob_options() -> list:
 
 METHOD_OPTIONS = knob_options()
 #: every method knob's name (its option's too)
-KNOBS = frozenset(knob.name for method in METHODS for knob in settings_class(method).knobs())
+KNOBS = frozenset(_knob_owners())
 
 
 def training_options(command):

@@ -13,6 +13,7 @@ the data folder is absent).
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -71,8 +72,6 @@ def probe_tasks(root: Path, names=None, **options) -> dict[str, Task]:
 
 def combinations(names, size: int = 3, count: int = 12, seed: int = 0) -> list[tuple[str, ...]]:
     """``count`` distinct seeded combinations of ``size`` of ``names``, each name in at least one."""
-    import itertools
-
     every = list(itertools.combinations(sorted(names), size))
     rng = random.Random(seed)
     while True:

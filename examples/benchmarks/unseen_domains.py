@@ -46,9 +46,9 @@ DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "CL_Benc
 FOLDS = 5
 
 
-def embed(model: str, tasks: dict, layer: int | None) -> dict:
-    """``{(task, split): (n, d)}`` features after ``layer`` (``None``: the router's default, half way up)."""
-    base = load_base_model(model, device="cpu")
+def embed(base, tasks: dict, layer: int | None) -> dict:
+    """``{(task, split): (n, d)}`` features of the loaded ``base`` model after ``layer`` (``None``: the router's
+    default, half way up)."""
     family = FAMILIES[base.kind](base.model, base.tokenizer, RunConfig(stream="x", router_layer=layer))
     return {(name, split): family.router_features([e.text for e in getattr(task, split)]).double()
             for name, task in tasks.items() for split in ("train", "test")}
@@ -59,7 +59,7 @@ def clora_router(train: list[torch.Tensor], names: list[str]):
     return lambda x: [route.task for route in router.learned(x)]
 
 
-def _cosine_router(train: list[torch.Tensor], names: list[str], score) -> callable:
+def _cosine_router(train: list[torch.Tensor], names: list[str], score):
     """A router that takes the best ``score(x, task_train)`` and falls back below its task's 5th percentile of
     held-out scores (each fold scored against the task's other folds)."""
     floors = []
@@ -106,9 +106,10 @@ def run(model: str, data: Path, n_train: int, n_test: int, count: int, seed: int
     combos = combinations(names, 3, count, seed)
     result = {"model": model, "n_train": n_train, "n_test": n_test, "seed": seed, "combinations": combos,
               "machine": machine()}
+    base = load_base_model(model, device="cpu")
     for prefixes in (False, True):
         tasks = probe_tasks(data, prefixes=prefixes, n_train=n_train, n_test=n_test, seed=seed)
-        spaces = {"router": embed(model, tasks, None), "embedding": embed(model, tasks, 6)}
+        spaces = {"router": embed(base, tasks, None), "embedding": embed(base, tasks, 6)}
         block = {}
         for router, (space, make) in ROUTERS.items():
             rows = [measure(spaces[space], combo, names, make) for combo in combos]
