@@ -105,12 +105,12 @@ class Library:
     def load(self, router: str = "lda", *, model=None, tokenizer=None, threshold: float | None = None,
              margin: float | None = None, fallback: str | None = None, device: str = "cpu",
              precision: str | None = None, top_k: int | None = None,
-             temperature: float | None = None) -> LoadedLibrary:
+             temperature: float | None = None, quantize: str | None = None) -> LoadedLibrary:
         """Open the library to answer inputs (``clora predict`` / ``serve``); the keywords are
         :func:`load_library`'s, and one the router does not use is refused."""
         return load_library(self.path, router, model=model, tokenizer=tokenizer, threshold=threshold, margin=margin,
                             fallback=fallback, device=device, precision=precision, top_k=top_k,
-                            temperature=temperature)
+                            temperature=temperature, quantize=quantize)
 
 
 def open_library(path) -> Library:

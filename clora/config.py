@@ -26,6 +26,8 @@ DEFAULT_EPOCHS = 3
 #: a task that trains for fewer steps than this (``min_steps`` lowered) is warned about
 FEW_STEPS = 30
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: how the base's linear layers may be stored (``clora.families.quantization``)
+QUANTIZATIONS = ("none", "int8", "nf4")
 #: the settings every method shares that a report records (its method's own knobs follow them)
 SHARED_SETTINGS = ("rank", "alpha", "epochs", "min_steps", "lr", "batch_size", "max_train", "max_test", "seed",
                    "temperature", "max_length")
@@ -41,6 +43,12 @@ def check_precision_name(name: str, field: str = "precision") -> None:
     """ConfigError unless ``name`` is one of ``PRECISIONS``."""
     if name not in PRECISIONS:
         raise ConfigError(f"unknown precision {name!r} (choose from {', '.join(PRECISIONS)})", field=field)
+
+
+def check_quantize_name(name: str, field: str = "quantize") -> None:
+    """ConfigError unless ``name`` is one of ``QUANTIZATIONS``."""
+    if name not in QUANTIZATIONS:
+        raise ConfigError(f"unknown quantization {name!r} (choose from {', '.join(QUANTIZATIONS)})", field=field)
 
 
 def check_output_path(path: Path, what: str = "output folder", field: str = "out") -> None:
@@ -77,6 +85,8 @@ class RunConfig:
     settings class, a mapping of knob names to values, or ``None`` for its defaults; a settings class
     once validated. ``lr`` ``None`` means the method's tuned default (``settings.default_lr``).
     ``max_train`` / ``max_test`` cap the examples per task (``None`` = all).
+    ``quantize`` (``none``, ``int8``, ``nf4``) is how the base's linear layers are loaded; ``None``: in full
+    precision, or as a model object given is.
     ``alpha`` is the LoRA scale numerator: the update is ``(alpha / rank) * B A``.
     ``epochs`` ``None`` means ``DEFAULT_EPOCHS``, raised for a small task until it takes ``min_steps``
     optimiser steps (more whole epochs); ``min_steps`` ``None`` means ``MIN_STEPS`` when ``epochs`` is
@@ -106,6 +116,7 @@ class RunConfig:
     router_tokens: int | None = ROUTER_TOKENS
     device: str = "auto"
     precision: str = "auto"
+    quantize: str | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -129,6 +140,11 @@ class RunConfig:
             check_number(name, getattr(self, name))
         check_device_name(self.device)
         check_precision_name(self.precision)
+        if self.quantize is not None:
+            check_quantize_name(self.quantize)
+            if self.quantize != "none" and self.settings.trains_base_weights:
+                raise ConfigError(f"method {self.method} trains the base model's own weights, which a {self.quantize} "
+                                  "base cannot (quantize none)", field="quantize")
         if self.targets is not None:
             self.targets = tuple(t.strip() for t in self.targets if t.strip())
             if not self.targets:

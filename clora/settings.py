@@ -77,6 +77,8 @@ class MethodSettings:
     method: ClassVar[str] = ""
     #: the learning rate a run of this method takes when none is given, tuned on the four shared tasks
     default_lr: ClassVar[float] = 3e-3
+    #: whether the method trains the base model's own weights (it then needs them in full precision)
+    trains_base_weights: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

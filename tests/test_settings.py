@@ -100,6 +100,9 @@ def test_a_report_records_the_shared_settings_then_the_methods_resolved_knobs():
     assert settings["frame_lr"] == 2e-3 and settings["capacity_tasks"] == 3 and settings["energy"] == 0.95
     assert "lambda1" not in settings
     assert "frame_lr" not in run_settings(RunConfig(stream="x", method="olora"))
+    assert "quantize" not in settings and "quantize" not in run_settings(RunConfig(stream="x", quantize="none"))
+    quantized = run_settings(RunConfig(stream="x", quantize="nf4"))
+    assert quantized["quantize"] == "nf4" and list(quantized).index("quantize") == 11  # after the shared ones
 
 
 def test_a_library_stores_the_shared_settings_and_the_methods_own():

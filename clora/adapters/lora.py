@@ -91,9 +91,27 @@ class LoRALinear(nn.Module):
         """True for GPT-2's Conv1D, which stores its weight as ``(d_in, d_out)`` (PEFT's fan_in_fan_out)."""
         return not isinstance(self.base, nn.Linear)
 
+    @property
+    def quantized(self) -> bool:
+        """True when the base layer stores its weight quantized (bitsandbytes' int8 or nf4, QLoRA)."""
+        return not self.base.weight.dtype.is_floating_point
+
     def weight_out_in(self) -> torch.Tensor:
-        """The base weight as ``(d_out, d_in)`` (Conv1D stores it transposed)."""
+        """The base weight as ``(d_out, d_in)`` (Conv1D stores it transposed).
+
+        A quantized layer's is the weight it applies, read by applying it to the identity:
+        ``base(I) - bias``, whatever the quantization library (cached until the weight changes).
+        """
+        if self.quantized:
+            return self._memo("dequantized", None, [self.base.weight], self._applied_weight)
         return self.base.weight.T if self.transposed else self.base.weight
+
+    def _applied_weight(self) -> torch.Tensor:
+        eye = torch.eye(self.d_in, device=self.base.weight.device)
+        out = self.base(eye).float()
+        if self.base.bias is not None:
+            out = out - self.base.bias.float()
+        return out.T.contiguous()
 
     def multiplicative_delta(self, indices) -> torch.Tensor:
         """``W (.) (prod_i (1 + E_i) - 1)`` ``(d_out, d_in)`` over adapters ``indices`` (OLieRA)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from clora.cli.options import with_router_options
+from clora.config import QUANTIZATIONS
 from clora.errors import ConfigError
 
 
@@ -86,10 +87,13 @@ def print_result(result) -> None:
 @click.option("--seed", type=int, default=None, help="Random seed (default: the library's).")
 @click.option("--device", default="auto", show_default=True,
               help="auto (a GPU when there is one, else the CPU), cpu, cuda or cuda:N.")
+@click.option("--quantize", default=None, type=click.Choice(QUANTIZATIONS),
+              help="The base's quantization: the library's (the default) is the only one accepted, since its tasks "
+                   "were all trained on that base.")
 @with_router_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def add_task(library, name, train, test, fmt, labels, instruction, triggers, text_field, label_field, kind, metric,
-             max_new_tokens, evals, model, epochs, min_steps, lr, batch_size, max_train, max_test, seed, device, threshold, margin, fallback, quiet):
+             max_new_tokens, evals, model, epochs, min_steps, lr, batch_size, max_train, max_test, seed, device, quantize, threshold, margin, fallback, quiet):
     """Train task NAME onto LIBRARY without touching the tasks already there.
 
     The new adapter is trained with the library's method (orth: orthogonal to the stored
@@ -108,7 +112,7 @@ def add_task(library, name, train, test, fmt, labels, instruction, triggers, tex
         triggers=list(triggers), text_field=text_field, label_field=label_field, kind=kind, metric=metric,
         max_new_tokens=max_new_tokens, eval_files=_eval_files(evals),
         model=model, epochs=epochs, min_steps=min_steps, lr=lr, batch_size=batch_size, max_train=max_train, max_test=max_test,
-        seed=seed, device=device, progress=not quiet, threshold=threshold, margin=margin, fallback=fallback)
+        seed=seed, device=device, quantize=quantize, progress=not quiet, threshold=threshold, margin=margin, fallback=fallback)
     result = run_add_task(request)
     if result.version is not None:  # under accelerate launch only the main process commits and reports
         print_result(result)

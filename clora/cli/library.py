@@ -46,8 +46,9 @@ def show(library, as_json):
     if as_json:
         click.echo(json.dumps(info.to_dict(), indent=2))
         return
+    quantized = "" if info.quantization == "none" else f", quantized {info.quantization}"
     click.echo(f"version {info.version} (format {info.format_version}), base model {info.base_model} "
-               f"({info.family}), method {info.method}, targets {', '.join(info.target_modules)}")
+               f"({info.family}{quantized}), method {info.method}, targets {', '.join(info.target_modules)}")
     click.echo(f"tasks: {', '.join(t['name'] for t in info.tasks) or 'none'}")
     if info.reserved:
         click.echo(f"directions still reserved by removed tasks: {', '.join(r['name'] for r in info.reserved)}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from clora.config import DEFAULT_EPOCHS, DEFAULT_MODEL, METHODS, MIN_STEPS, ROUTER_TOKENS, RunConfig
+from clora.config import DEFAULT_EPOCHS, DEFAULT_MODEL, METHODS, MIN_STEPS, QUANTIZATIONS, ROUTER_TOKENS, RunConfig
 from clora.settings import settings_class
 
 
@@ -50,6 +50,9 @@ TRAINING_OPTIONS = [
     click.option("--precision", default=_default("precision"), show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
                  help="Base model weights: auto (bf16 on a GPU that has it, else fp32), fp32, bf16, fp16 (GPU only). "
                       "Adapters train in fp32."),
+    click.option("--quantize", default=None, type=click.Choice(QUANTIZATIONS),
+                 help="Load the base's linear layers quantized (bitsandbytes; QLoRA's nf4, or int8), adapters in fp32; "
+                      "needs pip install 'clora[quantize]'. Default: full precision (docs/quantization.md)."),
     click.option("--quiet", is_flag=True, help="No progress bars or per-task lines (results are still printed)."),
 ]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from clora.cli.options import with_router_options
+from clora.config import QUANTIZATIONS
 from clora.routing.shares import routing_shares
 from clora.data.files import read_text_bounded
 from clora.errors import DataError
@@ -19,6 +20,9 @@ DEVICE_OPTIONS = [
                  help="Where the model runs: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N."),
     click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
                  help="Base model weights: auto (bf16 on a GPU that has it, else fp32), fp32, bf16, fp16 (GPU only)."),
+    click.option("--quantize", default=None, type=click.Choice(QUANTIZATIONS),
+                 help="Load the base's linear layers quantized (bitsandbytes). Default: as the library's base was; "
+                      "another is checked against the library's weights and warned about (docs/quantization.md)."),
 ]
 
 
@@ -66,7 +70,7 @@ def _read_inputs(path: Path) -> list[tuple[str, str | None]]:
               help="lda: clora's router (triggers, the learned trigger, fallback); arrow: PEFT's Arrow routing over "
                    "the task adapters, for comparison (needs peft; docs/routing.md).")
 @router_options
-def predict(library, texts, input_file, mode, task, router, threshold, margin, fallback, device, precision):
+def predict(library, texts, input_file, mode, task, router, threshold, margin, fallback, device, precision, quantize):
     """Answer TEXT... (or --input FILE) with LIBRARY; one JSON line per input.
 
     Each line is {"input", "task", "prediction", "answer_probability", "router_confidence",
@@ -84,7 +88,7 @@ def predict(library, texts, input_file, mode, task, router, threshold, margin, f
     # --precision defaults to auto, which the arrow router has no use for; a precision asked for is refused
     precision = None if router == "arrow" and precision == "auto" else precision
     loaded = load_library(library, router=router, threshold=threshold, margin=margin, fallback=fallback,
-                          device=device, precision=precision)
+                          device=device, precision=precision, quantize=quantize)
     predictions = loaded.predict([text for text, _ in inputs], mode=mode, task=task)
     for row in predictions:
         click.echo(json.dumps(row.to_dict()))
@@ -166,7 +170,7 @@ def learning_options(command):
               help="With --upstream: seconds to connect and for each read; past them the client gets 504.")
 @click.option("--upstream-key", envvar="CLORA_UPSTREAM_KEY", default=None,
               help="With --upstream: sent as 'Authorization: Bearer KEY' upstream (or set CLORA_UPSTREAM_KEY).")
-def serve(library, host, port, threshold, margin, fallback, device, precision, max_batch, batch_wait_ms, max_queue,
+def serve(library, host, port, threshold, margin, fallback, device, precision, quantize, max_batch, batch_wait_ms, max_queue,
           max_inputs, max_input_chars, max_body_bytes, body_timeout, max_connections, max_client_connections,
           max_header_bytes, loop_nice, api_key, admin_key, upstream, upstream_fallback, upstream_timeout, upstream_key,
           **learning):
@@ -195,7 +199,7 @@ def serve(library, host, port, threshold, margin, fallback, device, precision, m
 
         check_inbox_folder(library, learning["inbox_folder"])
     loaded = load_library(library, threshold=threshold, margin=margin, fallback=fallback, device=device,
-                          precision=precision)
+                          precision=precision, quantize=quantize)
     hooks = learning_settings(library, loaded.device, **learning)
     if upstream is not None:
         from clora.serving.gateway import Upstream

@@ -13,6 +13,7 @@ import torch
 from clora.config import DEFAULT_MODEL
 from clora.errors import ModelError
 from clora.families import DEFAULT_TARGETS, family_of
+from clora.families.quantization import check_quantize_name, loading_config, outside_linear_fingerprint, quantization_of
 
 #: One from_pretrained at a time in this process. transformers builds a model with its weights on the meta
 #: device under process-wide state, so a load in one thread (the auto-promote thread, a server loading a new
@@ -35,11 +36,18 @@ class BaseModel:
     stored_fingerprint: str | None = None
     #: how a library names this model (``model_reference``)
     reference: str = ""
+    #: how its linear layers are stored: ``none``, ``int8`` or ``nf4`` (``clora.families.quantization``)
+    quantization: str = "none"
 
     @property
     def fingerprint(self) -> str:
         """What a library records and checks: the fingerprint of the weights as stored."""
         return self.stored_fingerprint or weights_fingerprint(self.model)
+
+    @property
+    def outside_linear_fingerprint(self) -> str:
+        """The fingerprint of the weights no quantization changes (embeddings, norms, biases)."""
+        return outside_linear_fingerprint(self.model)
 
     @property
     def default_targets(self) -> tuple[str, ...]:
@@ -84,8 +92,9 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def _from_pretrained(name: str):
-    """``(model, tokenizer, kind)`` loaded from an alias, a folder or a hub id."""
+def _from_pretrained(name: str, quantize: str = "none", compute_dtype: torch.dtype | None = None, device: str = "cpu"):
+    """``(model, tokenizer, kind)`` loaded from an alias, a folder or a hub id; ``quantize`` (int8, nf4) has
+    transformers quantize the linear layers while it loads them, on ``device``."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -100,7 +109,11 @@ def _from_pretrained(name: str):
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
         kind = family_of(config)
         loader = {"encoder": AutoModel, "causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}[kind]
-        return (loader.from_pretrained(path, trust_remote_code=False),
+        quantized = loading_config(quantize, compute_dtype or torch.float32)
+        # the layers that stay unquantized (embeddings, norms) are loaded in fp32, as a full-precision base is
+        extra = {} if quantized is None else {"quantization_config": quantized, "dtype": torch.float32,
+                                              "device_map": {"": device}}
+        return (loader.from_pretrained(path, trust_remote_code=False, **extra),
                 AutoTokenizer.from_pretrained(path, trust_remote_code=False), kind)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"cannot load model {name!r}: {_first_line(exc)}", field="model") from None
@@ -127,31 +140,43 @@ def _from_object(model, tokenizer):
     return copy.deepcopy(model), tokenizer, kind  # clora adds layers to its copy; the caller's is untouched
 
 
-def load_base_model(name, device: str = "cpu", dtype: torch.dtype | None = None, tokenizer=None) -> BaseModel:
+def load_base_model(name, device: str = "cpu", dtype: torch.dtype | None = None, tokenizer=None,
+                    quantize: str | None = None) -> BaseModel:
     """Load ``name`` (alias, folder or hub id), or adapt an already-loaded model object, in eval mode.
 
+    ``quantize`` (``int8``, ``nf4``) loads the linear layers quantized (``clora.families.quantization``);
+    ``dtype`` is then the 4-bit layers' compute dtype and nothing is cast. A model object is taken as it is
+    stored, quantized or not (``quantize`` ``None``: as it is; given, it must name the model's own).
     ``name`` may be a transformers ``PreTrainedModel`` given with its ``tokenizer``: a copy
     of it is used. ``dtype`` (bf16, fp16) casts the weights after loading; the
     fingerprint is taken first, so a library trained in bf16 still matches the stored
     float32 weights, and one trained by ``osf`` (which merges updates into the weights)
     names the weights it started from.
     """
+    if quantize is not None:
+        check_quantize_name(quantize)
     if isinstance(name, (str, Path)):
         with _LOADING:
-            model, tokenizer, kind = _from_pretrained(str(name))
+            model, tokenizer, kind = _from_pretrained(str(name), quantize or "none", dtype, device)
         label, reference = str(name), model_reference(str(name))
     else:
         model, tokenizer, kind = _from_object(name, tokenizer)
         label = getattr(model.config, "_name_or_path", "") or type(model).__name__
         reference = model_reference(label)
+    found = quantization_of(model)
+    if quantize is not None and found != quantize:
+        raise ModelError(f"the model given is {'not quantized' if found == 'none' else 'quantized ' + found}, but "
+                         f"quantize is {quantize!r}", field="quantize")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     stored = weights_fingerprint(model)  # as loaded: a cast, or a method that trains the weights (osf), changes them
-    if dtype is not None and dtype != torch.float32:
-        model.to(dtype)
-    model.to(device).eval()
+    if found == "none":  # a quantized model stays as loaded: its layers cannot be cast or moved
+        if dtype is not None and dtype != torch.float32:
+            model.to(dtype)
+        model.to(device)
+    model.eval()
     return BaseModel(name=label, model=model, tokenizer=tokenizer, kind=kind, stored_fingerprint=stored,
-                     reference=reference)
+                     reference=reference, quantization=found)
 
 
 def model_reference(name: str) -> str:

@@ -43,10 +43,13 @@ def now() -> str:
 
 
 def manifest_header(config: RunConfig, *, model: str, fingerprint: str, family: str, targets, layers,
-                    router_layer: int | None = None, router_tokens: int | None = None) -> dict:
-    """The version-independent part of a manifest (the ``tasks`` list starts empty)."""
+                    router_layer: int | None = None, router_tokens: int | None = None,
+                    quantization: dict | None = None) -> dict:
+    """The version-independent part of a manifest (the ``tasks`` list starts empty). ``quantization``:
+    ``{"method": none|int8|nf4, "outside_linear": the fingerprint no quantization changes}``."""
     return {"format_version": FORMAT_VERSION, "version": 0, "previous_version": None, "created": now(),
-            "base_model": model, "base_fingerprint": fingerprint, "family": family,
+            "base_model": model, "base_fingerprint": fingerprint, "base_quantization": quantization,
+            "family": family,
             "target_modules": list(targets),
             "modules": {n: {"d_in": layer.d_in, "d_out": layer.d_out, "fan_in_fan_out": layer.transposed}
                         for n, layer in layers.items()},

@@ -102,6 +102,9 @@ class Manifest:
     tasks: tuple[TaskEntry, ...]
     previous_version: int | None = None
     rolled_back_from: int | None = None
+    #: how the base's linear layers were stored (none, int8, nf4) and the fingerprint of its weights outside
+    #: them (``clora.families.quantization``); None in a library from before quantized bases (full precision)
+    base_quantization: Mapping | None = None
     #: the checked dict it was read from: the on-disk form writers start the next version from
     raw: Mapping = field(default_factory=dict, repr=False, compare=False)
 
@@ -120,7 +123,8 @@ class Manifest:
                    router=_frozen(manifest["router"]) if manifest.get("router") else None,
                    tasks=tuple(TaskEntry.of(t) for t in manifest["tasks"]),
                    previous_version=manifest.get("previous_version"),
-                   rolled_back_from=manifest.get("rolled_back_from"), raw=_frozen(manifest))
+                   rolled_back_from=manifest.get("rolled_back_from"),
+                   base_quantization=_frozen(manifest.get("base_quantization")), raw=_frozen(manifest))
 
     def to_dict(self) -> dict:
         """A deep copy of the on-disk dict (every field, known to this version or not)."""
@@ -129,6 +133,11 @@ class Manifest:
     @property
     def names(self) -> list[str]:
         return [t.name for t in self.tasks]
+
+    @property
+    def quantization(self) -> str:
+        """How the library's base was quantized: ``none``, ``int8`` or ``nf4``."""
+        return (self.base_quantization or {}).get("method", "none")
 
     @property
     def rank(self) -> int | None:

@@ -63,6 +63,8 @@ class LibraryInfo:
     capacity: dict[str, dict]
     #: orth: per task, the directions it reserved and those left free per module (``clora.adapters.capacity``)
     capacity_by_task: list[CapacityRow] = field(default_factory=list)
+    #: how the base's linear layers were stored when the library was made: none, int8 or nf4
+    quantization: str = "none"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,10 +99,12 @@ def show(folder: Path) -> LibraryInfo:
         manifest = on_disk(typed)  # read only: no copy
         capacity_used = capacity(folder, manifest)
         by_task = capacity_table(folder, manifest)
+        quantization = typed.quantization
     keys = ("format_version", "version", "previous_version", "base_model", "family", "method", "target_modules",
             "settings", "created", "updated")
     return LibraryInfo(**{k: manifest.get(k) for k in keys}, tasks=manifest["tasks"],
-                       reserved=manifest.get("reserved", []), capacity=capacity_used, capacity_by_task=by_task)
+                       reserved=manifest.get("reserved", []), capacity=capacity_used, capacity_by_task=by_task,
+                       quantization=quantization)
 
 
 def _structure_problems(folder: Path, manifest: dict) -> list[str]:

@@ -7,6 +7,7 @@ the field, never a ``TypeError`` deep inside a loader.
 
 from __future__ import annotations
 
+from clora.config import QUANTIZATIONS
 from clora.data.task import KINDS
 from clora.errors import ConfigError
 from clora.settings import settings_class
@@ -46,6 +47,8 @@ _TOP = {
     "reserved": lambda v: isinstance(v, list) and all(
         isinstance(r, dict) and isinstance(r.get("name"), str) and isinstance(r.get("subspace"), str) for r in v),
     "files": lambda v: isinstance(v, dict) and all(isinstance(h, str) for h in v.values()),
+    "base_quantization": _optional(lambda v: isinstance(v, dict) and v.get("method") in QUANTIZATIONS
+                                   and isinstance(v.get("outside_linear"), str)),
 }
 
 _ROUTER = {

@@ -15,6 +15,7 @@ class OSFSettings(MethodSettings):
 
     method = "osf"
     default_lr = 1e-4
+    trains_base_weights = True
 
     osf_preserve: tuple[float, float] = knob(
         (0.3, 0.7), "fraction of each weight's singular directions frozen on the first and on the last task "

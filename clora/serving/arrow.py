@@ -65,7 +65,7 @@ class ArrowLibrary:
             for i, entry in enumerate(entries):
                 factors = load_adapter(folder, entry.adapter, manifest.modules)
                 paths.append(str(write_peft_folder(Path(tmp) / f"task{i}", factors, manifest)))
-            base = load_base_model(manifest.base_model, device=device)
+            base = load_base_model(manifest.base_model, device=device, quantize=manifest.quantization)
             check_base_model(manifest, base)
             config = arrow_config(top_k=min(top_k, len(paths)), router_temperature=temperature)
             with warnings.catch_warnings():  # transformers deprecations that peft triggers, not the user's concern

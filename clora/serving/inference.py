@@ -85,14 +85,14 @@ class LoadedVersion:
     """One library version, loaded: model, tasks, router."""
 
     def __init__(self, folder: Path, model, tokenizer, router_config: RouterConfig, device: str, dtype,
-                 previous: "LoadedVersion | None" = None):
+                 previous: "LoadedVersion | None" = None, quantize: str | None = None):
         with reading(folder) as manifest:  # the version's files stay while they are read, whatever writers do
             if previous is not None and can_reuse_base(previous.lm, manifest):
                 # same base weights: reuse the loaded model, read only this version's adapters
                 self.lm: LibraryModel = reopen_library_model(folder, previous.lm, manifest)
             else:
                 self.lm = open_library_model(folder, model=model, tokenizer=tokenizer, manifest=manifest,
-                                             progress=False, device=device, dtype=dtype)
+                                             progress=False, device=device, dtype=dtype, quantize=quantize)
             stats = [load_router_stats(folder, t.router) for t in manifest.tasks]
         _check_router_width(stats, manifest, getattr(self.lm.base_model.model.config, "hidden_size", None))
         self.version = manifest.version
@@ -111,8 +111,9 @@ class LoadedLibrary:
 
     def __init__(self, folder: Path, *, model=None, tokenizer=None, threshold: float | None = None,
                  margin: float | None = None, fallback: str | None = None, device: str = "cpu",
-                 precision: str = "fp32"):
+                 precision: str = "fp32", quantize: str | None = None):
         self.folder = Path(folder)
+        self.quantize = quantize
         self.model, self.tokenizer = model, tokenizer
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
@@ -132,7 +133,7 @@ class LoadedLibrary:
     def _load(self) -> LoadedVersion:
         previous = getattr(self, "current", None)
         return LoadedVersion(self.folder, self.model, self.tokenizer, self.router_config, self.device, self.dtype,
-                             previous)
+                             previous, self.quantize)
 
     @property
     def version(self) -> int:
@@ -287,7 +288,7 @@ ROUTERS = ("lda", "arrow")
 def load_library(path, router: str = "lda", *, model=None, tokenizer=None, threshold: float | None = None,
                  margin: float | None = None, fallback: str | None = None, device: str = "cpu",
                  precision: str | None = None, top_k: int | None = None,
-                 temperature: float | None = None) -> LoadedLibrary:
+                 temperature: float | None = None, quantize: str | None = None) -> LoadedLibrary:
     """Open a library for inference: ``load_library("run/library").predict(["some text"])``.
 
     ``router``: ``lda`` (clora's router: triggers, then the learned trigger, with a
@@ -298,6 +299,8 @@ def load_library(path, router: str = "lda", *, model=None, tokenizer=None, thres
     have the same weights); ``threshold``, ``margin``, ``fallback``: the lda router's settings
     (the library's stored ones by default, docs/routing.md); ``device`` (``cpu``, ``cuda``,
     ``cuda:N``, ``auto``); ``precision`` (``fp32`` by default, ``bf16``, ``fp16``, ``auto``);
+    ``quantize`` (``none``, ``int8``, ``nf4``): the base's quantization, the library's by default (another is
+    checked and warned about, docs/quantization.md);
     ``top_k`` (3) and ``temperature`` (1.0): Arrow's. A keyword the chosen router does not use is
     refused with one line rather than ignored.
     """
@@ -305,9 +308,9 @@ def load_library(path, router: str = "lda", *, model=None, tokenizer=None, thres
         raise ConfigError(f"unknown router {router!r} (choose from {', '.join(ROUTERS)})", field="router")
     given = {k: v for k, v in (("model", model), ("tokenizer", tokenizer), ("threshold", threshold),
                                ("margin", margin), ("fallback", fallback), ("precision", precision),
-                               ("top_k", top_k), ("temperature", temperature)) if v is not None}
+                               ("quantize", quantize), ("top_k", top_k), ("temperature", temperature)) if v is not None}
     own = {"arrow": ("top_k", "temperature"),
-           "lda": ("model", "tokenizer", "threshold", "margin", "fallback", "precision")}[router]
+           "lda": ("model", "tokenizer", "threshold", "margin", "fallback", "precision", "quantize")}[router]
     foreign = [k for k in given if k not in own]
     if foreign:
         raise ConfigError(f"{', '.join(foreign)} do{'es' if len(foreign) == 1 else ''} not apply to the {router} "

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clora.adapters import use_adapters
-from clora.config import check_seed
+from clora.config import check_quantize_name, check_seed
 from clora.data.loaders import data_reference, load_referenced_task, load_task
 from clora.data.stream import Stream, TaskSpec
 from clora.data.task import DEFAULT_MAX_NEW_TOKENS, Task
@@ -94,6 +94,8 @@ class AddTaskRequest:
     max_test: int | None = None
     seed: int | None = None
     device: str = "auto"
+    #: the base's quantization (None: the library's; another is refused: a library's tasks share one base)
+    quantize: str | None = None
     progress: bool = True
     #: router settings to store in the new version for inference (None: keep the library's)
     threshold: float | None = None
@@ -107,6 +109,8 @@ class AddTaskRequest:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}", field=name)
         if self.seed is not None:
             check_seed(self.seed)
+        if self.quantize is not None:
+            check_quantize_name(self.quantize)
         RouterConfig.of_library(None, **self.router_overrides)  # a bad threshold, margin or fallback: before training
         for name, path in self.eval_files.items():
             if not Path(path).is_file():
@@ -222,6 +226,10 @@ def add_task(request: AddTaskRequest) -> AddTaskResult:
     folder = Path(request.library)
     manifest = load_manifest(folder)
     _check_new_name(manifest, request.name)
+    if request.quantize not in (None, manifest.quantization):
+        raise ConfigError(f"the library's tasks were trained on a base quantized {manifest.quantization}; a task "
+                          f"trained on a {request.quantize} one would not fit them (leave quantize out)",
+                          field="quantize")
     spec = request.spec()
     seed = request.seed if request.seed is not None else manifest.settings.get("seed", 0)
     task = load_task(spec, _anchor(spec), None, max_train=request.max_train, max_test=request.max_test, seed=seed)

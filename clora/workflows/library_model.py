@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from clora.library.manifest import Manifest
 from clora.library.tensors import load_adapter
 from clora.methods import make_method
 from clora.settings import settings_class
+
+log = logging.getLogger(__name__)
 
 
 def library_config(manifest: Manifest, **overrides) -> RunConfig:
@@ -49,16 +52,40 @@ def _a(word: str) -> str:
     return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
-def check_base_model(manifest: Manifest, base: BaseModel) -> None:
-    """Refuse a base model whose family or weights differ from the library's."""
+def check_base_model(manifest: Manifest, base: BaseModel, quantize: str | None = None) -> None:
+    """Refuse a base model whose family or weights differ from the library's.
+
+    A base quantized otherwise than the library's is refused too, unless ``quantize`` asked for it: its
+    weights outside the linear layers (which no quantization changes) are then checked instead.
+    """
     if base.kind != manifest.family:
         raise LibraryError(f"the library was built on {_a(manifest.family)} model ({manifest.base_model}); "
                            f"{base.name!r} is {_a(base.kind)} model", field="model")
+    if base.quantization != manifest.quantization:
+        _check_other_quantization(manifest, base, quantize)
+        return
     found = base.fingerprint
     if found != manifest.base_fingerprint:
         raise LibraryError(f"the library was built on base model {manifest.base_model!r} (weights "
                            f"{manifest.base_fingerprint[:12]}); {base.name!r} has other weights ({found[:12]})",
                            field="model")
+
+
+def _check_other_quantization(manifest: Manifest, base: BaseModel, quantize: str | None) -> None:
+    stored, found = manifest.quantization, base.quantization
+    if quantize is None:
+        raise LibraryError(f"the library was built on a {stored} base; the model given is {found} (ask for "
+                           f"quantize {found!r} to answer on it anyway: outputs then differ from the library's by "
+                           "the quantization error)", field="quantize")
+    if not manifest.base_quantization:
+        raise LibraryError(f"the library predates quantized bases and records no fingerprint to check a {found} "
+                           f"base against; load it at quantize {stored!r}", field="quantize")
+    if base.outside_linear_fingerprint != manifest.base_quantization.get("outside_linear"):
+        raise LibraryError(f"the library was built on base model {manifest.base_model!r}; {base.name!r} has other "
+                           "weights (outside its linear layers)", field="model")
+    log.warning("the library was built on a %s base and is loaded on a %s one, as asked: its adapters were "
+                "trained against other weights, so outputs differ from the library's by the quantization error",
+                stored, found)
 
 
 @dataclass
@@ -109,9 +136,12 @@ def _check_modules(lora: LoRASet, manifest: Manifest) -> None:
 
 
 def open_library_model(folder: Path, *, model=None, tokenizer=None, manifest: Manifest | None = None,
-                       device: str = "cpu", dtype=None, **overrides) -> LibraryModel:
+                       device: str = "cpu", dtype=None, quantize: str | None = None, **overrides) -> LibraryModel:
     """Check the library's files, load its base model (or ``model``: a name or a model object with its
-    ``tokenizer``), refuse other weights, attach the adapters. ``overrides`` change training settings."""
+    ``tokenizer``), refuse other weights, attach the adapters. ``overrides`` change training settings.
+
+    The base is loaded quantized as the library's was (``manifest.quantization``); ``quantize`` asks for
+    another (``none``, ``int8``, ``nf4``), and a model object is taken as it is."""
     folder = Path(folder)
     manifest = manifest or load_manifest(folder)
     problems = check_files(folder, manifest)
@@ -119,9 +149,14 @@ def open_library_model(folder: Path, *, model=None, tokenizer=None, manifest: Ma
         raise LibraryError(f"library {str(folder)!r}: {problems[0]}" + (f" (and {len(problems) - 1} more; verify "
                            "the library for the full list)" if len(problems) > 1 else ""))
     config = library_config(manifest, **overrides)
+    by_name = model is None or isinstance(model, (str, Path))
+    loading = quantize if quantize is not None else (manifest.quantization if by_name else None)
+    if quantize is None and by_name and loading != "none":
+        log.info("loading the base model %s-quantized, as the library was built", loading)
     base = load_base_model(model if model is not None else manifest.base_model, device=device, dtype=dtype,
-                           tokenizer=tokenizer)
-    check_base_model(manifest, base)
+                           tokenizer=tokenizer, quantize=loading)
+    check_base_model(manifest, base, quantize)
+    config.quantize = base.quantization
     taylor_order = make_method(config).taylor_order
     lora = LoRASet(inject_lora(base.model, config.targets, config.rank, config.scaling, taylor_order))
     _check_modules(lora, manifest)

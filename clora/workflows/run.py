@@ -19,6 +19,7 @@ from clora.adapters import LoRASet, inject_lora, no_adapters, use_adapters
 from clora.adapters.capacity import capacity_rows
 from clora.adapters.subspace import max_overlap
 from clora.config import SHARED_SETTINGS, RunConfig
+from clora.errors import ConfigError
 from clora.data.loaders import data_reference, load_tasks
 from clora.data.stream import Stream, load_stream
 from clora.data.task import Task
@@ -104,7 +105,12 @@ def prepare(config: RunConfig, model=None, tokenizer=None) -> Session:
     method = make_method(config)  # before the model loads: a method that cannot run says so first
     seed_everything(config.seed)
     base_model = load_base_model(model if model is not None else config.model, device=device,
-                                 dtype=resolve_precision(config.precision, device), tokenizer=tokenizer)
+                                 dtype=resolve_precision(config.precision, device), tokenizer=tokenizer,
+                                 quantize=config.quantize)
+    if base_model.quantization != "none" and config.settings.trains_base_weights:  # a quantized model object
+        raise ConfigError(f"method {config.method} trains the base model's own weights, which a "
+                          f"{base_model.quantization} base cannot", field="quantize")
+    config = dataclasses.replace(config, quantize=base_model.quantization)  # a model object's, when given
     check_answers(base_model.kind, tasks)
     targets = config.targets or base_model.default_targets
     lora = LoRASet(inject_lora(base_model.model, targets, config.rank, config.scaling, method.taylor_order))
@@ -196,7 +202,9 @@ def write_run(s: Session, out: Path, report: Report, results: StreamResults) -> 
     """Write the report files and the library into ``out``, atomically."""
     header = manifest_header(s.config, model=s.base_model.reference, fingerprint=s.base_model.fingerprint,
                              family=s.base_model.kind, targets=s.targets, layers=s.lora.layers,
-                             router_layer=s.family.router_layer, router_tokens=s.family.router_tokens)
+                             router_layer=s.family.router_layer, router_tokens=s.family.router_tokens,
+                             quantization={"method": s.base_model.quantization,
+                                           "outside_linear": s.base_model.outside_linear_fingerprint})
     with staged_out_dir(out) as stage:
         write_report_files(stage, report)
         create_library(stage / "library", header, library_tasks(s, results))
@@ -267,8 +275,10 @@ def _overlap(lora: LoRASet) -> float | None:
 
 
 def run_settings(config: RunConfig) -> dict:
-    """The settings a report records for ``config`` (its method's own knobs, resolved, included), less targets."""
-    return {**{k: getattr(config, k) for k in SHARED_SETTINGS}, **config.settings.recorded(config.lr)}
+    """The settings a report records for ``config`` (its method's own knobs, resolved, included), less targets;
+    a quantized base's quantization too (a full-precision run's report is as it was before quantized bases)."""
+    quantized = {"quantize": config.quantize} if config.quantize not in (None, "none") else {}
+    return {**{k: getattr(config, k) for k in SHARED_SETTINGS}, **quantized, **config.settings.recorded(config.lr)}
 
 
 def _settings(config: RunConfig, targets) -> dict:

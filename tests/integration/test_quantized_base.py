@@ -1,0 +1,171 @@
+"""Continual adapters on a quantized base (bitsandbytes int8 / nf4 on the CPU), end to end: run, the
+library's record of the quantization, loading it by default and refusing another unless asked, add-task,
+PEFT export onto the same quantized base, and generation with mixed-task batches."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import assert_one_line_error, library_state
+
+from clora.adapters import use_adapters
+from clora.cli.main import cli
+from clora.library.layout import LibraryError
+from clora.families.loading import load_base_model
+from clora.serving.inference import load_library
+from clora.workflows.library_model import open_library_model
+
+pytest.importorskip("bitsandbytes")
+
+TEXTS = ["red kitchen note", "the harbour market signal is blue", "sky"]
+
+
+def _stream(tmp_path, generation=False):
+    path = tmp_path / "s.yaml"
+    extra = "kind: generation, metric: exact_match, max_new_tokens: 4, " if generation else ""
+    answer = ", answer: phrase" if generation else ""
+    path.write_text("tasks:\n" + "".join(
+        f"  - {{name: t{i}, format: synthetic, {extra}instruction: Which colour, "
+        f"options: {{domain: {d}, shift: {i}, n_train: 32, n_test: 16{answer}}}}}\n"
+        for i, d in enumerate(["cooking", "sailing"])))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def quantized_runs(tiny_model_dirs, tmp_path_factory):
+    """``{(kind, quantization): run folder}``: two-task orth runs made with ``clora run --quantize``."""
+    runs = {}
+    for kind, q in (("bert", "int8"), ("llama", "nf4")):
+        root = tmp_path_factory.mktemp(f"q-{kind}-{q}")
+        result = CliRunner().invoke(cli, ["run", _stream(root), "--model", str(tiny_model_dirs[kind]), "--rank", "2",
+                                          "--epochs", "2", "--quantize", q, "--out", str(root / "run"), "--quiet"])
+        assert result.exit_code == 0, result.output
+        runs[kind, q] = root / "run"
+    return runs
+
+
+def _copy(run, tmp_path):
+    import shutil
+
+    return shutil.copytree(run / "library", tmp_path / "lib")
+
+
+@pytest.mark.parametrize("kind, q", [("bert", "int8"), ("llama", "nf4")])
+def test_a_run_on_a_quantized_base_records_it_and_stays_exactly_orthogonal(quantized_runs, kind, q):
+    run = quantized_runs[kind, q]
+    report = json.loads((run / "report.json").read_text())
+    assert report["overlap"] <= 1e-5 and report["settings"]["quantize"] == q
+    manifest = json.loads((run / "library" / "manifest.json").read_text())
+    assert manifest["base_quantization"]["method"] == q
+    loaded = load_library(run / "library")  # the library's quantization by default
+    assert loaded.current.lm.base_model.quantization == q
+    assert loaded.current.lm.base_model.fingerprint == manifest["base_fingerprint"]
+    assert len(loaded.predict(TEXTS)) == 3
+    shown = CliRunner().invoke(cli, ["library", "show", str(run / "library")])
+    assert shown.exit_code == 0 and f"quantized {q}" in shown.output, shown.output
+
+
+def test_another_quantization_is_refused_unless_asked(quantized_runs, tiny_model_dirs, tmp_path):
+    lib = quantized_runs["bert", "int8"] / "library"
+    full = load_base_model(str(tiny_model_dirs["bert"]))
+    with pytest.raises(LibraryError, match="built on a int8 base; the model given is none"):
+        load_library(lib, model=full.model, tokenizer=full.tokenizer)
+    before = library_state(lib)
+    result = CliRunner().invoke(cli, ["predict", str(lib), "red kitchen note", "--quantize", "none"])
+    assert result.exit_code == 0, result.output
+    assert "warning: the library was built on a int8 base and is loaded on a none one, as asked" in result.output
+    assert library_state(lib) == before
+    other = tmp_path / "other"
+    full.model.embeddings.LayerNorm.bias.data.add_(0.01)  # another model outside the linear layers
+    full.model.save_pretrained(other)
+    full.tokenizer.save_pretrained(other)
+    with pytest.raises(LibraryError, match="has other weights \\(outside its linear layers\\)"):
+        open_library_model(lib, model=str(other), quantize="nf4", progress=False)
+
+
+def test_a_library_from_before_quantized_bases_loads_only_in_full_precision(library_copy):
+    lib = library_copy()
+    manifest = json.loads((lib / "manifest.json").read_text())
+    assert manifest["base_quantization"]["method"] == "none"
+    del manifest["base_quantization"]
+    (lib / "manifest.json").write_text(json.dumps(manifest))  # as a clora before quantized bases wrote it
+    assert load_library(lib).current.lm.base_model.quantization == "none"
+    with pytest.raises(LibraryError, match="predates quantized bases"):
+        load_library(lib, quantize="int8")
+
+
+def test_add_task_trains_on_the_library_quantized_base_and_refuses_another(quantized_runs, new_task_files,
+                                                                           tmp_path):
+    lib = _copy(quantized_runs["bert", "int8"], tmp_path)
+    train, test = new_task_files
+    before = library_state(lib)
+    refused = CliRunner().invoke(cli, ["add-task", str(lib), "--name", "new", "--train", str(train), "--test",
+                                       str(test), "--quantize", "nf4", "--quiet"])
+    assert_one_line_error(refused, "the library's tasks were trained on a base quantized int8")
+    assert library_state(lib) == before
+    result = CliRunner().invoke(cli, ["add-task", str(lib), "--name", "new", "--train", str(train), "--test",
+                                      str(test), "--epochs", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((lib / "manifest.json").read_text())
+    assert manifest["tasks"][-1]["name"] == "new" and manifest["base_quantization"]["method"] == "int8"
+    lm = open_library_model(lib, progress=False)
+    assert lm.base_model.quantization == "int8" and len(lm.lora) == 3
+
+
+def _outputs(model, tokenizer, kind):
+    batch = tokenizer(TEXTS, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = model(**batch)
+    return out.logits if kind == "llama" else out.last_hidden_state
+
+
+@pytest.mark.parametrize("kind, q", [("bert", "int8"), ("llama", "nf4")])
+def test_an_exported_task_loads_in_peft_on_the_same_quantized_base(quantized_runs, tiny_model_dirs, kind, q,
+                                                                   tmp_path):
+    from peft import PeftModel
+
+    lib = quantized_runs[kind, q] / "library"
+    out = tmp_path / "peft"
+    result = CliRunner().invoke(cli, ["library", "export", str(lib), "--task", "t1", "--format", "peft", str(out)])
+    assert result.exit_code == 0, result.output
+    lm = open_library_model(lib, progress=False)
+    with use_adapters(lm.snapshot("t1")):
+        ours = _outputs(lm.base_model.model, lm.base_model.tokenizer, kind)
+    base = load_base_model(str(tiny_model_dirs[kind]), quantize=q)  # as a PEFT user loads it: transformers + bnb
+    peft_model = PeftModel.from_pretrained(base.model, str(out)).eval()
+    theirs = _outputs(peft_model, base.tokenizer, kind)
+    with peft_model.disable_adapter():
+        bare = _outputs(peft_model, base.tokenizer, kind)
+    assert (ours - bare).abs().max() > 1e-3  # the adapter does something
+    assert (ours - theirs).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("kind, q", [("llama", "nf4"), ("t5", "int8")])
+def test_generation_on_a_quantized_base_mixes_tasks_as_each_alone(tiny_model_dirs, kind, q, tmp_path):
+    result = CliRunner().invoke(cli, ["run", _stream(tmp_path, generation=True), "--model", str(tiny_model_dirs[kind]),
+                                      "--quantize", q, "--rank", "2", "--epochs", "2", "--lr", "0.01",
+                                      "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    lm = open_library_model(tmp_path / "run" / "library", progress=False)
+    assert lm.base_model.quantization == q
+    with torch.no_grad():
+        for name, param in lm.base_model.model.named_parameters():
+            if ".adapters." in name and name.endswith("lora_B"):
+                param.mul_(30.0)  # the snapshots then generate visibly different text
+    tasks = [t.as_task() for t in lm.manifest.tasks]
+    texts = TEXTS + ["apple oven the recipe"]
+    snapshots = [lm.snapshot("t0"), lm.snapshot("t1"), [], lm.snapshot("t1")]
+    masks = torch.zeros(len(texts), len(lm.lora))
+    for b, snap in enumerate(snapshots):
+        masks[b, snap] = 1.0
+    per_input = [tasks[0], tasks[1], tasks[0], tasks[1]]
+    mixed = lm.family.generate_mixed(per_input, texts, masks)
+    for b, snap in enumerate(snapshots):
+        with use_adapters(snap):
+            assert mixed[b] == lm.family.generate_mixed([per_input[b]], [texts[b]], None)[0], b
+    variants = set()
+    for snap in ([], lm.snapshot("t0"), lm.snapshot("t1")):
+        with use_adapters(snap):
+            variants.add(tuple(lm.family.generate_mixed([tasks[0]] * 3, texts[:3], None)))
+    assert len(variants) == 3
