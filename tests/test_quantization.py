@@ -135,3 +135,15 @@ def test_without_bitsandbytes_a_quantized_load_is_one_clear_line(monkeypatch):
     with pytest.raises(ModelError, match=r"needs bitsandbytes \(pip install 'clora\[quantize\]'\)"):
         loading_config("nf4")
     assert loading_config("none") is None
+
+
+def test_a_backend_that_cannot_quantize_here_is_one_clear_line(monkeypatch, tiny_model_dirs):
+    from transformers import AutoModel
+
+    def no_kernels(*args, **kwargs):
+        raise RuntimeError("no kernels for the device 'cpu'\nmore detail")
+    monkeypatch.setattr(AutoModel, "from_pretrained", no_kernels)
+    with pytest.raises(ModelError, match=r"cannot load model '.*' nf4-quantized on cpu: no kernels for the device 'cpu'$"):
+        load_base_model(str(tiny_model_dirs["bert"]), quantize="nf4")
+    with pytest.raises(RuntimeError, match="no kernels"):  # a full-precision load's own errors are not renamed
+        load_base_model(str(tiny_model_dirs["bert"]))

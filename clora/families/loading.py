@@ -105,11 +105,11 @@ def _from_pretrained(name: str, quantize: str = "none", compute_dtype: torch.dty
         raise ModelError(f"model folder {path!r} not found", field="model")
     if looks_local:
         check_no_custom_code(Path(path).expanduser())
+    quantized = loading_config(quantize, compute_dtype or torch.float32)
     try:  # a model's own code never runs: transformers refuses it rather than asking (trust_remote_code=False)
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
         kind = family_of(config)
         loader = {"encoder": AutoModel, "causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}[kind]
-        quantized = loading_config(quantize, compute_dtype or torch.float32)
         # the layers that stay unquantized (embeddings, norms) are loaded in fp32, as a full-precision base is
         extra = {} if quantized is None else {"quantization_config": quantized, "dtype": torch.float32,
                                               "device_map": {"": device}}
@@ -117,6 +117,12 @@ def _from_pretrained(name: str, quantize: str = "none", compute_dtype: torch.dty
                 AutoTokenizer.from_pretrained(path, trust_remote_code=False), kind)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"cannot load model {name!r}: {_first_line(exc)}", field="model") from None
+    except (RuntimeError, ImportError, NotImplementedError) as exc:
+        if quantized is None:
+            raise
+        # e.g. a bitsandbytes build without kernels for this device
+        raise ModelError(f"cannot load model {name!r} {quantize}-quantized on {device}: {_first_line(exc)}",
+                         field="quantize") from None
 
 
 _HEADS = {"causal": ("ForCausalLM", "LMHeadModel"), "seq2seq": ("ForConditionalGeneration", "ForSeq2SeqLM")}

@@ -142,11 +142,13 @@ def test_an_exported_task_loads_in_peft_on_the_same_quantized_base(quantized_run
 
 
 @pytest.mark.parametrize("kind, q", [("llama", "nf4"), ("t5", "int8")])
-def test_generation_on_a_quantized_base_mixes_tasks_as_each_alone(tiny_model_dirs, kind, q, tmp_path):
-    result = CliRunner().invoke(cli, ["run", _stream(tmp_path, generation=True), "--model", str(tiny_model_dirs[kind]),
-                                      "--quantize", q, "--rank", "2", "--epochs", "2", "--lr", "0.01",
-                                      "--out", str(tmp_path / "run"), "--quiet"])
+def test_demo_gen_on_a_quantized_base_mixes_tasks_as_each_alone(tiny_model_dirs, kind, q, tmp_path):
+    result = CliRunner().invoke(cli, ["run", "demo-gen", "--model", str(tiny_model_dirs[kind]), "--quantize", q,
+                                      "--rank", "2", "--max-train", "16", "--max-test", "4", "--epochs", "2",
+                                      "--lr", "0.01", "--out", str(tmp_path / "run"), "--quiet"])
     assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["task_metrics"] == ["exact_match"] * 4 and report["overlap"] <= 1e-5
     lm = open_library_model(tmp_path / "run" / "library", progress=False)
     assert lm.base_model.quantization == q
     with torch.no_grad():
@@ -155,7 +157,8 @@ def test_generation_on_a_quantized_base_mixes_tasks_as_each_alone(tiny_model_dir
                 param.mul_(30.0)  # the snapshots then generate visibly different text
     tasks = [t.as_task() for t in lm.manifest.tasks]
     texts = TEXTS + ["apple oven the recipe"]
-    snapshots = [lm.snapshot("t0"), lm.snapshot("t1"), [], lm.snapshot("t1")]
+    first, second = lm.manifest.names[:2]
+    snapshots = [lm.snapshot(first), lm.snapshot(second), [], lm.snapshot(second)]
     masks = torch.zeros(len(texts), len(lm.lora))
     for b, snap in enumerate(snapshots):
         masks[b, snap] = 1.0
@@ -165,7 +168,51 @@ def test_generation_on_a_quantized_base_mixes_tasks_as_each_alone(tiny_model_dir
         with use_adapters(snap):
             assert mixed[b] == lm.family.generate_mixed([per_input[b]], [texts[b]], None)[0], b
     variants = set()
-    for snap in ([], lm.snapshot("t0"), lm.snapshot("t1")):
+    for snap in ([], [0], [1]):
         with use_adapters(snap):
             variants.add(tuple(lm.family.generate_mixed([tasks[0]] * 3, texts[:3], None)))
     assert len(variants) == 3
+
+
+def test_compare_and_the_python_api_take_a_quantization(tiny_model_dirs, tmp_path):
+    from clora import RunConfig, open_library, run_stream
+
+    result = CliRunner().invoke(cli, ["compare", _stream(tmp_path), "--methods", "inc,orth", "--model",
+                                      str(tiny_model_dirs["bert"]), "--rank", "2", "--epochs", "1", "--quantize",
+                                      "nf4", "--out", str(tmp_path / "cmp"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    for method in ("inc", "orth"):
+        assert json.loads((tmp_path / "cmp" / method / "report.json").read_text())["settings"]["quantize"] == "nf4"
+    quantized = load_base_model(str(tiny_model_dirs["bert"]), quantize="int8")
+    report = run_stream(RunConfig(stream=_stream(tmp_path), out=tmp_path / "obj", rank=2, epochs=1, progress=False),
+                        model=quantized.model, tokenizer=quantized.tokenizer)  # a model object, as it is
+    assert report.settings["quantize"] == "int8"
+    library = open_library(tmp_path / "obj" / "library")
+    assert library.load().current.lm.base_model.quantization == "int8"
+    assert library.load(quantize="nf4").current.lm.base_model.quantization == "nf4"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "osf", "--quantize", "int8"], "osf trains the base model's own weights, which a int8 base cannot"),
+    (["--quantize", "int4"], "Invalid value for '--quantize'"),
+])
+def test_bad_quantized_runs_are_one_line_and_write_nothing(args, message, tiny_model_dirs, tmp_path):
+    result = CliRunner().invoke(cli, ["run", _stream(tmp_path), "--model", str(tiny_model_dirs["bert"]),
+                                      "--out", str(tmp_path / "out"), "--quiet", *args])
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_serve_hands_its_quantization_to_the_library(monkeypatch, quantized_runs):
+    import clora.serving.inference as inference
+    from clora.errors import ConfigError
+
+    seen = {}
+
+    def stop(*args, **kwargs):
+        seen.update(kwargs)
+        raise ConfigError("stopped before serving")
+    monkeypatch.setattr(inference, "load_library", stop)
+    result = CliRunner().invoke(cli, ["serve", str(quantized_runs["bert", "int8"] / "library"), "--quantize", "int8",
+                                      "--port", "0"])
+    assert "stopped before serving" in result.output and seen["quantize"] == "int8", result.output
