@@ -125,3 +125,38 @@ def test_openai_load_benchmark_compares_both_endpoints(library_factory, tmp_path
     assert result["predict"]["requests"] > 0 and result["openai"]["requests"] > 0
     assert result["predict"]["errors"] == result["openai"]["errors"] == 0
     assert result["answers"]["compared"] > 0 and result["answers"]["different"] == 0
+
+
+def test_quantized_base_benchmarks_measure_memory_time_and_quality(tiny_model_dirs, synthetic_stream, tmp_path):
+    import json
+
+    result = _load_path(BENCHMARKS / "quantized_base.py").main(
+        ["--model", str(tiny_model_dirs["bert"]), "--stream", str(synthetic_stream), "--repeats", "1", "--warmup", "0",
+         "--eval-batch", "8", "--json", str(tmp_path / "q.json")])
+    weights = {q: result["memory"][q]["linear_weight_bytes"] for q in ("none", "int8", "nf4")}
+    assert max(weights["nf4"], weights["int8"]) < weights["none"]  # a tiny model: the code book outweighs 4 bits
+    assert all(result["memory"][q]["peak_rss_bytes"] >= result["memory"][q]["rss_before_load_bytes"] > 0
+               for q in weights)
+    assert result["time"]["train_step_ratio"]["none"] == 1.0 and result["time"]["inference_ms"]["nf4"] > 0
+    assert "| nf4 |" in _load_path(BENCHMARKS / "quantized_base.py").table(json.loads((tmp_path / "q.json").read_text()))
+    block = {"accuracy_matrix": [[0.5]], "average_accuracy": 0.5, "bwt": 0.0, "forgetting": 0.0, "fwt": None}
+    for name, aa in (("orth-none", 0.5), ("orth-nf4", 0.48)):
+        (tmp_path / name).mkdir()
+        modes = {m: {**block, "average_accuracy": aa} for m in ("sum", "oracle", "routed")}
+        (tmp_path / name / "report.json").write_text(json.dumps(
+            {"method": "orth", "overlap": 1e-8, "modes": modes, "settings": {}, "timing": {"train_s": 1.0}}))
+    cl4 = _load_path(BENCHMARKS / "quantized_cl4.py")
+    text = cl4.table(cl4.main([str(tmp_path / "orth-nf4"), str(tmp_path / "orth-none")]))
+    assert text.splitlines()[2].startswith("| orth | none | 50.0 |  | +0.0 |")  # full precision first
+    assert "| orth | nf4 | 48.0 | -2.0 | +0.0 | +0.0 | 48.0 | 48.0 | -2.0 | 1.0e-08 |" in text
+
+
+def test_the_quantization_choice_study_reports_every_backend(tmp_path):
+    study = _load_path(BENCHMARKS / "quantization_choice.py")
+    result = study.main(["--json", str(tmp_path / "choice.json")])
+    rows = result["backends"]
+    assert set(rows) == {"bitsandbytes int8", "bitsandbytes nf4", "torchao int8 weight-only", "optimum-quanto int8",
+                         "optimum-quanto int4"}
+    assert 0 < rows["bitsandbytes int8"]["relative_error"] < rows["bitsandbytes nf4"]["relative_error"] < 0.5
+    table = study.table(result)
+    assert all(f"| {name} |" in table for name in rows)  # a backend not installed is a row that says so
