@@ -160,3 +160,18 @@ def test_the_quantization_choice_study_reports_every_backend(tmp_path):
     assert 0 < rows["bitsandbytes int8"]["relative_error"] < rows["bitsandbytes nf4"]["relative_error"] < 0.5
     table = study.table(result)
     assert all(f"| {name} |" in table for name in rows)  # a backend not installed is a row that says so
+
+
+def test_the_unseen_ceiling_rejects_a_distant_domain_and_a_tenth_of_an_identical_one():
+    import numpy as np
+
+    study = _load_path(BENCHMARKS / "unseen_ceiling.py")
+    rng = np.random.default_rng(0)
+    known_train, known_test = rng.normal(size=(400, 8)), rng.normal(size=(4000, 8))
+    far = rng.normal(size=(400, 8)) + 6.0
+    assert study.rejected(known_train, known_test, far, rng.normal(size=(4000, 8)) + 6.0) == 1.0
+    same = study.rejected(known_train, known_test, rng.normal(size=(400, 8)), rng.normal(size=(4000, 8)))
+    assert abs(same - (1 - study.ACCEPT)) < 0.03  # a domain like the known ones: only what the threshold lets go
+    block = {"mean": 0.966, "worst": 0.94}
+    assert "| router's (layer 3, 64 tokens) | 96.6% | 94.0% |" in study.table({"router_layer": block,
+                                                                             "last_layer": block})
