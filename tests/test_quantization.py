@@ -147,3 +147,12 @@ def test_a_backend_that_cannot_quantize_here_is_one_clear_line(monkeypatch, tiny
         load_base_model(str(tiny_model_dirs["bert"]), quantize="nf4")
     with pytest.raises(RuntimeError, match="no kernels"):  # a full-precision load's own errors are not renamed
         load_base_model(str(tiny_model_dirs["bert"]))
+
+
+def test_gpt2s_conv1d_layers_count_as_linear_layers_in_the_fingerprint(tiny_model_dirs):
+    folder = str(tiny_model_dirs["gpt2"])
+    full, int8 = load_base_model(folder), load_base_model(folder, quantize="int8")
+    assert type(full.model.transformer.h[0].attn.c_attn).__name__ == "Conv1D"
+    assert type(int8.model.transformer.h[0].attn.c_attn).__name__ == "Linear8bitLt"  # bitsandbytes makes it linear
+    assert full.outside_linear_fingerprint == int8.outside_linear_fingerprint
+    assert full.fingerprint != int8.fingerprint

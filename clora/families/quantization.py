@@ -80,10 +80,20 @@ def _is_linear_weight(key: str, linear_names: set[str]) -> bool:
     return bool(owner) and leaf != "bias" and not key.endswith(".bias")
 
 
+def _linear_names(model: torch.nn.Module) -> set[str]:
+    """Names of the modules a quantization may replace: linear layers, and GPT-2's Conv1D (which bitsandbytes
+    loads as a linear layer)."""
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover - very old transformers
+        Conv1D = ()
+    return {n for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D))}
+
+
 def outside_linear_fingerprint(model: torch.nn.Module) -> str:
     """sha256 over the model's tensors that no quantization changes: everything but its linear layers'
     weights (and their quantization state). The same for a model loaded in fp32, int8 or nf4."""
-    linear_names = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    linear_names = _linear_names(model)
     linear_names |= {n.replace(".base", "") for n in list(linear_names) if n.endswith(".base")}
     digest = hashlib.sha256()
     for key, tensor in sorted(model.state_dict().items()):
@@ -98,6 +108,6 @@ def outside_linear_fingerprint(model: torch.nn.Module) -> str:
 
 def linear_weight_bytes(model: torch.nn.Module) -> int:
     """Bytes the linear layers' weights take as stored (with their quantization state)."""
-    linear_names = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    linear_names = _linear_names(model)
     return sum(t.numel() * t.element_size() for k, t in model.state_dict().items()
                if ".adapters." not in k and _is_linear_weight(k, linear_names) and isinstance(t, torch.Tensor))
