@@ -72,6 +72,8 @@ def test_another_quantization_is_refused_unless_asked(quantized_runs, tiny_model
     with pytest.raises(LibraryError, match="built on a int8 base; the model given is none"):
         load_library(lib, model=full.model, tokenizer=full.tokenizer)
     before = library_state(lib)
+    default = CliRunner().invoke(cli, ["predict", str(lib), "red kitchen note"])
+    assert default.exit_code == 0 and "loading the base model int8-quantized, as the library was built" in default.output
     result = CliRunner().invoke(cli, ["predict", str(lib), "red kitchen note", "--quantize", "none"])
     assert result.exit_code == 0, result.output
     assert "warning: the library was built on a int8 base and is loaded on a none one, as asked" in result.output
