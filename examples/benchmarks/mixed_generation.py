@@ -50,6 +50,15 @@ def merge_into_weights(lm, snapshot: list[int]) -> None:
                 module.base.weight.copy_(merged.T if module.transposed else merged)
 
 
+def table(result: dict) -> str:
+    """docs/benchmarks.md's table: median ms per batch and tokens per second of each contender."""
+    ms, rate = result["median_ms"], result["tokens_per_s"]
+    rows = (("mixed", f"mixed ({result['tasks']} adapter sets in one batch)"), ("one_snapshot", "one snapshot, unmerged"),
+            ("merged", "merged into the weights"))
+    return "\n".join(["| contender | ms per batch | tokens/s |", "|---|---|---|"]
+                     + [f"| {label} | {ms[key]:.1f} | {rate[key]:.0f} |" for key, label in rows])
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", type=int, default=4)

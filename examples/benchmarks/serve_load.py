@@ -125,6 +125,18 @@ def demo_texts(library: Path, n: int) -> list[str]:
     return texts or ["apple oven the recipe"]
 
 
+def table(result: dict) -> str:
+    """docs/benchmarks.md's and docs/serving.md's table: each server's medians over the rounds."""
+    lines = ["| server | requests/s | p50 ms | p90 ms | p99 ms | inputs per forward pass |", "|---|---|---|---|---|---|"]
+    labels = {"batched": f"batched (`--max-batch {result['max_batch']}`, `--batch-wait-ms 5`)",
+              "max_batch_1": "`--max-batch 1`"}
+    for key, label in labels.items():
+        row = result[key]
+        lines.append(f"| {label} | {row['throughput_rps']:.1f} | {row['p50_ms']:.0f} | {row['p90_ms']:.0f} | "
+                     f"{row['p99_ms']:.0f} | {result['mean_batch_inputs'][key]:.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("library", type=Path)
