@@ -111,6 +111,27 @@ def measure(port: int, texts: list[str], n: int) -> dict:
     return {"median_ms": statistics.median(latencies), "max_ms": max(latencies)}
 
 
+#: what each attack is, as docs/benchmarks.md and docs/serving.md name it
+ATTACKS = {"oversized_body": "bodies announced at 52 MB, pushed until refused (a flood of 2 700 connections/s; "
+                             "413 at once, connection closed)",
+           "half_sent": "200 connections held half-sent (headers or body)",
+           "regex": "inputs of up to 10 000 `a`s against the trigger `(a+)+$`",
+           "all_together": "all three at once"}
+
+
+def table(result: dict) -> str:
+    """The docs' table: a normal request's median latency while each attack runs, its ratio to idle, and the
+    CPU the server and the attacker spent per second."""
+    idle = result["idle"]
+    lines = ["| while | median ms | x idle | server CPU s/s | attacker CPU s/s |", "|---|---|---|---|---|",
+             f"| idle | {idle['median_ms']:.1f} | 1.00 | {idle['server_cpu_per_s']:.2f} | - |"]
+    for key, label in ATTACKS.items():
+        row = result[key]
+        lines.append(f"| {label} | {row['median_ms']:.1f} | {row['ratio_to_idle']:.2f} | {row['server_cpu_per_s']:.2f} "
+                     f"| {row['attacker_cpu_per_s']:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("library", type=Path)
