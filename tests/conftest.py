@@ -152,3 +152,16 @@ def train_factors(factors, x, y, steps: int, lr: float = 0.05) -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
+
+
+PROBE_TEXTS = ["red kitchen note", "the harbour market signal is blue", "sky"]
+
+
+def model_outputs(model, tokenizer, kind: str, texts=PROBE_TEXTS):
+    """A padded batch's outputs to compare two models by: logits for a causal LM, else the last hidden state."""
+    import torch
+
+    batch = tokenizer(list(texts), return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = model(**batch)
+    return out.logits if kind == "llama" else out.last_hidden_state

@@ -7,6 +7,7 @@ last hidden state; causal LM: logits) on a padded batch, to 1e-5.
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import model_outputs
 
 from clora.adapters import use_adapters
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -16,19 +17,11 @@ from clora.library.layout import read_manifest
 from clora.workflows.library_model import open_library_model
 from clora.families.loading import load_base_model
 
-TEXTS = ["red kitchen note", "the harbour market signal is blue", "sky"]
 KINDS = {"bert": ("query", "value"), "llama": ("q_proj", "v_proj"), "minilm": ("query", "value")}
 
 
 def _model_arg(kind, tiny_model_dirs):
     return "all-MiniLM-L6-v2" if kind == "minilm" else str(tiny_model_dirs[kind])
-
-
-def _outputs(model, tokenizer, kind):
-    batch = tokenizer(TEXTS, return_tensors="pt", padding=True)
-    with torch.no_grad():
-        out = model(**batch)
-    return out.logits if kind == "llama" else out.last_hidden_state
 
 
 def _fresh_base(kind, tiny_model_dirs):
@@ -43,12 +36,12 @@ def test_exported_snapshot_loads_in_peft_with_the_same_outputs(kind, library_cop
     assert result.exit_code == 0, result.output
     lm = open_library_model(lib, progress=False)
     with use_adapters(lm.snapshot("t1")):
-        ours = _outputs(lm.base_model.model, lm.base_model.tokenizer, kind)
+        ours = model_outputs(lm.base_model.model, lm.base_model.tokenizer, kind)
     base = _fresh_base(kind, tiny_model_dirs)
     peft_model = PeftModel.from_pretrained(base.model, str(out)).eval()
-    theirs = _outputs(peft_model, base.tokenizer, kind)
+    theirs = model_outputs(peft_model, base.tokenizer, kind)
     with peft_model.disable_adapter():
-        bare = _outputs(peft_model, base.tokenizer, kind)
+        bare = model_outputs(peft_model, base.tokenizer, kind)
     assert (ours - bare).abs().max() > 1e-4  # the adapter does something
     assert (ours - theirs).abs().max() <= 1e-5
 
@@ -61,7 +54,7 @@ def test_a_peft_made_adapter_imports_with_the_same_outputs(kind, library_copy, t
     config = LoraConfig(r=4, lora_alpha=12, target_modules=list(KINDS[kind]), init_lora_weights=False)
     peft_model = get_peft_model(base.model, config).eval()
     peft_model.save_pretrained(str(tmp_path / "made-by-peft"))
-    theirs = _outputs(peft_model, base.tokenizer, kind)
+    theirs = model_outputs(peft_model, base.tokenizer, kind)
     result = CliRunner().invoke(cli, ["library", "import", str(lib), str(tmp_path / "made-by-peft"),
                                       "--name", "imported", "--labels", "red,green"])
     assert result.exit_code == 0, result.output
@@ -69,7 +62,7 @@ def test_a_peft_made_adapter_imports_with_the_same_outputs(kind, library_copy, t
     assert manifest["tasks"][-1]["snapshot"] == ["imported"]
     lm = open_library_model(lib, progress=False)
     with use_adapters(lm.snapshot("imported")):
-        ours = _outputs(lm.base_model.model, lm.base_model.tokenizer, kind)
+        ours = model_outputs(lm.base_model.model, lm.base_model.tokenizer, kind)
     assert (ours - theirs).abs().max() <= 1e-5
     assert CliRunner().invoke(cli, ["library", "verify", str(lib)]).exit_code == 0
 
@@ -101,9 +94,9 @@ def test_export_all_writes_a_folder_per_task_that_peft_loads_with_the_same_outpu
 
         assert json.loads((out / task / "adapter_config.json").read_text())["base_model_name_or_path"] == "my-base"
         with use_adapters(lm.snapshot(task)):
-            ours = _outputs(lm.base_model.model, lm.base_model.tokenizer, kind)
+            ours = model_outputs(lm.base_model.model, lm.base_model.tokenizer, kind)
         peft_model = PeftModel.from_pretrained(base.model, str(out / task)).eval()
-        theirs = _outputs(peft_model, base.tokenizer, kind)
+        theirs = model_outputs(peft_model, base.tokenizer, kind)
         assert (ours - theirs).abs().max() <= 1e-5, task
         base.model = peft_model.unload()  # the next task's folder loads on the bare base again
     again = CliRunner().invoke(cli, ["library", "export", str(lib), "--all", str(out)])

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import assert_one_line_error, library_state
+from conftest import PROBE_TEXTS as TEXTS, assert_one_line_error, library_state, model_outputs
 
 from clora.adapters import use_adapters
 from clora.cli.main import cli
@@ -18,7 +18,6 @@ from clora.workflows.library_model import open_library_model
 
 pytest.importorskip("bitsandbytes")
 
-TEXTS = ["red kitchen note", "the harbour market signal is blue", "sky"]
 
 
 def _stream(tmp_path, generation=False):
@@ -115,13 +114,6 @@ def test_add_task_trains_on_the_library_quantized_base_and_refuses_another(quant
     assert lm.base_model.quantization == "int8" and len(lm.lora) == 3
 
 
-def _outputs(model, tokenizer, kind):
-    batch = tokenizer(TEXTS, return_tensors="pt", padding=True)
-    with torch.no_grad():
-        out = model(**batch)
-    return out.logits if kind == "llama" else out.last_hidden_state
-
-
 @pytest.mark.parametrize("kind, q", [("bert", "int8"), ("llama", "nf4")])
 def test_an_exported_task_loads_in_peft_on_the_same_quantized_base(quantized_runs, tiny_model_dirs, kind, q,
                                                                    tmp_path):
@@ -133,12 +125,12 @@ def test_an_exported_task_loads_in_peft_on_the_same_quantized_base(quantized_run
     assert result.exit_code == 0, result.output
     lm = open_library_model(lib, progress=False)
     with use_adapters(lm.snapshot("t1")):
-        ours = _outputs(lm.base_model.model, lm.base_model.tokenizer, kind)
+        ours = model_outputs(lm.base_model.model, lm.base_model.tokenizer, kind)
     base = load_base_model(str(tiny_model_dirs[kind]), quantize=q)  # as a PEFT user loads it: transformers + bnb
     peft_model = PeftModel.from_pretrained(base.model, str(out)).eval()
-    theirs = _outputs(peft_model, base.tokenizer, kind)
+    theirs = model_outputs(peft_model, base.tokenizer, kind)
     with peft_model.disable_adapter():
-        bare = _outputs(peft_model, base.tokenizer, kind)
+        bare = model_outputs(peft_model, base.tokenizer, kind)
     assert (ours - bare).abs().max() > 1e-3  # the adapter does something
     assert (ours - theirs).abs().max() <= 1e-4
 
