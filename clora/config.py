@@ -51,6 +51,13 @@ def check_quantize_name(name: str, field: str = "quantize") -> None:
         raise ConfigError(f"unknown quantization {name!r} (choose from {', '.join(QUANTIZATIONS)})", field=field)
 
 
+def check_base_trainable(method: str, settings: MethodSettings, quantization: str) -> None:
+    """ConfigError when ``method`` trains the base's own weights (``osf``) and the base is quantized."""
+    if quantization != "none" and settings.trains_base_weights:
+        raise ConfigError(f"method {method} trains the base model's own weights, which an {quantization} base "
+                          "cannot (quantize none)", field="quantize")
+
+
 def check_output_path(path: Path, what: str = "output folder", field: str = "out") -> None:
     """Refuse a folder that cannot be made: it or a folder above it is a file, or its nearest existing
     folder cannot be written to. Checked before any work, so a long run never fails at its end."""
@@ -142,9 +149,7 @@ class RunConfig:
         check_precision_name(self.precision)
         if self.quantize is not None:
             check_quantize_name(self.quantize)
-            if self.quantize != "none" and self.settings.trains_base_weights:
-                raise ConfigError(f"method {self.method} trains the base model's own weights, which a {self.quantize} "
-                                  "base cannot (quantize none)", field="quantize")
+            check_base_trainable(self.method, self.settings, self.quantize)
         if self.targets is not None:
             self.targets = tuple(t.strip() for t in self.targets if t.strip())
             if not self.targets:

@@ -18,8 +18,7 @@ from pathlib import Path
 from clora.adapters import LoRASet, inject_lora, no_adapters, use_adapters
 from clora.adapters.capacity import capacity_rows
 from clora.adapters.subspace import max_overlap
-from clora.config import SHARED_SETTINGS, RunConfig
-from clora.errors import ConfigError
+from clora.config import SHARED_SETTINGS, RunConfig, check_base_trainable
 from clora.data.loaders import data_reference, load_tasks
 from clora.data.stream import Stream, load_stream
 from clora.data.task import Task
@@ -107,9 +106,7 @@ def prepare(config: RunConfig, model=None, tokenizer=None) -> Session:
     base_model = load_base_model(model if model is not None else config.model, device=device,
                                  dtype=resolve_precision(config.precision, device), tokenizer=tokenizer,
                                  quantize=config.quantize)
-    if base_model.quantization != "none" and config.settings.trains_base_weights:  # a quantized model object
-        raise ConfigError(f"method {config.method} trains the base model's own weights, which a "
-                          f"{base_model.quantization} base cannot", field="quantize")
+    check_base_trainable(config.method, config.settings, base_model.quantization)  # a model object's
     config = dataclasses.replace(config, quantize=base_model.quantization)  # a model object's, when given
     check_answers(base_model.kind, tasks)
     targets = config.targets or base_model.default_targets

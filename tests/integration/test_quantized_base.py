@@ -11,13 +11,13 @@ from conftest import PROBE_TEXTS as TEXTS, assert_one_line_error, library_state,
 
 from clora.adapters import use_adapters
 from clora.cli.main import cli
+from clora.errors import ConfigError
 from clora.library.layout import LibraryError
 from clora.families.loading import load_base_model
 from clora.serving.inference import load_library
 from clora.workflows.library_model import open_library_model
 
 pytest.importorskip("bitsandbytes")
-
 
 
 def _stream(tmp_path, generation=False):
@@ -181,13 +181,17 @@ def test_compare_and_the_python_api_take_a_quantization(tiny_model_dirs, tmp_pat
     report = run_stream(RunConfig(stream=_stream(tmp_path), out=tmp_path / "obj", rank=2, epochs=1, progress=False),
                         model=quantized.model, tokenizer=quantized.tokenizer)  # a model object, as it is
     assert report.settings["quantize"] == "int8"
+    with pytest.raises(ConfigError, match="osf trains the base model's own weights, which an int8 base cannot"):
+        run_stream(RunConfig(stream=_stream(tmp_path), method="osf", out=tmp_path / "osf", progress=False),
+                   model=quantized.model, tokenizer=quantized.tokenizer)
+    assert not (tmp_path / "osf").exists()
     library = open_library(tmp_path / "obj" / "library")
     assert library.load().current.lm.base_model.quantization == "int8"
     assert library.load(quantize="nf4").current.lm.base_model.quantization == "nf4"
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--method", "osf", "--quantize", "int8"], "osf trains the base model's own weights, which a int8 base cannot"),
+    (["--method", "osf", "--quantize", "int8"], "osf trains the base model's own weights, which an int8 base cannot"),
     (["--quantize", "int4"], "Invalid value for '--quantize'"),
 ])
 def test_bad_quantized_runs_are_one_line_and_write_nothing(args, message, tiny_model_dirs, tmp_path):
