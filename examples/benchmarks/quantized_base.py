@@ -50,13 +50,20 @@ def memory_child(model: str, quantize: str) -> dict:
 
 
 def memory(model: str) -> dict:
-    """``{quantization: memory_child's dict}``, each measured in its own process."""
-    out = {}
+    """``{quantization: memory_child's dict}``, each measured in its own process; the three run at once (a
+    process's peak memory is its own, so they need not wait for each other)."""
+    children = {}
     for q in QUANTIZATIONS:
         code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
                 f"from quantized_base import memory_child; print(json.dumps(memory_child({model!r}, {q!r})))")
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        out[q] = json.loads(done.stdout.strip().splitlines()[-1])
+        children[q] = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True)
+    out = {}
+    for q, child in children.items():
+        stdout, stderr = child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(f"measuring {q} failed: {stderr.strip().splitlines()[-1:]}")
+        out[q] = json.loads(stdout.strip().splitlines()[-1])
     return out
 
 
