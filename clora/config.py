@@ -13,7 +13,7 @@ from clora.errors import ConfigError
 from clora.settings import MethodSettings, check_count, check_number, settings_class
 
 METHODS = ("seq", "inc", "olora", "olie", "orth", "mtl", "osf", "replay")
-#: tokens of each input the router reads (docs/results.md: routing accuracy against cost)
+#: tokens of each input the router reads (log 15b7361:docs/results.md, routing accuracy against cost)
 ROUTER_TOKENS = 64
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 #: the fewest optimiser steps a task trains for when ``epochs`` would give fewer: a task of a few dozen

@@ -11,10 +11,11 @@
    lose more than 1 point of routed accuracy).
 5. The same traffic again, answered by the new version the server picked up live.
 
-Prints JSON with every share and accuracy.
+Prints JSON with every share and accuracy (``--json FILE`` also writes it: docs/learning-live.md's
+table is rendered from it by ``table``).
 
     clora run demo --out clora-runs/demo-orth
-    python examples/learn_live.py clora-runs/demo-orth/library
+    python examples/learn_live.py clora-runs/demo-orth/library --json docs/benchmarks-data/learn_live.json
 """
 
 from __future__ import annotations
@@ -137,12 +138,37 @@ def scenario(library: Path, work: Path, domain: str = "medicine", shift: int = 1
     }
 
 
+def table(result: dict) -> str:
+    """The figures docs/learning-live.md shows beside the acceptance bounds they were held to."""
+    new, n_new = result["new_domain"], result["inputs"]["new"]
+    n_known = sum(result["inputs"]["known"].values())
+    inbox = result["in_inbox_pct"]
+    known = "; ".join(f"{name} {v['before']:.1f} -> {v['after']:.1f}" for name, v in result["known_tasks"].items())
+    rows = [("" , "figure", "acceptance"),
+            (f"{new} inputs in the inbox", f"{inbox['new_domain']:.1f}% ({round(inbox['new_domain'] * n_new / 100)} "
+             f"of {n_new})", "at least 80%"),
+            ("known tasks' inputs in the inbox", f"{inbox['known_tasks']:.3f}% ({round(inbox['known_tasks'] * n_known / 100)}"
+             f" of {n_known})", "at most 5%"),
+            (f"{new} inputs in the cluster that holds most of them", f"{result['new_domain_in_one_cluster_pct']:.1f}%",
+             "at least 90%"),
+            (f"after promotion: {new} routed to the new task", f"{result['new_domain_after']['routed_to_new_pct']:.1f}%",
+             "at least 90%"),
+            (f"after promotion: {new} answered correctly", f"{result['new_domain_after']['accuracy']:.1f}% "
+             f"({result['new_domain_before']['accuracy']:.1f}% before)", "at least 90%"),
+            ("known tasks' routed accuracy, before -> after", known, "within 1 point"),
+            ("served version, before -> after", f"{result['served_version']['before']} -> "
+             f"{result['served_version']['after']}", "a new version, no restart")]
+    lines = [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join([lines[0], "|---|---|---|", *lines[1:]])
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("library", type=Path)
     ap.add_argument("--domain", default="medicine", help="the new synthetic domain (clora.data.synthetic.DOMAINS)")
     ap.add_argument("--shift", type=int, default=1, help="its cue-to-colour rotation")
     ap.add_argument("--feedback", type=int, default=60, help="labelled examples sent to POST /feedback")
+    ap.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="clora-learn-live-"))
     try:
@@ -150,6 +176,8 @@ def main(argv=None) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -20,7 +20,7 @@ value) by about ``(gamma + 1) / 100``. The leftover directions of real inputs ar
 against the strongest (MiniLM on CL_Benchmark: the weakest reserved eigenvalue is about
 0.4% of the strongest, ``s`` about 0.06), so each is scaled a little; in units of the
 weakest *reserved* eigenvalue, as first built, most free directions of a fourth task
-counted as strong and were scaled by the full 90% (docs/results.md).
+counted as strong and were scaled by the full 90% (log 15b7361:docs/results.md).
 ``S U = 0``, so exact orthogonality to the reserved subspace is kept; ``CAP < 1`` leaves
 every free direction at least ``1 - CAP`` of its scale, so ``A`` keeps full rank and its
 orthogonality stays measurable.

@@ -61,7 +61,7 @@ def schedule_frames(optimizer: torch.optim.Optimizer, schedule: str, done: int, 
     ``total`` (``constant``: unchanged). Euclidean groups (B) keep their rate.
 
     Why: at a constant rate the frame keeps turning to the end of a task and B, fitted to
-    where it was, keeps chasing it (docs/results.md, "Plasticity"); a frame that settles
+    where it was, keeps chasing it (log 15b7361:docs/results.md, "Plasticity"); a frame that settles
     lets B fit its final span.
     """
     if schedule == "constant":

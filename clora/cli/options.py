@@ -43,7 +43,7 @@ TRAINING_OPTIONS = [
     click.option("--router-layer", default=None, type=int,
                  help="Layer whose hidden states the router reads (default: half way up, 3 of MiniLM's 6)."),
     click.option("--router-tokens", default=ROUTER_TOKENS, show_default=True, type=int,
-                 help="Tokens of each input the router reads; fewer make routing cheaper (docs/results.md)."),
+                 help="Tokens of each input the router reads; fewer make routing cheaper (docs/routing.md)."),
     click.option("--device", default=_default("device"), show_default=True,
                  help="Where to train and evaluate: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N. "
                       "Under `accelerate launch` each process takes the device Accelerate assigns it."),

@@ -169,7 +169,7 @@ class Family:
         meaning rather than source, and 64 tokens tell it almost as well as 128: 98.65%
         of test inputs have the right most likely task after layer 3 of 64 tokens, 98.4%
         of 32 tokens, 99.1% after layer 4 of 128 tokens, 96.3% after the last layer
-        (docs/results.md). 64 is the default because with 32 the wrong most likely tasks
+        (log 15b7361:docs/results.md). 64 is the default because with 32 the wrong most likely tasks
         cost routed accuracy 1.05 points against the oracle, with 64 0.9 (docs/routing.md).
         The short read keeps routing at a fraction of the cost of answering. Unit norm makes
         distances comparable across tasks, which the out-of-distribution check relies on.

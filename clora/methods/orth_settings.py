@@ -19,7 +19,7 @@ FRAME_INITS = ("gradient", "random")
 #: how orth's frame rate moves over a task: ``constant``, or ``linear`` (falls to 0 by the last step)
 FRAME_SCHEDULES = ("constant", "linear")
 #: the energy threshold and frame start when none is given, by the kind of the task that reserves or
-#: trains (docs/results.md, "Where the frame starts"): MiniLM on cl-benchmark-4 forgets least with a random
+#: trains (log 15b7361:docs/results.md, "Where the frame starts"): MiniLM on cl-benchmark-4 forgets least with a random
 #: start and 0.95; a generated answer, scored token by token, needs more of its inputs reserved (0.99)
 #: and tiny random generative models learn little through a random slice of their inputs
 KIND_ENERGY = {"classification": 0.95, "generation": 0.99}
@@ -29,7 +29,8 @@ KIND_FRAME_INIT = {"classification": "random", "generation": "gradient"}
 @dataclass(frozen=True)
 class OrthSettings(MethodSettings):
     """orth's knobs. Its default rate 3e-3 is B's; raising it to 6e-3 learns the second task better but the
-    later adapters then disturb the earlier tasks in sum mode (docs/results.md, "orth's two learning rates").
+    later adapters then disturb the earlier tasks in sum mode (log 15b7361:docs/results.md, "orth's two
+    learning rates").
     """
 
     method = "orth"

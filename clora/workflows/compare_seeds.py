@@ -1,7 +1,7 @@
 """``compare_seeds``: one comparison per seed, then each metric's mean and spread.
 
 One seed of a four-task stream at 500 test examples per task leaves about a point of
-noise on an average accuracy (docs/results.md), as much as the gaps between methods.
+noise on an average accuracy (log 15b7361:docs/results.md), as much as the gaps between methods.
 Several seeds, each a different sample of the data and different initial adapters,
 say which gaps are real: ``OUT/seed-<k>`` holds one whole comparison per seed and
 ``OUT/compare.{json,md,png}`` their mean ± standard deviation.

@@ -58,6 +58,11 @@ def line(total: dict) -> str:
             f"against {total['router_confidence_mean_wrong']:.3f}, AUROC {total['router_confidence_auroc']:.3f}")
 
 
+def sentence(result: dict) -> str:
+    """``line`` of the whole study (the JSON this script writes), with its full stop: what docs/results.md shows."""
+    return line(result["all"]) + "."
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("libraries", nargs="+", type=Path)

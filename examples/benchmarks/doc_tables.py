@@ -1,15 +1,21 @@
-"""Rebuild the docs' tables from the committed data: every table between markers comes from one JSON file.
+"""Rebuild the docs' tables and quoted figures from the committed data: each comes from one JSON file.
 
-A table in a doc sits between two markers naming its data and the script that renders it::
+A table in a doc sits between two markers naming its data and the function that renders it::
 
     <!-- table: benchmarks-data/train_step_minilm.json, rendered by train_step.table -->
     | ... |
     <!-- end table -->
 
+Figures quoted in a sentence do the same with ``<!-- figures: ... -->`` and ``<!-- end figures -->``.
+A table that holds no measurement (options, defaults, formats) says so on the line before it::
+
+    <!-- reference table -->
+
 ``python examples/benchmarks/doc_tables.py`` rewrites every marked table from its JSON (after a
-benchmark wrote new data); ``--check`` only says which tables differ from their data and exits 1
-if any does (``tests/integration/test_results_data.py`` runs the same check, so a figure edited by
-hand, or data committed without its table, fails CI).
+benchmark wrote new data); ``--check`` only says which tables differ from their data, and which
+tables are neither marked nor reference tables, and exits 1 if any is
+(``tests/integration/test_results_data.py`` runs the same check, so a figure edited by hand, data
+committed without its table, or a new table without data fails CI).
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-MARKER = re.compile(r"<!-- table: (?P<data>[\w./-]+\.json), rendered by (?P<script>\w+)\.(?P<function>\w+) -->\n"
-                    r"(?P<body>.*?)\n?<!-- end table -->", re.S)
+MARKER = re.compile(r"<!-- (?P<kind>table|figures): (?P<data>[\w./-]+\.json), rendered by (?P<script>\w+)\."
+                    r"(?P<function>\w+) -->\n(?P<body>.*?)\n?<!-- end (?P=kind) -->", re.S)
+REFERENCE = "<!-- reference table -->"
 
 
 def _render(script: str, function: str, data: str) -> str:
@@ -39,7 +46,7 @@ def rebuilt(text: str) -> str:
     """``text`` with every marked table rendered again from its data."""
     def table(match: re.Match) -> str:
         head = match.group(0).split("\n", 1)[0]
-        return f"{head}\n{_render(match['script'], match['function'], match['data'])}\n<!-- end table -->"
+        return f"{head}\n{_render(match['script'], match['function'], match['data'])}\n<!-- end {match['kind']} -->"
     return MARKER.sub(table, text)
 
 
@@ -60,16 +67,34 @@ def marked() -> list[str]:
             for m in MARKER.finditer(doc.read_text(encoding="utf-8"))]
 
 
+def unmarked() -> list[str]:
+    """``doc:line`` for every table (a run of lines that start with ``|``) that is neither between data
+    markers nor right after a reference-table line."""
+    found = []
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        covered = {i for m in MARKER.finditer(text)
+                   for i in range(text.count("\n", 0, m.start()), text.count("\n", 0, m.end()) + 1)}
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            starts = line.startswith("|") and (i == 0 or not lines[i - 1].startswith("|"))
+            if starts and i not in covered and (i == 0 or lines[i - 1].strip() != REFERENCE):
+                found.append(f"{doc.relative_to(ROOT)}:{i + 1}")
+    return found
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only list the tables that differ from their data")
     args = parser.parse_args(argv)
     if args.check:
-        differ = stale()
+        differ, loose = stale(), unmarked()
         for line in differ:
             print(f"differs from its data: {line}")
-        print(f"{len(marked())} tables checked, {len(differ)} differ")
-        return 1 if differ else 0
+        for line in loose:
+            print(f"a table with no data and no reference marker: {line}")
+        print(f"{len(marked())} tables checked, {len(differ)} differ, {len(loose)} unmarked")
+        return 1 if differ or loose else 0
     for doc in DOCS:
         text = doc.read_text(encoding="utf-8")
         new = rebuilt(text)

@@ -53,6 +53,26 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def full_precision_table(result: dict) -> str:
+    """The full-precision runs alone (docs/results.md): per method, AA and BWT of each mode and the overlap."""
+    lines = ["| method | sum AA | sum BWT | oracle AA | routed AA | routed BWT | overlap |", "|---" * 7 + "|"]
+    for r in (r for r in result["runs"] if r["quantize"] == "none"):
+        overlap = "n/a" if r["overlap"] is None else f"{r['overlap']:.1e}"
+        lines.append(f"| {r['method']} | {100 * r['sum_aa']:.2f} | {100 * r['sum_bwt']:+.2f} | {100 * r['oracle_aa']:.2f} | "
+                     f"{100 * r['routed_aa']:.2f} | {100 * r['routed_bwt']:+.2f} | {overlap} |")
+    return "\n".join(lines)
+
+
+def readme_sentence(result: dict) -> str:
+    """The README's one line on cl-benchmark-4: orth against inc at full precision."""
+    full = {r["method"]: r for r in result["runs"] if r["quantize"] == "none"}
+    orth, inc = full["orth"], full["inc"]
+    return (f"On `cl-benchmark-4` (seed 0, 1000 training and 500 test examples per task), `orth` ends at "
+            f"{100 * orth['sum_aa']:.2f}% in sum mode (every adapter at once, no task id) with BWT "
+            f"{100 * orth['sum_bwt']:+.2f}, against {100 * inc['sum_aa']:.2f}% and BWT {100 * inc['sum_bwt']:+.2f} "
+            f"for `inc` (a new adapter per task, not kept orthogonal).")
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folders", nargs="+", type=Path)

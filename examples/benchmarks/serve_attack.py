@@ -132,6 +132,21 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+CONFIGURATIONS = {"pin": "pinned, `--loop-nice 10` (the default)", "pinnice0": "pinned, `--loop-nice 0`",
+                  "nopin": "not pinned (all on both cores, server with 2 torch threads), `--loop-nice 10`"}
+
+
+def runs_table(runs: dict) -> str:
+    """The repeated runs (serve_attack_runs.json): per configuration and attack, the ratio to idle as
+    min-max (median) over the runs, then the memory the server grew by."""
+    lines = ["| configuration | bodies over the limit | half-sent | regex inputs | all three |", "|---|---|---|---|---|"]
+    for key, label in CONFIGURATIONS.items():
+        cells = [f"{min(v):.2f}-{max(v):.2f} ({statistics.median(v):.2f})" for v in runs["ratio_to_idle"][key].values()]
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    growth = [mb for runs_mb in runs["memory_growth_mb"].values() for mb in runs_mb]
+    return "\n".join(lines) + f"\n\nThe server's memory grew by {min(growth):.1f}-{max(growth):.1f} MB in every run."
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("library", type=Path)

@@ -125,6 +125,13 @@ def demo_texts(library: Path, n: int) -> list[str]:
     return texts or ["apple oven the recipe"]
 
 
+def readme_sentence(result: dict) -> str:
+    """The README's one line on batching."""
+    return (f"Batching gives {result['throughput_ratio']:.1f}x the throughput of answering one request at a time "
+            f"with {result['clients']} clients on a {result['cpu_count']}-core CPU, with the same answers "
+            f"(`docs/benchmarks.md`).")
+
+
 def table(result: dict) -> str:
     """docs/benchmarks.md's and docs/serving.md's table: each server's medians over the rounds."""
     lines = ["| server | requests/s | p50 ms | p90 ms | p99 ms | inputs per forward pass |", "|---|---|---|---|---|---|"]

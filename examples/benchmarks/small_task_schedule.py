@@ -45,9 +45,10 @@ def run_one(stream, args, seed: int, epochs: int, min_steps: int | None, out: Pa
 
 
 def table(result: dict) -> str:
-    """The markdown rows docs/results.md quotes: per setting, steps per task (first seed) and the mean AA of
+    """The markdown table docs/results.md shows: per setting, steps per task (first seed) and the mean AA of
     each mode over the seeds, then the spread of routed AA over the seeds."""
-    rows = []
+    rows = ["| setting | steps per task | routed AA | oracle AA | sum AA | routed AA over the seeds |",
+            "|---|---|---|---|---|---|"]
     for name, runs in result["runs"].items():
         mean = result["mean"][name]
         routed = [r["routed"] for r in runs]

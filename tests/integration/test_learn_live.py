@@ -62,6 +62,9 @@ def test_the_scenario_on_minilm_meets_the_acceptance_figures(small_demo, tmp_pat
     assert result["new_domain_after"]["routed_to_new_pct"] >= 90 and result["new_domain_after"]["accuracy"] >= 90
     for name, acc in result["known_tasks"].items():
         assert acc["after"] >= acc["before"] - 1, name
+    table = learn_live.table(result).splitlines()  # what docs/learning-live.md renders from the JSON
+    assert table[2].startswith(f"| medicine inputs in the inbox | {result['in_inbox_pct']['new_domain']:.1f}% (")
+    assert table[-1] == "| served version, before -> after | 1 -> 2 | a new version, no restart |"
 
 
 def test_the_scenario_runs_on_a_tiny_model(library_factory, tmp_path):
