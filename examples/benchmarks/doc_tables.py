@@ -35,7 +35,10 @@ REFERENCE = "<!-- reference table -->"
 
 
 def _render(script: str, function: str, data: str) -> str:
-    path = Path(__file__).resolve().parent / f"{script}.py"
+    here = Path(__file__).resolve().parent
+    path = next((p for p in (here / f"{script}.py", here.parent / f"{script}.py") if p.is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"no script {script}.py in examples/benchmarks/ or examples/")
     spec = importlib.util.spec_from_file_location(f"_doc_table_{script}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

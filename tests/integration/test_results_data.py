@@ -44,3 +44,6 @@ def test_every_marked_table_is_its_data_and_a_planted_change_is_caught():
     planted = sentence.replace("68.25%", "69.25%", 1)  # a figure quoted in a sentence is checked the same way
     assert planted != sentence and tables.rebuilt(planted) == sentence
 
+
+def test_every_table_in_the_docs_has_data_or_says_it_holds_no_measurement():
+    assert _script("doc_tables").unmarked() == [], "mark the table with its data, or as a reference table"
