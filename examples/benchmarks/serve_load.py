@@ -127,9 +127,11 @@ def demo_texts(library: Path, n: int) -> list[str]:
 
 def readme_sentence(result: dict) -> str:
     """The README's one line on batching."""
+    answers = result["answers"]
+    same = ("with the same answers" if answers["different"] == 0
+            else f"{answers['different']} of {answers['compared']} answers differing")
     return (f"Batching gives {result['throughput_ratio']:.1f}x the throughput of answering one request at a time "
-            f"with {result['clients']} clients on a {result['cpu_count']}-core CPU, with the same answers "
-            f"(`docs/benchmarks.md`).")
+            f"with {result['clients']} clients on a {result['cpu_count']}-core CPU, {same} (`docs/benchmarks.md`).")
 
 
 def table(result: dict) -> str:
