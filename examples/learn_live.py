@@ -144,7 +144,7 @@ def table(result: dict) -> str:
     n_known = sum(result["inputs"]["known"].values())
     inbox = result["in_inbox_pct"]
     known = "; ".join(f"{name} {v['before']:.1f} -> {v['after']:.1f}" for name, v in result["known_tasks"].items())
-    rows = [("" , "figure", "acceptance"),
+    rows = [("", "figure", "acceptance"),
             (f"{new} inputs in the inbox", f"{inbox['new_domain']:.1f}% ({round(inbox['new_domain'] * n_new / 100)} "
              f"of {n_new})", "at least 80%"),
             ("known tasks' inputs in the inbox", f"{inbox['known_tasks']:.3f}% ({round(inbox['known_tasks'] * n_known / 100)}"

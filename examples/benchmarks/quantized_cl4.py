@@ -35,9 +35,14 @@ def collect(folders) -> dict:
     return {"benchmark": "quantized_cl4", "stream": "cl-benchmark-4", "runs": runs}
 
 
+def _full_precision(result: dict) -> dict:
+    """``{method: run}`` of the full-precision runs."""
+    return {r["method"]: r for r in result["runs"] if r["quantize"] == "none"}
+
+
 def table(result: dict) -> str:
     """Each run beside its method's full-precision run: AA and BWT per mode, the differences to full precision."""
-    full = {r["method"]: r for r in result["runs"] if r["quantize"] == "none"}
+    full = _full_precision(result)
     lines = ["| method | base | sum AA | vs none | sum BWT | vs none | oracle AA | routed AA | vs none | overlap |",
              "|---" * 10 + "|"]
     for r in sorted(result["runs"], key=lambda r: (r["method"] != "orth", r["method"],
@@ -56,7 +61,7 @@ def table(result: dict) -> str:
 def full_precision_table(result: dict) -> str:
     """The full-precision runs alone (docs/results.md): per method, AA and BWT of each mode and the overlap."""
     lines = ["| method | sum AA | sum BWT | oracle AA | routed AA | routed BWT | overlap |", "|---" * 7 + "|"]
-    for r in (r for r in result["runs"] if r["quantize"] == "none"):
+    for r in _full_precision(result).values():
         overlap = "n/a" if r["overlap"] is None else f"{r['overlap']:.1e}"
         lines.append(f"| {r['method']} | {100 * r['sum_aa']:.2f} | {100 * r['sum_bwt']:+.2f} | {100 * r['oracle_aa']:.2f} | "
                      f"{100 * r['routed_aa']:.2f} | {100 * r['routed_bwt']:+.2f} | {overlap} |")
@@ -65,7 +70,7 @@ def full_precision_table(result: dict) -> str:
 
 def readme_sentence(result: dict) -> str:
     """The README's one line on cl-benchmark-4: orth against inc at full precision."""
-    full = {r["method"]: r for r in result["runs"] if r["quantize"] == "none"}
+    full = _full_precision(result)
     orth, inc = full["orth"], full["inc"]
     return (f"On `cl-benchmark-4` (seed 0, 1000 training and 500 test examples per task), `orth` ends at "
             f"{100 * orth['sum_aa']:.2f}% in sum mode (every adapter at once, no task id) with BWT "
