@@ -13,6 +13,7 @@ import torch
 from clora.config import DEFAULT_MODEL
 from clora.errors import ModelError
 from clora.families import DEFAULT_TARGETS, family_of
+from clora.families.int8_linear import to_weight_only
 from clora.families.quantization import check_quantize_name, loading_config, outside_linear_fingerprint, quantization_of
 
 #: One from_pretrained at a time in this process. transformers builds a model with its weights on the meta
@@ -173,6 +174,8 @@ def load_base_model(name, device: str = "cpu", dtype: torch.dtype | None = None,
     if quantize is not None and found != quantize:
         raise ModelError(f"the model given is {'not quantized' if found == 'none' else 'quantized ' + found}, but "
                          f"quantize is {quantize!r}", field="quantize")
+    if found == "int8":
+        to_weight_only(model)  # same int8 codes, activations left in full precision (int8_linear's docstring)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     stored = weights_fingerprint(model)  # as loaded: a cast, or a method that trains the weights (osf), changes them

@@ -2,7 +2,9 @@
 
 The quantization itself is bitsandbytes' (``Linear8bitLt``: LLM.int8, Dettmers et al. 2022;
 ``Linear4bit`` with NF4 blocks), applied by transformers while it loads the checkpoint, so a
-model that fits only quantized is never held in full precision. bitsandbytes was chosen by
+model that fits only quantized is never held in full precision. Both are applied weight-only:
+NF4 by bitsandbytes itself, int8 by ``clora.families.int8_linear`` (LLM.int8's matmul also rounds
+the activations, which measurably costs the adapters trained on it). bitsandbytes was chosen by
 measurement on the CPU (docs/quantization.md): it is the one library that gives both 8 and 4 bits
 on a CPU and on a GPU, and its NF4 is QLoRA's; PEFT and vLLM load the same layers.
 
@@ -61,7 +63,7 @@ def quantization_of(model: torch.nn.Module) -> str:
             continue
         name = type(module).__name__
         quant_type = getattr(getattr(weight, "quant_state", None), "quant_type", None) or getattr(weight, "quant_type", None)
-        if name == "Linear8bitLt":
+        if name in ("Linear8bitLt", "Int8Linear"):
             kinds.add("int8")
         elif name == "Linear4bit" and quant_type == "nf4":
             kinds.add("nf4")
