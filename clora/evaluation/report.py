@@ -104,16 +104,20 @@ class Report:
         return self.to_dict()[key]
 
 
-def oracle_matrix(after: list[list[float]], keeps_snapshots: bool) -> list[list[float]]:
+def oracle_matrix(after: list[list[float]], keeps_snapshots: bool,
+                  answered: dict[int, float] | None = None) -> list[list[float]]:
     """Oracle accuracies from the per-step evaluations ``after[j][i]`` (snapshot j+1 on task i).
 
     Task i is served by the snapshot it was learnt in, i.e. ``after[min(i, j)][i]``, when
     the method keeps earlier adapters unchanged; otherwise only the current state exists
-    and oracle equals sum.
+    and oracle equals sum. ``answered[i]``: task i in the adapters that answer it, where they
+    are more than snapshot i+1 (its private adapter), in place of ``after[i][i]``.
     """
     if not keeps_snapshots:
         return [list(row) for row in after]
-    return [[after[min(i, j)][i] for i in range(len(row))] for j, row in enumerate(after)]
+    answered = answered or {}
+    return [[answered.get(i, after[i][i]) if i <= j else after[j][i] for i in range(len(row))]
+            for j, row in enumerate(after)]
 
 
 def build_report(*, stream: str, method: str, model: str, tasks: list[str], base: list[float],

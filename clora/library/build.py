@@ -12,8 +12,8 @@ from clora.config import RunConfig
 from clora.library.layout import FORMAT_VERSION
 from clora.library.manifest import Manifest
 from clora.library.store import check_task_name, commit, free_task_dir, new_stage, write_lock
-from clora.library.tensors import (ADAPTER_FILE, ROUTER_FILE, SUBSPACE_FILE, save_adapter, save_router_stats,
-                                   save_subspace)
+from clora.library.tensors import (ADAPTER_FILE, PRIVATE_FILE, ROUTER_FILE, SUBSPACE_FILE, save_adapter,
+                                   save_router_stats, save_subspace)
 from clora.routing.lda import TaskStats
 from clora.data.task import DEFAULT_PROMPT, Task
 
@@ -79,7 +79,8 @@ class TaskArtifacts:
     ``factors``: module -> ``(A (r, d_in), B (d_out, r))`` of the adapter the task owns, or None
     (seq/mtl tasks before the last own none); ``directions``: module -> ``U (d_in, k)``, the input
     directions it reserved (orth); ``router``: its routing statistics; ``leftover``: orth's
-    attenuation factors, or None.
+    attenuation factors, or None; ``private``: the factors of its private adapter (orth's
+    ``private_rank``), or None.
     """
 
     entry: dict
@@ -87,6 +88,7 @@ class TaskArtifacts:
     directions: dict[str, torch.Tensor] | None = None
     router: TaskStats | None = None
     leftover: dict[str, torch.Tensor] | None = None
+    private: dict | None = None
 
 
 def next_manifest(manifest: Manifest, entry: dict | None = None, scores: dict[str, dict] | None = None,
@@ -107,7 +109,7 @@ def next_manifest(manifest: Manifest, entry: dict | None = None, scores: dict[st
 def stage_task(folder: Path, task: TaskArtifacts, keep: set[str]) -> tuple[str, Path]:
     """Write a task's adapter, reserved directions and router statistics into a staging folder.
 
-    Sets ``entry['adapter']`` / ``['subspace']`` / ``['router']`` to their final relative paths and
+    Sets ``entry['adapter']`` / ``['private']`` / ``['subspace']`` / ``['router']`` to their final relative paths and
     returns ``(task folder, staging folder)`` for :func:`clora.library.store.commit`.
     """
     entry, factors, directions, router, leftover = (task.entry, task.factors, task.directions, task.router,
@@ -117,6 +119,9 @@ def stage_task(folder: Path, task: TaskArtifacts, keep: set[str]) -> tuple[str, 
     if factors is not None:
         save_adapter(stage / ADAPTER_FILE, factors, entry["name"])
         entry["adapter"] = f"{rel_dir}/{ADAPTER_FILE}"
+    if task.private is not None:  # the key is written only where there is one: other manifests stay as they were
+        save_adapter(stage / PRIVATE_FILE, task.private, entry["name"])
+        entry["private"] = f"{rel_dir}/{PRIVATE_FILE}"
     has_leftover = bool(leftover) and any(f.shape[1] for f in leftover.values())
     if (directions and any(u.shape[1] for u in directions.values())) or has_leftover:
         save_subspace(stage / SUBSPACE_FILE, directions or {}, entry["name"], leftover if has_leftover else None)

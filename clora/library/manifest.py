@@ -39,6 +39,8 @@ class TaskEntry:
     snapshot: tuple[str, ...] = ()
     #: library-relative paths of its files, or None where it has none
     adapter: str | None = None
+    #: its private adapter (orth's ``private_rank``): acts only where this task's snapshot answers
+    private: str | None = None
     subspace: str | None = None
     router: str | None = None
     method: str | None = None
@@ -59,7 +61,8 @@ class TaskEntry:
                    max_new_tokens=entry.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS,
                    instruction=entry.get("instruction") or "", prompt=entry.get("prompt") or default_prompt,
                    triggers=_frozen(entry.get("triggers")), snapshot=tuple(entry.get("snapshot") or ()),
-                   adapter=entry.get("adapter"), subspace=entry.get("subspace"), router=entry.get("router"),
+                   adapter=entry.get("adapter"), private=entry.get("private"), subspace=entry.get("subspace"),
+                   router=entry.get("router"),
                    method=entry.get("method"), rank=entry.get("rank"), metrics=_frozen(entry.get("metrics")),
                    data=_frozen(entry["data"]) if entry.get("data") else None,
                    source=entry.get("source") or "trained")

@@ -115,14 +115,14 @@ def _structure_problems(folder: Path, manifest: dict) -> list[str]:
         unknown = [n for n in task.get("snapshot", []) if n not in names]
         if unknown:
             problems.append(f"task {task['name']!r}: snapshot names unknown task(s) {', '.join(unknown)}")
-        if task.get("adapter"):
+        for rel in [task[key] for key in ("adapter", "private") if task.get(key)]:
             try:
-                for m, (a, b) in load_adapter(folder, task["adapter"], manifest["modules"]).items():
+                for m, (a, b) in load_adapter(folder, rel, manifest["modules"]).items():
                     dims = manifest["modules"][m]
                     if a.shape[1] != dims["d_in"] or b.shape[0] != dims["d_out"] or a.shape[0] != b.shape[1]:
-                        problems.append(f"{task['adapter']}: factors of {m} have wrong shapes")
+                        problems.append(f"{rel}: factors of {m} have wrong shapes")
                     elif not (torch.isfinite(a).all() and torch.isfinite(b).all()):
-                        problems.append(f"{task['adapter']}: factors of {m} hold NaN or infinite values")
+                        problems.append(f"{rel}: factors of {m} hold NaN or infinite values")
             except LibraryError as exc:
                 problems.append(str(exc))
     missing = sorted(files_of(manifest) - set(manifest["files"]))

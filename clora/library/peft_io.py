@@ -29,11 +29,14 @@ PREFIX = "base_model.model."
 
 def snapshot_factors(folder: Path, manifest: Manifest | dict,
                      task: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """``{module: (A (R, d_in), B (d_out, R))}``: the snapshot ``task`` was learnt in, as one LoRA."""
+    """``{module: (A (R, d_in), B (d_out, R))}``: the snapshot ``task`` was learnt in, and its private adapter
+    where it has one, as one LoRA (rank ``R``: their ranks summed; exact, the updates add)."""
     manifest = on_disk(manifest)
     entry = task_by_name(manifest, task)
     owners = {t["name"]: t for t in manifest["tasks"] if t.get("adapter")}
-    used = [owners[n]["adapter"] for n in entry["snapshot"] if n in owners]
+    # its private adapter too: the one LoRA that answers the task as the library does
+    used = [owners[n]["adapter"] for n in entry["snapshot"] if n in owners] + \
+        ([entry["private"]] if entry.get("private") else [])
     problems = check_files(folder, {"files": {rel: manifest["files"].get(rel, "") for rel in used}})
     if problems:  # never ship an adapter that is not the one the library recorded
         raise LibraryError(f"cannot export {task!r}: {problems[0]}")

@@ -84,6 +84,7 @@ _TASK = {
     "max_new_tokens": lambda v: _int(v, 1),
     "snapshot": _strings,
     "adapter": _optional(lambda v: isinstance(v, str)),
+    "private": _optional(lambda v: isinstance(v, str)),
     "subspace": _optional(lambda v: isinstance(v, str)),
     "router": _optional(lambda v: isinstance(v, str)),
     "triggers": _optional(lambda v: isinstance(v, dict)),

@@ -256,7 +256,7 @@ def files_of(manifest: Manifest | dict) -> set[str]:
     manifest = on_disk(manifest)
     files = set()
     for entry in manifest["tasks"] + manifest.get("reserved", []):
-        for key in ("adapter", "subspace", "router"):
+        for key in ("adapter", "private", "subspace", "router"):
             if entry.get(key):
                 files.add(entry[key])
     return files

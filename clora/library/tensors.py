@@ -15,6 +15,8 @@ from clora.library.manifest import Manifest, on_disk
 ADAPTER_FILE = "adapter.safetensors"
 SUBSPACE_FILE = "subspace.safetensors"
 ROUTER_FILE = "router.safetensors"
+#: a task's private adapter (orth's ``private_rank``): the same format as its adapter
+PRIVATE_FILE = "private.safetensors"
 #: suffix of a module's leftover-energy factor in a subspace file (units of the task's strongest eigenvalue)
 LEFTOVER_KEY = ".leftover_top"
 #: the suffix of the first attenuation's factors, in units of the cut: no longer read (docs/library-format.md)

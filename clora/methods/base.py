@@ -76,6 +76,33 @@ class Method:
         """Adapter indices active after ``learned`` tasks (0 = base model)."""
         return list(range(learned))
 
+    def adapter_of(self, task_index: int) -> int:
+        """The index of task ``task_index``'s own (summed) adapter."""
+        return task_index
+
+    def answering(self, task_index: int) -> list[int]:
+        """The adapters that answer task ``task_index``'s inputs when it is chosen (oracle, routed, ``--task``):
+        its snapshot, and its private adapter where the method trains one."""
+        private = self.private_of(task_index)
+        return self.snapshot(task_index + 1) + ([] if private is None else [private])
+
+    def begin_private(self, lora: LoRASet, task_index: int) -> list[torch.nn.Parameter] | None:
+        """After ``end_task``: add task ``task_index``'s private adapter and return its parameters to train, or
+        ``None`` (the default) for a method without one."""
+        return None
+
+    def private_of(self, task_index: int) -> int | None:
+        """The index of task ``task_index``'s private adapter (``None``: it has none)."""
+        return None
+
+    def private_steps(self, task_steps: int) -> int:
+        """How many optimiser steps a private adapter trains for, after its task's ``task_steps``."""
+        return 0
+
+    def private_groups(self, params: list[torch.nn.Parameter], lr: float) -> list[dict]:
+        """The optimiser's parameter groups for a private adapter's ``params``."""
+        return [{"params": list(params), "lr": lr}]
+
     def library_factors(self, lora: LoRASet, index: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Per module, the ``(A, B)`` a library stores for adapter ``index``."""
         return lora.factors(index)

@@ -24,6 +24,7 @@ from clora.adapters.activations import input_second_moments
 from clora.adapters.attenuation import attenuated_rows, attenuation_directions, leftover_factor
 from clora.adapters.capacity import low_capacity_warnings, reservation_budget
 from clora.adapters.factor_set import LoRASet
+from clora.adapters.lora import Factors
 from clora.adapters.gradients import weight_gradients
 from clora.adapters.stiefel import param_groups, schedule_frames, stiefel_manifold
 from clora.adapters.subspace import (complement_dim, empty_basis, energy_directions, extend_basis, gradient_frame,
@@ -85,6 +86,9 @@ class OrthMethod(Method):
         #: a run resolves it to the stream's length (``clora.workflows.run.planned``), a library stores it
         self.horizon: int | None = self.settings.capacity_tasks
         self.kinds: dict[int, str] = {}  # task index -> its kind, which decides its energy and frame start
+        #: task index -> the index of its orthogonal adapter, and of its private one (``private_rank`` > 0)
+        self.adapters: dict[int, int] = {}
+        self.privates: dict[int, int] = {}
 
     def _rank_for(self, name: str, basis: torch.Tensor) -> int:
         free = complement_dim(basis)
@@ -106,7 +110,39 @@ class OrthMethod(Method):
                                   attenuation=self._attenuation(name, basis))
 
         index = lora.add(make)
+        self.adapters[task_index] = index
         return lora.parameters(index)
+
+    def adapter_of(self, task_index: int) -> int:
+        """In a run, task t's orthogonal adapter is adapter t, or 2t when every task also has a private one."""
+        return self.adapters.get(task_index, task_index * (2 if self.settings.private_rank else 1))
+
+    def snapshot(self, learned: int) -> list[int]:
+        """The orthogonal adapters of the first ``learned`` tasks (never a private one: they are not summed)."""
+        return [self.adapter_of(t) for t in range(learned)]
+
+    def begin_private(self, lora: LoRASet, task_index: int):
+        """A free LoRA of rank ``private_rank`` beside the task's frozen orthogonal adapter (Hu et al. 2022's
+        start: A Kaiming-uniform, B zero), or ``None`` with ``private_rank`` 0.
+
+        It may read every input direction, reserved or not, because it acts only where this task's snapshot
+        answers: an input answered by task i's snapshot never meets a later task's private adapter.
+        """
+        if not self.settings.private_rank:
+            return None
+        gen = self._generator(task_index + 500)  # its own stream: the orthogonal frames' draws stay as they were
+        rank = self.settings.private_rank
+        self.privates[task_index] = lora.add(lambda n, layer: Factors(layer.d_in, layer.d_out, rank, gen))
+        return lora.parameters(self.privates[task_index])
+
+    def private_of(self, task_index: int) -> int | None:
+        return self.privates.get(task_index)
+
+    def private_steps(self, task_steps: int) -> int:
+        return max(1, round(self.settings.private_share * task_steps))
+
+    def private_groups(self, params, lr: float) -> list[dict]:
+        return [{"params": list(params), "lr": self.settings.private_rate(lr)}]
 
     def param_groups(self, params, lr: float) -> list[dict]:
         """B at ``lr``; each frame at ``frame_lr`` scaled by ``sqrt(d_in r)`` (``clora.adapters.stiefel``)."""
@@ -127,15 +163,16 @@ class OrthMethod(Method):
             return
         gradients = weight_gradients(lora.layers, run_loss)
         for name, layer in lora.layers.items():
-            factors = layer.adapters[task_index]
+            factors = layer.adapters[self.adapters[task_index]]
             frame = gradient_frame(gradients[name], factors.basis, factors.x.shape[1])
             with torch.no_grad():
                 factors.x.copy_(frame.to(factors.x.dtype))
-        for p in lora.parameters(task_index):  # the pass took no step; leave no gradient behind
+        for p in lora.parameters(self.adapters[task_index]):  # the pass took no step; leave no gradient behind
             p.grad = None
 
     def end_task(self, lora: LoRASet, task_index: int, run_inputs):
-        lora.freeze(task_index)
+        index = self.adapters[task_index]
+        lora.freeze(index)
         before = {name: u.shape[1] for name, u in self.bases.items()}
         energy = self.settings.energy_for(self.kinds.get(task_index, "classification"))
         attenuate = self.settings.attenuation > 0
@@ -146,7 +183,7 @@ class OrthMethod(Method):
                 directions = energy_directions(r, self.bases[name], energy)
                 self.bases[name] = extend_basis(self.bases[name], directions[:, :self._budget(name, task_index)])
         if self.settings.subspace in ("adapters", "both"):
-            for name, (a, _) in lora.factors(task_index).items():
+            for name, (a, _) in lora.factors(index).items():
                 self.bases[name] = extend_basis(self.bases[name], a.T)
         # what this task reserved; a library stores it per task so a removal can release it
         self.contributions[task_index] = {name: u[:, before[name]:] for name, u in self.bases.items()}

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from clora.errors import ConfigError
-from clora.settings import MethodSettings, check_choice, check_count, check_number, knob
+from clora.settings import MethodSettings, check_choice, check_count, check_fraction, check_number, knob
 
 SUBSPACE_SOURCES = ("adapters", "activations", "both")
 RETRACTIONS = ("cayley", "qr")
@@ -57,6 +57,14 @@ class OrthSettings(MethodSettings):
         None, "where each frame starts: gradient (the free directions along which a sample of the task's loss "
               "falls fastest) or random (uniform in the free directions); default random for a classification "
               "task, gradient for a generation task.", choices=FRAME_INITS)
+    private_rank: int = knob(
+        0, "rank of each task's private adapter: a free LoRA trained after the orthogonal one, with it frozen, "
+           "that acts only where that task's snapshot answers (oracle, routed, --task, a trigger), never in sum "
+           "mode or a fallback; 0 turns it off (the orthogonal adapter alone).", type=int)
+    private_share: float = knob(
+        0.25, "the private adapter's optimiser steps, as a share of the task's own steps.")
+    private_lr: float | None = knob(
+        None, "learning rate of the private adapter (default: --lr).", type=float)
     capacity_tasks: int | None = knob(
         None, "how many tasks the reserved subspace keeps room for (default: the stream's length); each task "
               "reserves at most what leaves every later task room for its rank.", type=int)
@@ -68,6 +76,12 @@ class OrthSettings(MethodSettings):
         check_choice("frame_init", self.frame_init, FRAME_INITS, "frame init", optional=True)
         check_count("capacity_tasks", self.capacity_tasks, optional=True)
         check_number("attenuation", self.attenuation, allow_zero=True)
+        check_number("private_rank", self.private_rank, allow_zero=True)
+        if not isinstance(self.private_rank, int):
+            raise ConfigError(f"private_rank must be a whole number, got {self.private_rank!r}", field="private_rank")
+        check_fraction("private_share", self.private_share)
+        if self.private_lr is not None:
+            check_number("private_lr", self.private_lr)
         if self.frame_lr is not None:
             check_number("frame_lr", self.frame_lr)
         if self.energy is not None:
@@ -99,4 +113,16 @@ class OrthSettings(MethodSettings):
         return dataclasses.replace(self, **changes)
 
     def recorded(self, lr: float) -> dict:
-        return {**self.to_dict(), "frame_lr": self.frame_rate(lr)}  # the resolved rate, so a report says what ran
+        """The knobs a report records, the frame rate resolved; without a private adapter its two other knobs
+        are left out, so that a report is the one orth wrote before private adapters."""
+        values = {**self.to_dict(), "frame_lr": self.frame_rate(lr)}  # the resolved rate, so a report says what ran
+        if self.private_rank == 0:
+            for name in ("private_rank", "private_share", "private_lr"):
+                del values[name]
+        else:
+            values["private_lr"] = self.private_rate(lr)
+        return values
+
+    def private_rate(self, lr: float) -> float:
+        """The private adapter's learning rate: ``private_lr``, or ``lr`` when that is ``None``."""
+        return lr if self.private_lr is None else self.private_lr

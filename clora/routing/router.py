@@ -62,13 +62,22 @@ class RouterConfig:
         return cls(**{**given, **{k: v for k, v in overrides.items() if v is not None}})
 
 
+#: the key of ``snapshots`` (never a task's name) under which the adapters a ``sum`` fallback adds are
+#: given, where they are not all of them (orth's private adapters act only in their own task's snapshot)
+SUMMED = "<summed>"
+
+
 def adapter_mask(route: Route, n_adapters: int, snapshots: dict[str, list[int]], fallback: str) -> torch.Tensor:
-    """``(n_adapters,)`` 0/1: the routed task's snapshot, or every / no adapter for a fallback."""
+    """``(n_adapters,)`` 0/1: the routed task's snapshot, or for a fallback the summed adapters
+    (``snapshots[SUMMED]``, by default every one) or none."""
     mask = torch.zeros(n_adapters)
     if route.task is not None:
         mask[snapshots[route.task]] = 1.0
     elif fallback == "sum":
-        mask[:] = 1.0
+        if SUMMED in snapshots:
+            mask[snapshots[SUMMED]] = 1.0
+        else:
+            mask[:] = 1.0
     return mask
 
 

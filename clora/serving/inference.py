@@ -26,7 +26,7 @@ from clora.library.layout import MANIFEST, LibraryError, load_manifest
 from clora.library.manifest import Manifest
 from clora.library.readers import reading
 from clora.library.tensors import load_router_stats
-from clora.routing.router import Route, Router, RouterConfig, adapter_mask
+from clora.routing.router import SUMMED, Route, Router, RouterConfig, adapter_mask
 from clora.serving.prediction import Prediction, probability_of
 from clora.training.devices import resolve_device, resolve_precision
 from clora.workflows.library_model import LibraryModel, can_reuse_base, open_library_model, reopen_library_model
@@ -97,7 +97,7 @@ class LoadedVersion:
         _check_router_width(stats, manifest, getattr(self.lm.base_model.model.config, "hidden_size", None))
         self.version = manifest.version
         self.tasks = {t.name: t.as_task() for t in manifest.tasks}
-        self.snapshots = {name: self.lm.snapshot(name) for name in self.tasks}
+        self.snapshots = self.lm.snapshots()  # and the summed adapters, a sum fallback's
         self.router = Router(list(self.tasks), stats, [t.triggers for t in self.tasks.values()], router_config)
 
 
@@ -270,7 +270,9 @@ class LoadedLibrary:
         if mode == "base":
             return torch.zeros(n)
         if mode == "sum":
-            return torch.ones(n)
+            mask = torch.zeros(n)
+            mask[current.snapshots[SUMMED]] = 1.0  # private adapters never act in sum mode
+            return mask
         return adapter_mask(route, n, current.snapshots, self.router_config.fallback)
 
     def _answer(self, current: LoadedVersion, tasks: list[Task], texts: list[str], masks: torch.Tensor) -> list[Answer]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -69,18 +70,25 @@ class TrainStats:
     epochs: int
     final_loss: float
     seconds: float
+    #: the private adapter's training, after this (``clora.methods.orth``'s ``private_rank``)
+    private: TrainStats | None = None
 
     def summary(self) -> dict:
         """The fields a report's ``training`` rows keep (seconds go to its ``timing``)."""
-        return {"steps": self.steps, "epochs": self.epochs, "final_loss": self.final_loss}
+        row = {"steps": self.steps, "epochs": self.epochs, "final_loss": self.final_loss}
+        if self.private is not None:
+            row.update(private_steps=self.private.steps, private_final_loss=self.private.final_loss)
+        return row
 
 
 def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.nn.Parameter], config: RunConfig,
                task_index: int = 0, penalty: Callable[[], torch.Tensor | None] | None = None,
                workers: Workers | None = None, groups: list[dict] | None = None,
-               after_step: Callable[[torch.optim.Optimizer, int, int], None] | None = None) -> TrainStats:
+               after_step: Callable[[torch.optim.Optimizer, int, int], None] | None = None,
+               steps: int | None = None) -> TrainStats:
     """Train ``params`` on ``tasks`` (one task, or several jointly) for ``config.epochs`` epochs, or more
-    whole epochs until ``config.min_steps`` optimiser steps (``RunConfig.epochs_for``).
+    whole epochs until ``config.min_steps`` optimiser steps (``RunConfig.epochs_for``); or, given
+    ``steps``, for exactly that many optimiser steps (the last epoch cut short).
 
     The step minimises the family's loss plus ``penalty()`` (a method's regulariser). ``groups``: the
     optimiser's parameter groups (default: ``params`` at ``config.lr``); ``after_step(optimizer, done,
@@ -96,9 +104,9 @@ def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.
     optimizer = geoopt.optim.RiemannianAdam(groups, lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed * 7919 + task_index)
     steps_per_epoch = sum(-(-len(t.train) // config.batch_size) for t in tasks)
-    epochs = config.epochs_for(steps_per_epoch)
-    total_steps = steps_per_epoch * epochs
-    if total_steps < FEW_STEPS and workers.is_main:
+    epochs = config.epochs_for(steps_per_epoch) if steps is None else -(-steps // steps_per_epoch)
+    total_steps = steps_per_epoch * epochs if steps is None else steps
+    if total_steps < FEW_STEPS and workers.is_main and steps is None:
         log.warning("%s trains for only %d optimiser steps (%d examples, %d epochs): a task learns little in so "
                     "few steps; give more epochs, or leave them unset so that a small task trains for at least "
                     "min_steps (%d) steps", "+".join(t.name for t in tasks), total_steps,
@@ -107,7 +115,7 @@ def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.
     bar = tqdm(total=total_steps, desc=f"train {'+'.join(t.name for t in tasks)}",
                unit="step", disable=not config.progress or not workers.is_main, leave=False)
     for _ in range(epochs):
-        for task, batch in epoch_batches(tasks, config.batch_size, generator):
+        for task, batch in epoch_batches(tasks, config.batch_size, generator)[:total_steps - len(losses)]:
             losses.append(train_step(family, task, batch, params, optimizer, penalty, workers))
             if after_step is not None:
                 after_step(optimizer, len(losses), total_steps)
@@ -116,6 +124,11 @@ def train_task(family: Family, tasks: Task | Sequence[Task], params: list[torch.
     bar.close()
     tail = losses[-steps_per_epoch:]
     return TrainStats(len(losses), epochs, sum(tail) / len(tail), time.perf_counter() - started)
+
+
+def with_private(stats: TrainStats, private: TrainStats) -> TrainStats:
+    """``stats`` of a task's own adapter with its private adapter's training beside (seconds summed)."""
+    return dataclasses.replace(stats, seconds=stats.seconds + private.seconds, private=private)
 
 
 #: examples whose loss gradient starts orth's frames (a seeded sample of the training set)

@@ -177,7 +177,9 @@ def _train(lm: LibraryModel, task: Task, workers: Workers) -> tuple[Method, int,
     method = make_method(lm.config, reserved=load_subspace(lm.folder, lm.manifest),
                          leftover=load_leftover(lm.folder, lm.manifest))
     index = len(lm.lora)
-    stats = learn_task(lm.family, method, lm.lora, index, [task], lm.config, range(index + 1), workers)
+    stats = learn_task(lm.family, method, lm.lora, index, [task], lm.config, lm.all_adapters() + [index], workers)
+    if method.private_of(index) is not None:  # it answers only as the new task's own, never in sum mode
+        lm.private_of[task.name] = method.private_of(index)
     if method.uses_stored_data:
         # a library keeps adapters, never its tasks' examples: there is nothing to replay
         method.notes[:] = ["the library stores no training examples of its tasks, so this task trained "
@@ -280,8 +282,9 @@ def _commit(folder: Path, manifest: Manifest, new: dict, entry: dict, lm: Librar
             stats) -> Manifest:
     """Stage the new task's files (``entry`` is the new manifest's last task, given their paths) and commit the new
     manifest (``clora.library.store``)."""
+    private = method.private_of(index)
     artifacts = TaskArtifacts(entry, lm.lora.factors(index), method.reserved_by(index), stats,
-                              method.leftover_by(index))
+                              method.leftover_by(index), private=None if private is None else lm.lora.factors(private))
     rel_dir, stage = stage_task(folder, artifacts, kept_files(folder, manifest))
     return commit(folder, manifest, new, {rel_dir: stage})
 

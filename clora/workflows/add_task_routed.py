@@ -13,7 +13,7 @@ from __future__ import annotations
 from clora.data.task import Task
 from clora.library.manifest import Manifest
 from clora.evaluation.routed import routed_scores
-from clora.routing.router import Router, RouterConfig
+from clora.routing.router import SUMMED, Router, RouterConfig
 from clora.workflows.library_model import LibraryModel
 
 
@@ -31,16 +31,19 @@ def routed_columns(lm: LibraryModel, manifest: Manifest, overrides: dict, task: 
     config = RouterConfig.of_library(manifest.router, **overrides)
     answer_tasks = {**{e.name: e.as_task() for e in manifest.tasks}, task.name: task}
     triggers = [answer_tasks[n].triggers for n in names]
-    snapshots = {n: lm.snapshot(n) for n in names}
+    snapshots = lm.snapshots()  # the new task's private adapter, if any, was registered with lm by training
+    new_private = [lm.private_of[task.name]] if task.name in lm.private_of else []
     width = len(lm.lora)
+    known = width - 1 - len(new_private)  # the library's own adapters come first, the new task's last
     after_router = Router(names + [task.name], router_stats, triggers + [task.triggers], config)
     after = routed_scores(lm.family, after_router, answer_tasks, earlier + [task],
-                          {**snapshots, task.name: lm.all_adapters()}, width, width, lm.config)
+                          {**snapshots, task.name: lm.all_adapters() + new_private}, width, width, lm.config)
     before = {e.name: e.metrics.get("routed") for e in manifest.tasks}
     missing = [t for t in earlier if before.get(t.name) is None]
     if missing:
         before_router = Router(names, router_stats[:-1], triggers, config)
-        before.update(routed_scores(lm.family, before_router, answer_tasks, missing, snapshots, width - 1, width,
+        old = {**snapshots, SUMMED: [i for i in snapshots[SUMMED] if i < known]}
+        before.update(routed_scores(lm.family, before_router, answer_tasks, missing, old, known, width,
                                     lm.config))
     for row in rows:
         row.routed_before, row.routed_after = before.get(row.task), after.get(row.task)

@@ -5,6 +5,8 @@ measures (``initialise``: orth's frames from the task's loss gradient), the loop
 (``train_task``) and the method closes the task (``end_task``: orth reserves its input
 directions from the replayed inputs). All of it runs with ``selection`` active, the adapters
 the new task trains beside (its snapshot), so what it learns is what that snapshot answers.
+A method with private adapters (orth's ``private_rank``) then trains the task's private adapter
+with everything else frozen, in the snapshot that answers the task (``Method.answering``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from clora.data.task import Task
 from clora.families import Family
 from clora.methods.base import Method
 from clora.training.distributed import Workers
-from clora.training.loop import TrainStats, gradient_pass, replay_inputs, train_task
+from clora.training.loop import TrainStats, gradient_pass, replay_inputs, train_task, with_private
 
 
 def learn_task(family: Family, method: Method, lora: LoRASet, index: int, tasks: Sequence[Task],
@@ -37,7 +39,15 @@ def learn_task(family: Family, method: Method, lora: LoRASet, index: int, tasks:
                            penalty=lambda: method.penalty(lora), workers=workers,
                            groups=method.param_groups(params, config.lr), after_step=method.after_step)
     close_task(family, method, lora, index, tasks[0], config, selection)
-    return stats
+    private = method.begin_private(lora, index)
+    if private is None:
+        return stats
+    with use_adapters(list(selection) + [method.private_of(index)]):  # the snapshot that answers this task
+        trained = train_task(family, method.training_tasks(list(tasks), index), private, config, task_index=index,
+                             workers=workers, groups=method.private_groups(private, config.lr),
+                             steps=method.private_steps(stats.steps))
+    lora.freeze(method.private_of(index))
+    return with_private(stats, trained)
 
 
 def open_task(family: Family, method: Method, lora: LoRASet, index: int, task: Task, config: RunConfig,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from torch import nn
@@ -18,6 +18,7 @@ from clora.library.layout import LibraryError, check_files, load_manifest
 from clora.library.manifest import Manifest
 from clora.library.tensors import load_adapter
 from clora.methods import make_method
+from clora.routing.router import SUMMED
 from clora.settings import settings_class
 
 log = logging.getLogger(__name__)
@@ -99,30 +100,47 @@ class LibraryModel:
     lora: LoRASet
     family: Family
     index_of: dict[str, int]
+    #: task name -> its private adapter's index (orth's ``private_rank``), attached after every adapter
+    private_of: dict[str, int] = field(default_factory=dict)
 
     def snapshot(self, task: str) -> list[int]:
-        """Adapter indices of the snapshot a task was learnt in."""
-        return [self.index_of[name] for name in self.manifest.task(task).snapshot if name in self.index_of]
+        """Adapter indices that answer a task: the snapshot it was learnt in, and its private adapter if any."""
+        own = [self.private_of[task]] if task in self.private_of else []
+        return [self.index_of[name] for name in self.manifest.task(task).snapshot if name in self.index_of] + own
 
     def all_adapters(self) -> list[int]:
-        """Every adapter's index (sum mode)."""
-        return list(range(len(self.lora)))
+        """Every adapter's index but the private ones (sum mode, and a ``sum`` fallback)."""
+        private = set(self.private_of.values())
+        return [i for i in range(len(self.lora)) if i not in private]
+
+    def snapshots(self) -> dict[str, list[int]]:
+        """``{task: the adapters that answer it}``, and the summed adapters under ``SUMMED`` (a fallback's)."""
+        return {**{name: self.snapshot(name) for name in self.manifest.names}, SUMMED: self.all_adapters()}
 
 
-def attach_adapters(lora: LoRASet, folder: Path, manifest: Manifest) -> dict[str, int]:
-    """Append every task's adapter to ``lora`` as frozen factors; ``{task name: adapter index}``."""
-    index_of = {}
+def _load_factors(lora: LoRASet, folder: Path, rel: str) -> dict:
+    factors = load_adapter(folder, rel, lora.layers)
+    for name, layer in lora.layers.items():
+        a, b = factors[name]
+        if a.shape[1] != layer.d_in or b.shape[0] != layer.d_out or a.shape[0] != b.shape[1]:
+            raise LibraryError(f"{rel}: factors of {name!r} have shapes {tuple(a.shape)} and "
+                               f"{tuple(b.shape)}, which do not fit the model ({layer.d_out} x {layer.d_in})")
+    return factors
+
+
+def attach_adapters(lora: LoRASet, folder: Path, manifest: Manifest) -> tuple[dict[str, int], dict[str, int]]:
+    """Append every task's adapter to ``lora`` as frozen factors, then every private adapter;
+    ``({task name: adapter index}, {task name: private adapter index})``."""
+    index_of, private_of = {}, {}
     for task in manifest.tasks:
-        if not task.adapter:
-            continue
-        factors = load_adapter(folder, task.adapter, lora.layers)
-        for name, layer in lora.layers.items():
-            a, b = factors[name]
-            if a.shape[1] != layer.d_in or b.shape[0] != layer.d_out or a.shape[0] != b.shape[1]:
-                raise LibraryError(f"{task.adapter}: factors of {name!r} have shapes {tuple(a.shape)} and "
-                                   f"{tuple(b.shape)}, which do not fit the model ({layer.d_out} x {layer.d_in})")
-        index_of[task.name] = lora.add(lambda n, layer: Factors.frozen(*factors[n]))
-    return index_of
+        if task.adapter:
+            factors = _load_factors(lora, folder, task.adapter)
+            index_of[task.name] = lora.add(lambda n, layer: Factors.frozen(*factors[n]))
+    for task in manifest.tasks:
+        if task.private:
+            factors = _load_factors(lora, folder, task.private)
+            private_of[task.name] = lora.add(lambda n, layer: Factors.frozen(*factors[n]))
+    return index_of, private_of
 
 
 def _check_modules(lora: LoRASet, manifest: Manifest) -> None:
@@ -160,10 +178,10 @@ def open_library_model(folder: Path, *, model=None, tokenizer=None, manifest: Ma
     taylor_order = make_method(config).taylor_order
     lora = LoRASet(inject_lora(base.model, config.targets, config.rank, config.scaling, taylor_order))
     _check_modules(lora, manifest)
-    index_of = attach_adapters(lora, folder, manifest)
+    index_of, private_of = attach_adapters(lora, folder, manifest)
     read_router_inputs_as_stored(config, manifest)
     family = FAMILIES[base.kind](base.model, base.tokenizer, config)
-    return LibraryModel(folder, manifest, config, base, lora, family, index_of)
+    return LibraryModel(folder, manifest, config, base, lora, family, index_of, private_of)
 
 
 _SAME_ADAPTATION = ("base_fingerprint", "family", "target_modules", "modules", "method", "scaling")
@@ -201,7 +219,7 @@ def reopen_library_model(folder: Path, previous: LibraryModel, manifest: Manifes
     read_router_inputs_as_stored(config, manifest)
     model = _shared_copy(previous.base_model.model)
     lora = LoRASet({name: model.get_submodule(name) for name in previous.lora.layers})
-    index_of = attach_adapters(lora, folder, manifest)
+    index_of, private_of = attach_adapters(lora, folder, manifest)
     base = replace(previous.base_model, model=model, stored_fingerprint=previous.base_model.fingerprint)
     family = FAMILIES[base.kind](model, base.tokenizer, config)
-    return LibraryModel(folder, manifest, config, base, lora, family, index_of)
+    return LibraryModel(folder, manifest, config, base, lora, family, index_of, private_of)

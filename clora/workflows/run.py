@@ -26,6 +26,7 @@ from clora.evaluation.evaluate import accuracy, example_scores
 from clora.evaluation.report import Report, build_report, oracle_matrix
 from clora.evaluation.report_files import write_report_files
 from clora.evaluation.routed import RoutedRun
+from clora.routing.router import SUMMED
 from clora.families import FAMILIES, Family, check_answers
 from clora.families.loading import BaseModel, load_base_model
 from clora.workflows.learn_task import learn_task
@@ -75,6 +76,9 @@ class StreamResults:
     training: list[dict] = field(default_factory=list)
     timing: dict = field(default_factory=lambda: {"train_s": 0.0, "eval_s": 0.0})
     routed: list[list[float]] = field(default_factory=list)
+    #: task j in the snapshot that answers it (``Method.answering``), where that is not snapshot j+1
+    #: (a private adapter): the oracle diagonal
+    answered: dict[int, float] = field(default_factory=dict)
     routing: dict | None = None
     router_stats: list = field(default_factory=list)
 
@@ -166,12 +170,17 @@ def _evaluate_step(s: Session, j: int, routed: RoutedRun | None, label: str, res
                 continue
             flags = example_scores(s.family, task, s.config, desc=f"eval after {label} on {task.name}")
             row.append(sum(flags) / len(flags))
-            if routed is not None and i == j:
-                routed.learned(j, flags)
+            if i == j:
+                own = flags
     results.after.append(row)
+    if s.method.private_of(j) is not None:  # task j answered with its private adapter too
+        with use_adapters(s.method.answering(j)):
+            own = example_scores(s.family, s.tasks[j], s.config, desc=f"eval {s.tasks[j].name}, its own snapshot")
+        results.answered[j] = sum(own) / len(own)
     if routed is not None:
-        snapshots = {t.name: s.method.snapshot(k + 1) for k, t in enumerate(s.tasks[:j + 1])}
-        results.routed.append(routed.row(j, snapshots))
+        routed.learned(j, own)
+        snapshots = {t.name: s.method.answering(k) for k, t in enumerate(s.tasks[:j + 1])}
+        results.routed.append(routed.row(j, {**snapshots, SUMMED: s.method.snapshot(j + 1)}))
 
 
 def library_tasks(s: Session, results: StreamResults) -> list[TaskArtifacts]:
@@ -179,6 +188,7 @@ def library_tasks(s: Session, results: StreamResults) -> list[TaskArtifacts]:
     names = [t.name for t in s.tasks]
     # task name -> index of the adapter it owns (seq/mtl: one adapter, owned by the last task)
     owner = {name: j for j, name in enumerate(names)} if s.method.keeps_snapshots else {names[-1]: 0}
+    owner = {name: s.method.adapter_of(j) for name, j in owner.items()}
     tasks = []
     for j, (task, spec) in enumerate(zip(s.tasks, s.stream.tasks)):
         data = data_reference(spec, s.stream, s.config.data_dir, max_train=s.config.max_train,
@@ -191,7 +201,9 @@ def library_tasks(s: Session, results: StreamResults) -> list[TaskArtifacts]:
                          metrics=metrics)
         factors = s.method.library_factors(s.lora, owner[task.name]) if task.name in owner else None
         stats = results.router_stats[j] if j < len(results.router_stats) else None
-        tasks.append(TaskArtifacts(entry, factors, s.method.reserved_by(j), stats, s.method.leftover_by(j)))
+        private = s.method.private_of(j)
+        tasks.append(TaskArtifacts(entry, factors, s.method.reserved_by(j), stats, s.method.leftover_by(j),
+                                   private=None if private is None else s.lora.factors(private)))
     return tasks
 
 
@@ -221,7 +233,7 @@ def run_stream(config: RunConfig, *, model=None, tokenizer=None) -> Report:
         stream=session.stream.name, method=config.method, model=session.base_model.name,
         tasks=[t.name for t in session.tasks], task_metrics=[t.metric for t in session.tasks], base=results.base,
         matrices=_matrices(session, results),
-        overlap=_overlap(session.lora), timing=results.timing, settings=_settings(session.config, session.targets),
+        overlap=_overlap(session.lora, session.method.snapshot(len(session.tasks))), timing=results.timing, settings=_settings(session.config, session.targets),
         training=results.training, subspace=session.method.subspace_report(), capacity=_capacity(session),
         notes=session.method.notes)
     if results.routing:
@@ -240,7 +252,8 @@ def run_stream(config: RunConfig, *, model=None, tokenizer=None) -> Report:
 
 
 def _matrices(s: Session, results: StreamResults) -> dict[str, list[list[float]]]:
-    matrices = {"oracle": oracle_matrix(results.after, s.method.keeps_snapshots), "sum": results.after}
+    matrices = {"oracle": oracle_matrix(results.after, s.method.keeps_snapshots, results.answered),
+                "sum": results.after}
     if results.routed:
         matrices["routed"] = results.routed
     return matrices
@@ -263,11 +276,13 @@ def _mark_not_continual(report: Report) -> None:
                         "evaluation; BWT, forgetting and FWT are not defined")
 
 
-def _overlap(lora: LoRASet) -> float | None:
-    """Max over modules and adapter pairs of the largest principal cosine (DESIGN.md)."""
-    if len(lora) < 2:
+def _overlap(lora: LoRASet, summed: list[int]) -> float | None:
+    """Max over modules and pairs of the ``summed`` adapters (private ones act alone) of the largest
+    principal cosine (DESIGN.md)."""
+    indices = [i for i in summed if i < len(lora)]
+    if len(indices) < 2:
         return None
-    per_adapter = [lora.factors(i) for i in range(len(lora))]
+    per_adapter = [lora.factors(i) for i in indices]
     return max(max_overlap([f[name][0] for f in per_adapter]) for name in lora.layers)
 
 

@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -160,6 +162,20 @@ def test_the_quantization_choice_study_reports_every_backend(tmp_path):
     assert 0 < rows["bitsandbytes int8"]["relative_error"] < rows["bitsandbytes nf4"]["relative_error"] < 0.5
     table = study.table(result)
     assert all(f"| {name} |" in table for name in rows)  # a backend not installed is a row that says so
+
+
+def test_the_int8_gradient_study_puts_weight_only_int8_closer_to_full_precision_than_llm_int8(tmp_path):
+    pytest.importorskip("bitsandbytes")
+    from conftest import shared_data_or_skip
+
+    study = _load_path(BENCHMARKS / "int8_gradients.py")
+    result = study.main(["--data-dir", str(shared_data_or_skip()), "--examples", "8", "--json", str(tmp_path / "g.json")])
+    errors = result["gradient_error"]
+    assert set(errors) == {"int8, LLM.int8 matmul (bitsandbytes)", "int8, weight-only (clora)",
+                           "nf4 (bitsandbytes, weight-only)"}
+    assert 0 < errors["int8, weight-only (clora)"] < errors["int8, LLM.int8 matmul (bitsandbytes)"]
+    assert errors["int8, weight-only (clora)"] < errors["nf4 (bitsandbytes, weight-only)"]
+    assert "| int8, weight-only (clora) |" in study.table(result)
 
 
 def test_the_unseen_ceiling_rejects_a_distant_domain_and_a_tenth_of_an_identical_one():
