@@ -66,6 +66,8 @@ def test_bitsandbytes_layers_are_swapped_for_the_same_codes_and_applied_without_
     quantized.to("cpu")  # bitsandbytes quantizes on the move to a device
     codes = quantized[0].weight.data
     assert codes.dtype == torch.int8
+    quantized(torch.randn(2, 16))  # a forward pass moves bitsandbytes' scales from the weight to its state
+    assert quantized[0].weight.SCB is None
     assert to_weight_only(quantized) == 2
     assert isinstance(quantized[0], Int8Linear) and quantized[0].weight.data_ptr() == codes.data_ptr()
     x = torch.randn(5, 16)

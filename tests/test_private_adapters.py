@@ -122,6 +122,8 @@ def test_add_task_trains_and_stores_a_private_adapter_that_verify_accepts(runs, 
     assert lm.all_adapters() == [0, 1, 2, 3]
     verify = CliRunner().invoke(cli, ["library", "verify", str(lib)])
     assert verify.exit_code == 0, verify.output
+    shown = CliRunner().invoke(cli, ["library", "show", str(lib)])
+    assert "private adapters (rank 2, each acts only where its own task answers): t0, t1, t2, new" in shown.output
 
 
 def test_private_settings_are_checked_with_one_clear_line():

@@ -50,6 +50,10 @@ def show(library, as_json):
     click.echo(f"version {info.version} (format {info.format_version}), base model {info.base_model} "
                f"({info.family}{quantized}), method {info.method}, targets {', '.join(info.target_modules)}")
     click.echo(f"tasks: {', '.join(t['name'] for t in info.tasks) or 'none'}")
+    private = [t["name"] for t in info.tasks if t.get("private")]
+    if private:
+        click.echo(f"private adapters (rank {info.settings.get('private_rank')}, each acts only where its own task "
+                   f"answers): {', '.join(private)}")
     if info.reserved:
         click.echo(f"directions still reserved by removed tasks: {', '.join(r['name'] for r in info.reserved)}")
     click.echo("subspace capacity used (reserved / d_in):")

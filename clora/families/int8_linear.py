@@ -57,8 +57,12 @@ class Int8Linear(nn.Linear):
 
     @classmethod
     def from_bitsandbytes(cls, layer: nn.Module) -> "Int8Linear":
-        """The same codes and scales as bitsandbytes' ``Linear8bitLt`` ``layer`` (no copy of the codes)."""
-        return cls(layer.weight.data, layer.weight.SCB, layer.bias)
+        """The same codes and scales as bitsandbytes' ``Linear8bitLt`` ``layer`` (no copy of the codes).
+
+        bitsandbytes keeps the scales on the weight until the layer's first forward pass, then on its state.
+        """
+        scales = layer.weight.SCB if getattr(layer.weight, "SCB", None) is not None else layer.state.SCB
+        return cls(layer.weight.data, scales, layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = _WeightOnlyMatmul.apply(x, self.weight, self.SCB)

@@ -126,13 +126,28 @@ def test_an_exported_task_loads_in_peft_on_the_same_quantized_base(quantized_run
     lm = open_library_model(lib, progress=False)
     with use_adapters(lm.snapshot("t1")):
         ours = model_outputs(lm.base_model.model, lm.base_model.tokenizer, kind)
-    base = load_base_model(str(tiny_model_dirs[kind]), quantize=q)  # as a PEFT user loads it: transformers + bnb
-    peft_model = PeftModel.from_pretrained(base.model, str(out)).eval()
-    theirs = model_outputs(peft_model, base.tokenizer, kind)
+    # as a PEFT user loads it: transformers + bitsandbytes, then (int8) the codes applied weight-only as clora does
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    from clora.families.int8_linear import to_weight_only
+    from clora.families.quantization import loading_config
+
+    loader = AutoModel if kind == "bert" else AutoModelForCausalLM
+    model = loader.from_pretrained(str(tiny_model_dirs[kind]), quantization_config=loading_config(q),
+                                   dtype=torch.float32, device_map={"": "cpu"})
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dirs[kind]))
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    llm_int8 = model_outputs(model, tokenizer, kind)
+    int8_layers = sum(type(m).__name__ == "Linear8bitLt" for m in model.modules())
+    assert to_weight_only(model) == int8_layers and int8_layers == (0 if q == "nf4" else 13)  # 6 a layer, pooler
+    peft_model = PeftModel.from_pretrained(model, str(out)).eval()
+    theirs = model_outputs(peft_model, tokenizer, kind)
     with peft_model.disable_adapter():
-        bare = model_outputs(peft_model, base.tokenizer, kind)
+        bare = model_outputs(peft_model, tokenizer, kind)
     assert (ours - bare).abs().max() > 1e-3  # the adapter does something
     assert (ours - theirs).abs().max() <= 1e-4
+    if q == "int8":  # without the swap, LLM.int8's matmul rounds the activations too: not clora's outputs
+        assert (llm_int8 - bare).abs().max() > 1e-4
 
 
 @pytest.mark.parametrize("kind, q", [("llama", "nf4"), ("t5", "int8")])
