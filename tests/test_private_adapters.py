@@ -53,6 +53,7 @@ def test_private_adapters_leave_sum_mode_and_the_overlap_exactly_as_they_were(ru
     for row in runs[2].training:
         assert row["private_steps"] == round(0.25 * row["steps"])
     assert "private_steps" not in runs[0].training[0]
+    assert 0 < runs[2].timing["private_s"] < runs[2].timing["train_s"] and "private_s" not in runs[0].timing
 
 
 def test_the_oracle_diagonal_is_each_task_in_its_snapshot_with_its_private_adapter(runs):

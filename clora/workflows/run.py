@@ -144,6 +144,8 @@ def learn_stream(s: Session) -> StreamResults:
         # task j trains beside the adapters of snapshot j+1
         stats = learn_task(s.family, s.method, s.lora, j, tasks, s.config, s.method.snapshot(j + 1), s.workers)
         results.timing["train_s"] += time.perf_counter() - started
+        if stats.private is not None:  # of train_s, the private adapters' share (absent without them)
+            results.timing["private_s"] = results.timing.get("private_s", 0.0) + stats.private.seconds
         results.training.append({"task": label, **stats.summary()})
         started = time.perf_counter()
         _evaluate_step(s, j, routed, label, results)
