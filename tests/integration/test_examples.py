@@ -178,6 +178,18 @@ def test_the_int8_gradient_study_puts_weight_only_int8_closer_to_full_precision_
     assert "| int8, weight-only (clora) |" in study.table(result)
 
 
+def test_the_run_time_benchmark_times_whole_runs_and_the_private_adapters_part(tiny_model_dirs, synthetic_stream,
+                                                                               tmp_path):
+    bench = _load_path(BENCHMARKS / "run_time.py")
+    assert bench.parse_run("orth:private_rank=2,private_lr=0.01,subspace=both") == (
+        "orth", {"private_rank": 2, "private_lr": 0.01, "subspace": "both"})
+    result = bench.main([str(synthetic_stream), "--model", str(tiny_model_dirs["bert"]), "--run", "inc",
+                         "--run", "orth:private_rank=2", "--json", str(tmp_path / "t.json")])
+    inc, orth = result["runs"]
+    assert inc["private_s"] is None and 0 < orth["private_s"] < orth["train_s"]
+    assert "| orth:private_rank=2 |" in bench.table(result) and "| 1.00x |" in bench.table(result)
+
+
 def test_the_unseen_ceiling_rejects_a_distant_domain_and_a_tenth_of_an_identical_one():
     import numpy as np
 
