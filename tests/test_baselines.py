@@ -158,6 +158,12 @@ def test_compare_resume_keeps_finished_runs_with_the_same_settings(tiny_model_di
     inc_report = (out / "inc" / "report.json").read_bytes()
     refused = CliRunner().invoke(cli, args)
     assert_one_line_error(refused, "holds an unfinished comparison (finished: inc); resume it to keep those runs")
+    only_orth = args[:args.index("--methods") + 1] + ["orth"] + args[args.index("--methods") + 2:]
+    result = CliRunner().invoke(cli, only_orth + ["--resume"])  # resumed for the other method alone
+    assert result.exit_code == 0, result.output
+    assert (out / "inc" / "report.json").read_bytes() == inc_report and (out / "orth" / "report.json").is_file()
+    shutil.rmtree(out / "orth")
+    (out / "compare.json").unlink()
 
     result = CliRunner().invoke(cli, args + ["--resume"])
     assert result.exit_code == 0, result.output

@@ -151,6 +151,9 @@ def _reusable(config: RunConfig, methods: list[str], lr: float | None, knobs: Ma
 
 def _check_compare_dir(out: Path, methods: list[str], resume: bool) -> None:
     """Refuse a folder that holds neither an earlier comparison nor nothing; say when --resume would help."""
+    finished = [p.name for p in out.iterdir() if (p / RUN_MARKER).is_file()] if out.is_dir() else []
+    if resume and finished:  # interrupted, with finished runs of other methods than these: keep them
+        return
     if (out / COMPARE_MARKER).is_file() or resume:
         check_out_dir(out, COMPARE_MARKER)
         return
