@@ -235,7 +235,8 @@ def run_stream(config: RunConfig, *, model=None, tokenizer=None) -> Report:
         stream=session.stream.name, method=config.method, model=session.base_model.name,
         tasks=[t.name for t in session.tasks], task_metrics=[t.metric for t in session.tasks], base=results.base,
         matrices=_matrices(session, results),
-        overlap=_overlap(session.lora, session.method.snapshot(len(session.tasks))), timing=results.timing, settings=_settings(session.config, session.targets),
+        overlap=_overlap(session.lora, session.method.snapshot(len(session.tasks))), timing=results.timing,
+        settings=_settings(session.config, session.targets),
         training=results.training, subspace=session.method.subspace_report(), capacity=_capacity(session),
         notes=session.method.notes)
     if results.routing:
